@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import enum
 import tomllib
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -74,8 +75,10 @@ def _parse_decimal(field: str, value: str | int | Decimal) -> Decimal:
         raise InvalidValue(field, ValueReason.NOT_A_NUMBER, "floats are not accepted; use a string")
     try:
         d = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise InvalidValue(field, ValueReason.NOT_A_NUMBER, f"{value!r} is not a decimal number")
+    except (InvalidOperation, ValueError) as exc:
+        raise InvalidValue(
+            field, ValueReason.NOT_A_NUMBER, f"{value!r} is not a decimal number"
+        ) from exc
     if not d.is_finite():
         raise InvalidValue(field, ValueReason.NOT_FINITE, f"{value!r} is not finite")
     if d <= 0:
@@ -89,6 +92,16 @@ def _format(units: int, step: Decimal) -> str:
     places = -exp if isinstance(exp, int) and exp < 0 else 0
     value = Decimal(units) * step
     return f"{value:.{places}f}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    tick: Decimal
+    lot: Decimal
+    unit: Decimal
+    min_lots: int
+    max_lots: int
+    min_notional_units: int
 
 
 class MarketSpec(msgspec.Struct, frozen=True, kw_only=True, dict=True):
@@ -146,23 +159,40 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True, dict=True):
             raise ValueError(f"{self.symbol}: need 0 < min_qty <= max_qty")
         unit = tick * lot
         notional_units = Decimal(self.min_notional) / unit
-        # derived values: kept in the instance dict, never encoded
-        d = self.__dict__
-        d["_tick"] = tick
-        d["_lot"] = lot
-        d["_unit"] = unit
-        d["_min_lots"] = int(min_lots)
-        d["_max_lots"] = int(max_lots)
+        # derived values: kept in the instance dict (never encoded), read through properties;
         # a notional of n units satisfies the minimum iff n >= ceil(min_notional / unit)
-        d["_min_notional_units"] = int(-((-notional_units) // 1))
+        self.__dict__["_derived"] = _Derived(
+            tick, lot, unit, int(min_lots), int(max_lots), int(-((-notional_units) // 1))
+        )
 
-    if TYPE_CHECKING:  # derived, stored in __dict__ by __post_init__, never encoded
-        _tick: Decimal
-        _lot: Decimal
-        _unit: Decimal
-        _min_lots: int
-        _max_lots: int
-        _min_notional_units: int
+    @property
+    def _d(self) -> _Derived:
+        derived: _Derived = self.__dict__["_derived"]
+        return derived
+
+    @property
+    def _tick(self) -> Decimal:
+        return self._d.tick
+
+    @property
+    def _lot(self) -> Decimal:
+        return self._d.lot
+
+    @property
+    def _unit(self) -> Decimal:
+        return self._d.unit
+
+    @property
+    def _min_lots(self) -> int:
+        return self._d.min_lots
+
+    @property
+    def _max_lots(self) -> int:
+        return self._d.max_lots
+
+    @property
+    def _min_notional_units(self) -> int:
+        return self._d.min_notional_units
 
     @property
     def min_lots(self) -> int:
