@@ -1,0 +1,500 @@
+"""The escrow contract on an in-process EVM: every path, every unauthorized call, ETH and
+ERC-20, exact fee math."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vyper
+from eth_utils import to_checksum_address
+from web3.types import TxReceipt
+
+from orrange.settlement import compile as build
+from orrange.settlement.chain import (
+    DealState,
+    Escrow,
+    TransactionRejected,
+    TransactionReverted,
+    UnsignedTx,
+    build_call,
+    load_artifact,
+    send_dev,
+)
+from orrange.settlement.events import (
+    ZERO_ADDRESS,
+    EscrowDisputed,
+    EscrowFunded,
+    EscrowPaid,
+    EscrowReclaimed,
+    EscrowReleased,
+    EscrowResolved,
+)
+
+from .conftest import FEE_BPS, Env
+
+TID = bytes.fromhex("11" * 32)
+TID2 = bytes.fromhex("22" * 32)
+AMOUNT = 1_234_567_891  # odd on purpose: fee rounding is visible
+
+
+def gas_cost(receipt: TxReceipt) -> int:
+    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+
+
+class Asset:
+    """ETH or the test token, behind one interface."""
+
+    def __init__(self, env: Env, kind: str) -> None:
+        self.env = env
+        self.kind = kind
+        self.address = ZERO_ADDRESS if kind == "eth" else env.token.address
+
+    def balance(self, who: str) -> int:
+        return self.env.eth(who) if self.kind == "eth" else self.env.token.balance_of(who)
+
+    def spent_on_gas(self, receipt: TxReceipt) -> int:
+        """What a sender's balance of this asset lost to gas (0 for a token)."""
+        return gas_cost(receipt) if self.kind == "eth" else 0
+
+
+@pytest.fixture(params=["eth", "token"])
+def asset(request: pytest.FixtureRequest, env: Env) -> Asset:
+    return Asset(env, request.param)
+
+
+def fund(
+    env: Env,
+    asset: Asset,
+    trade_id: bytes = TID,
+    amount: int = AMOUNT,
+    deadline_in: int = 3600,
+    buyer: str | None = None,
+) -> TxReceipt:
+    if asset.kind == "token":
+        send_dev(env.w3, env.token.approve_tx(env.seller, env.escrow.address, amount))
+    tx = env.escrow.fund_tx(
+        env.seller,
+        trade_id,
+        buyer=buyer or env.buyer,
+        amount=amount,
+        payment_deadline=env.now() + deadline_in,
+        token=asset.address,
+    )
+    return send_dev(env.w3, tx)
+
+
+def send(env: Env, tx: UnsignedTx) -> TxReceipt:
+    return send_dev(env.w3, tx)
+
+
+def rejected(reason: str) -> Any:
+    return pytest.raises(TransactionRejected, match=reason)
+
+
+# -- artifacts --------------------------------------------------------------------------------
+
+
+def test_committed_artifacts_equal_a_fresh_compile() -> None:
+    fresh = build.compile_all()
+    assert set(fresh) == {"Escrow", "TestToken"}
+    for name, text in fresh.items():
+        committed = (build.BUILD_DIR / f"{name}.json").read_text()
+        assert committed == text, f"{name}.json is stale: run python -m orrange.settlement.compile"
+    art = load_artifact("Escrow")
+    assert art.compiler == f"vyper {vyper.__version__}"
+    assert build.main(["--check"]) == 0
+    assert Path(build.CONTRACTS_DIR / "Escrow.vy").exists()
+
+
+# -- deployment and configuration -----------------------------------------------------------
+
+
+def test_deploy_sets_config(env: Env) -> None:
+    cfg = env.escrow.config()
+    assert cfg.owner == env.deployer
+    assert cfg.mediator == env.mediator
+    assert cfg.fee_recipient == env.fee_recipient
+    assert cfg.fee_bps == FEE_BPS
+
+
+@pytest.mark.parametrize(
+    ("mediator", "fee_recipient", "fee_bps", "reason"),
+    [
+        (ZERO_ADDRESS, None, 10, "zero mediator"),
+        (None, ZERO_ADDRESS, 10, "zero fee recipient"),
+        (None, None, 1001, "fee too high"),
+    ],
+)
+def test_deploy_rejects_bad_config(
+    env: Env, mediator: str | None, fee_recipient: str | None, fee_bps: int, reason: str
+) -> None:
+    with rejected(reason):
+        Escrow.deploy(
+            env.w3,
+            env.deployer,
+            mediator=mediator or env.mediator,
+            fee_recipient=fee_recipient or env.fee_recipient,
+            fee_bps=fee_bps,
+        )
+
+
+def test_set_config_owner_only_and_fee_fixed_at_funding(env: Env, asset: Asset) -> None:
+    for who in (env.seller, env.mediator, env.stranger):
+        with rejected("not owner"):
+            env.escrow.set_config_tx(who, mediator=who, fee_recipient=env.fee_recipient, fee_bps=0)
+    fund(env, asset)  # at FEE_BPS
+    send(
+        env,
+        env.escrow.set_config_tx(
+            env.deployer, mediator=env.stranger, fee_recipient=env.fee_recipient, fee_bps=1000
+        ),
+    )
+    assert env.escrow.config().fee_bps == 1000
+    assert env.escrow.config().mediator == env.stranger
+    assert env.escrow.deal(TID).fee_bps == FEE_BPS
+    before = asset.balance(env.fee_recipient)
+    receipt = send(env, env.escrow.release_tx(env.seller, TID))
+    (released,) = env.escrow.receipt_events(receipt)
+    assert isinstance(released, EscrowReleased)
+    assert released.fee == AMOUNT * FEE_BPS // 10_000
+    assert asset.balance(env.fee_recipient) - before == released.fee
+    with rejected("fee too high"):
+        env.escrow.set_config_tx(
+            env.deployer, mediator=env.mediator, fee_recipient=env.fee_recipient, fee_bps=1001
+        )
+
+
+# -- funding ----------------------------------------------------------------------------------
+
+
+def test_fund_locks_the_amount_and_emits_funded(env: Env, asset: Asset) -> None:
+    seller_before = asset.balance(env.seller)
+    receipt = fund(env, asset)
+    assert asset.balance(env.escrow.address) == AMOUNT
+    assert seller_before - asset.balance(env.seller) == AMOUNT + asset.spent_on_gas(receipt)
+    (ev,) = env.escrow.receipt_events(receipt)
+    assert isinstance(ev, EscrowFunded)
+    assert ev.trade_id == "0x" + TID.hex()
+    assert (ev.seller, ev.buyer, ev.token) == (env.seller, env.buyer, asset.address)
+    assert (ev.amount, ev.fee_bps) == (AMOUNT, FEE_BPS)
+    assert ev.block_number == receipt["blockNumber"]
+    assert ev.block_hash == "0x" + bytes(receipt["blockHash"]).hex()
+    assert ev.tx_hash == "0x" + bytes(receipt["transactionHash"]).hex()
+    deal = env.escrow.deal(TID)
+    assert deal.state == DealState.FUNDED
+    assert (deal.seller, deal.buyer, deal.amount) == (env.seller, env.buyer, AMOUNT)
+    assert deal.payment_deadline == ev.payment_deadline
+
+
+def test_fund_rejections(env: Env) -> None:
+    esc, now = env.escrow, env.now()
+    ok = {"buyer": env.buyer, "amount": 10**18, "payment_deadline": now + 600}
+    with rejected("zero buyer"):
+        esc.fund_tx(env.seller, TID, **{**ok, "buyer": ZERO_ADDRESS})
+    with rejected("buyer is seller"):
+        esc.fund_tx(env.seller, TID, **{**ok, "buyer": env.seller})
+    with rejected("zero amount"):
+        esc.fund_tx(env.seller, TID, **{**ok, "amount": 0})
+    with rejected("deadline passed"):
+        esc.fund_tx(env.seller, TID, **{**ok, "payment_deadline": now - 1})
+    # ETH value must equal the amount; no ETH with a token
+    call = esc.contract.functions.fund(TID, env.buyer, ZERO_ADDRESS, 10**18, now + 600)
+    with rejected("wrong value"):
+        build_call(env.w3, call, env.seller, value=10**18 - 1)
+    with pytest.raises(TransactionReverted):  # mined anyway when the gas is given: status 0
+        send(env, _raw(env, call, env.seller, value=10**18 - 1))
+    call = esc.contract.functions.fund(TID, env.buyer, env.token.address, 10, now + 600)
+    with rejected("value with token"):
+        build_call(env.w3, call, env.seller, value=10)
+    # a token transfer without allowance fails
+    with pytest.raises(TransactionRejected):
+        esc.fund_tx(env.seller, TID, **{**ok, "amount": 10}, token=env.token.address)
+    assert esc.deal(TID).state == DealState.EMPTY
+
+
+def _raw(env: Env, call: Any, sender: str, value: int) -> Any:
+    return {
+        "from": sender,
+        "to": env.escrow.address,
+        "value": value,
+        "data": call._encode_transaction_data(),
+        "gas": 300_000,
+    }
+
+
+def test_trade_id_cannot_be_reused(env: Env, asset: Asset) -> None:
+    fund(env, asset)
+    send(env, env.escrow.release_tx(env.seller, TID))
+    with rejected("trade id used"):
+        fund(env, asset)
+
+
+# -- happy path: fund, paid, release ------------------------------------------------------------
+
+
+def test_happy_path_fee_exact(env: Env, asset: Asset) -> None:
+    fund(env, asset)
+    paid = send(env, env.escrow.mark_paid_tx(env.buyer, TID))
+    (ev_paid,) = env.escrow.receipt_events(paid)
+    assert isinstance(ev_paid, EscrowPaid) and ev_paid.buyer == env.buyer
+    assert env.escrow.deal(TID).state == DealState.PAID
+    buyer0, fee0 = asset.balance(env.buyer), asset.balance(env.fee_recipient)
+    receipt = send(env, env.escrow.release_tx(env.seller, TID))
+    fee = AMOUNT * FEE_BPS // 10_000  # rounded down
+    assert fee == 18_518_518
+    assert asset.balance(env.buyer) - buyer0 == AMOUNT - fee  # the buyer sent nothing since
+    assert asset.balance(env.fee_recipient) - fee0 == fee
+    assert asset.balance(env.escrow.address) == 0
+    (ev,) = env.escrow.receipt_events(receipt)
+    assert ev == EscrowReleased(
+        trade_id="0x" + TID.hex(),
+        block_number=receipt["blockNumber"],
+        block_hash="0x" + bytes(receipt["blockHash"]).hex(),
+        tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
+        log_index=0,
+        buyer=env.buyer,
+        to_buyer=AMOUNT - fee,
+        fee=fee,
+    )
+    assert env.escrow.deal(TID).state == DealState.RELEASED
+
+
+def test_seller_may_release_before_the_paid_mark(env: Env, asset: Asset) -> None:
+    fund(env, asset)
+    buyer0 = asset.balance(env.buyer)
+    send(env, env.escrow.release_tx(env.seller, TID))
+    assert asset.balance(env.buyer) - buyer0 == AMOUNT - AMOUNT * FEE_BPS // 10_000
+
+
+def test_zero_fee_pays_everything_to_the_buyer(env: Env) -> None:
+    send(
+        env,
+        env.escrow.set_config_tx(
+            env.deployer, mediator=env.mediator, fee_recipient=env.fee_recipient, fee_bps=0
+        ),
+    )
+    asset = Asset(env, "token")
+    fund(env, asset)
+    fee0 = asset.balance(env.fee_recipient)
+    receipt = send(env, env.escrow.release_tx(env.seller, TID))
+    (ev,) = env.escrow.receipt_events(receipt)
+    assert isinstance(ev, EscrowReleased)
+    assert (ev.to_buyer, ev.fee) == (AMOUNT, 0)
+    assert asset.balance(env.buyer) == AMOUNT
+    assert asset.balance(env.fee_recipient) == fee0
+
+
+# -- unauthorized calls -------------------------------------------------------------------------
+
+
+def test_unauthorized_calls_on_a_funded_deal(env: Env, asset: Asset) -> None:
+    esc = env.escrow
+    fund(env, asset)
+    for who in (env.seller, env.mediator, env.stranger, env.deployer):
+        with rejected("not buyer"):
+            esc.mark_paid_tx(who, TID)
+    for who in (env.buyer, env.mediator, env.stranger, env.deployer):
+        with rejected("not seller"):
+            esc.release_tx(who, TID)
+        with rejected("not seller"):
+            esc.reclaim_tx(who, TID)
+    for who in (env.buyer, env.seller):
+        with rejected("not paid"):
+            esc.dispute_tx(who, TID)
+    with rejected("not disputed"):
+        esc.resolve_tx(env.mediator, TID, 5000)
+    with rejected("deadline not passed"):
+        esc.reclaim_tx(env.seller, TID)
+    assert esc.deal(TID).state == DealState.FUNDED
+
+
+def test_unauthorized_calls_on_a_paid_deal(env: Env, asset: Asset) -> None:
+    esc = env.escrow
+    fund(env, asset)
+    send(env, esc.mark_paid_tx(env.buyer, TID))
+    with rejected("not funded"):
+        esc.mark_paid_tx(env.buyer, TID)
+    for who in (env.mediator, env.stranger, env.deployer):
+        with rejected("not a party"):
+            esc.dispute_tx(who, TID)
+    for who in (env.buyer, env.mediator, env.stranger):
+        with rejected("not seller"):
+            esc.release_tx(who, TID)
+    env.travel_to(esc.deal(TID).payment_deadline + 10)
+    with rejected("not funded"):  # paid: no reclaim, even after the deadline
+        esc.reclaim_tx(env.seller, TID)
+
+
+def test_unknown_trade_id(env: Env) -> None:
+    esc = env.escrow
+    with rejected("not funded"):
+        esc.mark_paid_tx(env.buyer, TID)
+    with rejected("not releasable"):
+        esc.release_tx(env.seller, TID)
+    with rejected("not paid"):
+        esc.dispute_tx(env.buyer, TID)
+    with rejected("not disputed"):
+        esc.resolve_tx(env.mediator, TID, 0)
+    with rejected("not funded"):
+        esc.reclaim_tx(env.seller, TID)
+
+
+# -- disputes -----------------------------------------------------------------------------------
+
+
+def _disputed(env: Env, asset: Asset, by: str) -> None:
+    fund(env, asset)
+    send(env, env.escrow.mark_paid_tx(env.buyer, TID))
+    receipt = send(env, env.escrow.dispute_tx(by, TID))
+    (ev,) = env.escrow.receipt_events(receipt)
+    assert isinstance(ev, EscrowDisputed) and ev.by == by
+    assert env.escrow.deal(TID).state == DealState.DISPUTED
+
+
+@pytest.mark.parametrize("opener", ["buyer", "seller"])
+def test_dispute_blocks_everything_but_the_mediator(env: Env, asset: Asset, opener: str) -> None:
+    esc = env.escrow
+    _disputed(env, asset, getattr(env, opener))
+    with rejected("not releasable"):
+        esc.release_tx(env.seller, TID)
+    with rejected("not paid"):
+        esc.dispute_tx(env.buyer, TID)
+    with rejected("not funded"):
+        esc.reclaim_tx(env.seller, TID)
+    for who in (env.buyer, env.seller, env.stranger, env.deployer, env.fee_recipient):
+        with rejected("not mediator"):
+            esc.resolve_tx(who, TID, 10_000)
+    with rejected("bps > 10000"):
+        esc.resolve_tx(env.mediator, TID, 10_001)
+
+
+@pytest.mark.parametrize("buyer_bps", [10_000, 0, 3_333, 1])
+def test_mediator_resolution_math(env: Env, asset: Asset, buyer_bps: int) -> None:
+    _disputed(env, asset, env.buyer)
+    b0, s0, f0 = (asset.balance(x) for x in (env.buyer, env.seller, env.fee_recipient))
+    receipt = send(env, env.escrow.resolve_tx(env.mediator, TID, buyer_bps))
+    share = AMOUNT * buyer_bps // 10_000
+    fee = share * FEE_BPS // 10_000
+    (ev,) = env.escrow.receipt_events(receipt)
+    assert isinstance(ev, EscrowResolved)
+    assert (ev.buyer_bps, ev.to_buyer, ev.to_seller, ev.fee) == (
+        buyer_bps,
+        share - fee,
+        AMOUNT - share,
+        fee,
+    )
+    assert ev.to_buyer + ev.to_seller + ev.fee == AMOUNT
+    assert asset.balance(env.buyer) - b0 == share - fee
+    assert asset.balance(env.seller) - s0 == AMOUNT - share
+    assert asset.balance(env.fee_recipient) - f0 == fee
+    assert asset.balance(env.escrow.address) == 0
+    assert env.escrow.deal(TID).state == DealState.RESOLVED
+    with rejected("not disputed"):
+        env.escrow.resolve_tx(env.mediator, TID, buyer_bps)
+
+
+def test_split_values(env: Env) -> None:
+    asset = Asset(env, "eth")
+    _disputed(env, asset, env.seller)
+    receipt = send(env, env.escrow.resolve_tx(env.mediator, TID, 3_333))
+    (ev,) = env.escrow.receipt_events(receipt)
+    assert isinstance(ev, EscrowResolved)
+    # 1_234_567_891 * 3333 // 10000 = 411_481_478; fee 1.5 % of that, rounded down
+    assert (ev.to_buyer, ev.to_seller, ev.fee) == (405_309_256, 823_086_413, 6_172_222)
+
+
+# -- timeout and reclaim ------------------------------------------------------------------------
+
+
+def test_reclaim_after_the_deadline(env: Env, asset: Asset) -> None:
+    esc = env.escrow
+    fund(env, asset, deadline_in=600)
+    deadline = esc.deal(TID).payment_deadline
+    env.travel_to(deadline + 1)
+    with rejected("deadline passed"):
+        esc.mark_paid_tx(env.buyer, TID)
+    for who in (env.buyer, env.mediator, env.stranger):
+        with rejected("not seller"):
+            esc.reclaim_tx(who, TID)
+    s0, f0 = asset.balance(env.seller), asset.balance(env.fee_recipient)
+    receipt = send(env, esc.reclaim_tx(env.seller, TID))
+    assert asset.balance(env.seller) - s0 == AMOUNT - asset.spent_on_gas(receipt)
+    assert asset.balance(env.fee_recipient) == f0
+    assert asset.balance(esc.address) == 0
+    (ev,) = esc.receipt_events(receipt)
+    assert isinstance(ev, EscrowReclaimed)
+    assert (ev.seller, ev.amount) == (env.seller, AMOUNT)
+    assert esc.deal(TID).state == DealState.RECLAIMED
+    with rejected("not funded"):
+        esc.reclaim_tx(env.seller, TID)
+    with rejected("not releasable"):
+        esc.release_tx(env.seller, TID)
+
+
+def test_mark_paid_at_the_deadline_is_still_in_time(env: Env) -> None:
+    asset = Asset(env, "eth")
+    fund(env, asset, deadline_in=600)
+    deadline = env.escrow.deal(TID).payment_deadline
+    env.travel_to(deadline - 1)  # the mark_paid transaction is mined in a later block
+    send(env, env.escrow.mark_paid_tx(env.buyer, TID))
+    assert env.escrow.deal(TID).state == DealState.PAID
+
+
+# -- reentrancy --------------------------------------------------------------------------------
+
+
+def test_reentrancy_is_blocked(env: Env) -> None:
+    src = (Path(__file__).parent / "Reenterer.vy").read_text()
+    out = vyper.compile_code(src, output_formats=["abi", "bytecode"])
+    factory = env.w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
+    r = send(env, build_call(env.w3, factory.constructor(env.escrow.address), env.deployer))
+    evil = to_checksum_address(r["contractAddress"])
+    attacker = env.w3.eth.contract(address=evil, abi=out["abi"])
+    asset = Asset(env, "eth")
+    fund(env, asset, TID, buyer=evil)
+    fund(env, asset, TID2, buyer=evil)
+    for tid in (TID, TID2):
+        send(env, build_call(env.w3, attacker.functions.mark_paid(tid), env.stranger))
+    send(env, build_call(env.w3, attacker.functions.set_target(TID2), env.stranger))
+    receipt = send(env, env.escrow.release_tx(env.seller, TID))
+    assert attacker.functions.attempts().call() == 1
+    assert attacker.functions.reentered().call() is False  # the nested dispute was refused
+    assert env.escrow.deal(TID2).state == DealState.PAID
+    assert env.eth(evil) == AMOUNT - AMOUNT * FEE_BPS // 10_000
+    assert len(env.escrow.receipt_events(receipt)) == 1
+    # outside the guarded call the same dispute is allowed
+    send(env, build_call(env.w3, attacker.functions.dispute(TID2), env.stranger))
+    assert env.escrow.deal(TID2).state == DealState.DISPUTED
+
+
+# -- event stream --------------------------------------------------------------------------------
+
+
+def test_events_returns_every_step_in_chain_order(env: Env) -> None:
+    asset = Asset(env, "token")
+    start = env.w3.eth.block_number
+    fund(env, asset, TID)
+    fund(env, asset, TID2)
+    send(env, env.escrow.mark_paid_tx(env.buyer, TID))
+    send(env, env.escrow.mark_paid_tx(env.buyer, TID2))
+    send(env, env.escrow.release_tx(env.seller, TID))
+    send(env, env.escrow.dispute_tx(env.seller, TID2))
+    send(env, env.escrow.resolve_tx(env.mediator, TID2, 2_500))
+    events = env.escrow.events(start)
+    kinds = [(type(e).__name__, e.trade_id[-2:]) for e in events]
+    assert kinds == [
+        ("EscrowFunded", "11"),
+        ("EscrowFunded", "22"),
+        ("EscrowPaid", "11"),
+        ("EscrowPaid", "22"),
+        ("EscrowReleased", "11"),
+        ("EscrowDisputed", "22"),
+        ("EscrowResolved", "22"),
+    ]
+    positions = [e.position for e in events]
+    assert positions == sorted(positions)
+    assert len({e.event_id for e in events}) == len(events)
+    # token Transfer logs from the same receipts are not escrow events
+    assert env.escrow.events(start, start) == []
