@@ -950,7 +950,7 @@ class OrderBook:
             reason, msg = _R.INVALID_AMEND, "nothing to change: give quantity or price"
         elif c.price is not None and not has_price:
             reason, msg = _R.UNEXPECTED_PRICE, f"a {cmd.order_type} order has no limit price"
-        elif new_price <= 0:
+        elif has_price and new_price <= 0:
             reason, msg = _R.INVALID_PRICE, f"price {new_price} must be positive"
         elif new_qty <= o.filled:
             reason, msg = (
@@ -966,6 +966,14 @@ class OrderBook:
             k = opp.best_key()
             if k is not None and k <= (new_price if o.side is _BUY else -new_price):
                 reason, msg = _R.POST_ONLY_WOULD_CROSS, f"post-only price {new_price} would trade"
+        if (
+            reason is None
+            and self._halted
+            and not pending
+            and (new_price != o.price or new_qty - o.filled > o.leaves)
+        ):
+            # a cancel-replace could trade: a halted book only takes size reductions
+            reason, msg = _R.BOOK_HALTED, "the book is halted: only quantity reductions"
         if reason is not None:
             self._reject(ts, o.id, c.user, cmd.client_order_id, "amend", reason, msg)
             return
@@ -1025,7 +1033,7 @@ class OrderBook:
             self._reject(c.ts, 0, "", "", "reference_price", _R.INVALID_PRICE, "price must be > 0")
             return
         self._ref = c.price
-        if self._pending:
+        if self._pending and not self._halted:  # a halted book never trades: wait for resume
             self._run_triggers(c.ts)
 
     def _advance(self, c: AdvanceTime) -> None:
@@ -1060,6 +1068,8 @@ class OrderBook:
         self._halted = False
         self._seq += 1
         self._out.append(BookStatus(self.symbol, self._seq, c.ts, False))
+        if self._pending:  # index moves seen while halted
+            self._run_triggers(c.ts)
 
     # ------------------------------------------------------------------------------ views
     def best_bid(self) -> int | None:
