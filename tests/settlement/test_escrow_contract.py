@@ -104,7 +104,6 @@ def test_committed_artifacts_equal_a_fresh_compile() -> None:
         assert committed == text, f"{name}.json is stale: run python -m orrange.settlement.compile"
     art = load_artifact("Escrow")
     assert art.compiler == f"vyper {vyper.__version__}"
-    assert build.main(["--check"]) == 0
     assert Path(build.CONTRACTS_DIR / "Escrow.vy").exists()
 
 
