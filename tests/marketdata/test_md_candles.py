@@ -293,23 +293,35 @@ trade_st = st.tuples(
 )
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(trade_st, max_size=120))
-def test_matches_reference_grouping(trades: list[tuple[str, int, int, int, bool]]) -> None:
-    """Time-ordered trades: each closed candle equals a direct group-by over its window."""
+@settings(max_examples=80, deadline=None)
+@given(st.lists(trade_st, max_size=120), st.lists(st.booleans(), max_size=120), st.booleans())
+def test_matches_reference_grouping(
+    trades: list[tuple[str, int, int, int, bool]], advances: list[bool], emit: bool
+) -> None:
+    """Time-ordered trades, with the clock advanced (to the next trade's time) at random
+    points: each closed candle equals a direct group-by of the trades over its window, and
+    the last open view of a window equals its final candle."""
     ordered = sorted(trades, key=lambda t: t[1])  # stable: ties keep arrival order
-    agg = CandleAggregator()
+    agg = CandleAggregator(emit_updates=emit)
     got: dict[tuple[str, str, int], CandleClosed] = {}
     last_update: dict[tuple[str, str, int], CandleUpdated] = {}
-    for sym, off, p, q, m in ordered:
-        for e in agg.add_trade(sym, T0 + off, p, q, m):
+
+    def record(events: list[CandleClosed] | list[CandleClosed | CandleUpdated]) -> None:
+        for e in events:
             key = (e.symbol, e.interval, e.open_time)
             if isinstance(e, CandleClosed):
+                assert key not in got  # each window closes once
                 got[key] = e
             else:
                 last_update[key] = e
-    for e in agg.close_all():
-        got[(e.symbol, e.interval, e.open_time)] = e
+
+    for i, (sym, off, p, q, m) in enumerate(ordered):
+        if i < len(advances) and advances[i]:
+            record(agg.advance(T0 + off))
+        record(agg.add_trade(sym, T0 + off, p, q, m))
+        if not emit:
+            record(agg.open_candles(sym))
+    record(agg.close_all())
     ref: dict[tuple[str, str, int], list[tuple[int, int, int, bool]]] = defaultdict(list)
     for sym, off, p, q, m in ordered:
         for iv in INTERVALS:
@@ -325,7 +337,7 @@ def test_matches_reference_grouping(trades: list[tuple[str, int, int, int, bool]
         assert c.trades == len(ts)
         assert c.taker_buy_volume == sum(q for _, _, q, m in ts if not m)
         assert c.taker_buy_quote_volume == sum(p * q for _, p, q, m in ts if not m)
+        assert (c.first_trade_time, c.last_trade_time) == (ts[0][0], ts[-1][0])
         assert abs(c.vwap - c.vwap_exact()) <= 0.5
-        # the last update of a window carries the same values as its final candle
         u = last_update[key]
         assert CandleClosed(*(getattr(u, f) for f in u.__struct_fields__)) == c

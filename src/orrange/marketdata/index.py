@@ -226,38 +226,45 @@ class IndexCalculator:
             return None
 
         rejected: list[str] = []
-        if len(live) >= 3:
-            prices = sorted(s.price for s in live)
+        n = len(live)
+        mad4 = -1  # 4 * MAD of the accepted prices, when known
+        if n >= 2:
+            prices = sorted([s.price for s in live])
             m2 = _median2(prices)
-            devs = sorted(abs(2 * p - m2) for p in prices)
-            mad4 = _median2(devs)  # 4 * MAD
-            # outlier iff |p-m| > k*1.4826*MAD and |p-m| > m*band: in doubled/quadrupled units
-            lim_mad = cfg.mad_k_milli * _C_NUM * mad4
-            lim_band = m2 * cfg.min_band_bps
-            kept = []
-            for s in live:
-                d2 = abs(2 * s.price - m2)
-                if 2 * d2 * 1000 * _C_DEN > lim_mad and d2 * 10_000 > lim_band:
-                    rejected.append(s.name)
-                else:
-                    kept.append(s)
-            live = kept
+            mad4 = _median2(sorted([abs(2 * p - m2) for p in prices]))
+            if n >= 3:
+                # outlier iff |p-m| > k*1.4826*MAD and |p-m| > m*band (doubled/quadrupled units)
+                lim_mad = cfg.mad_k_milli * _C_NUM * mad4
+                lim_band = m2 * cfg.min_band_bps
+                kept = []
+                for s in live:
+                    d2 = abs(2 * s.price - m2)
+                    if d2 * (2000 * _C_DEN) > lim_mad and d2 * 10_000 > lim_band:
+                        rejected.append(s.name)
+                    else:
+                        kept.append(s)
+                if rejected:
+                    live = kept
+                    n = len(live)
+                    mad4 = -1
 
         # weights: configured weight blended with the share of recent volume
-        n = len(live)
         total_v = 0
+        vhorizon = now - cfg.volume_window_ms
         for s in live:
-            if s.vols and s.vols[0][0] <= now - cfg.volume_window_ms:
-                vols = s.vols
-                while vols and vols[0][0] <= now - cfg.volume_window_ms:
+            vols = s.vols
+            if vols and vols[0][0] <= vhorizon:
+                while vols and vols[0][0] <= vhorizon:
                     s.vol -= vols.popleft()[1]
             total_v += s.vol
         num = 0
         den = 0
+        accepted_weight = 0
         if total_v == 0 or cfg.volume_blend_bps == 0:
             for s in live:
                 num += s.weight * s.price
                 den += s.weight
+            accepted_weight = den
         else:
             base = (10_000 - cfg.volume_blend_bps) * total_v
             bn = cfg.volume_blend_bps * n
@@ -265,16 +272,17 @@ class IndexCalculator:
                 w = s.weight * (base + bn * s.vol)
                 num += w * s.price
                 den += w
+                accepted_weight += s.weight
         price = (2 * num + den) // (2 * den)
 
-        # confidence
-        accepted_weight = sum(s.weight for s in live)
+        # confidence = coverage * agreement
         coverage = min(1.0, accepted_weight / self._primary_weight)
         if n >= 2:
-            prices = sorted(s.price for s in live)
-            m2 = _median2(prices)
-            mad4 = _median2(sorted(abs(2 * p - m2) for p in prices))
-            dispersion_bps = 10_000 * _C_NUM * mad4 / (4 * _C_DEN * price)
+            if mad4 < 0:
+                prices = sorted([s.price for s in live])
+                m2 = _median2(prices)
+                mad4 = _median2(sorted([abs(2 * p - m2) for p in prices]))
+            dispersion_bps = (10_000 * _C_NUM) * mad4 / ((4 * _C_DEN) * price)
             agreement = max(0.0, 1.0 - dispersion_bps / cfg.max_dispersion_bps)
         else:
             agreement = 1.0
