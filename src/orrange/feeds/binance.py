@@ -1,0 +1,344 @@
+"""Binance spot market data over one combined-stream WebSocket.
+
+Streams per symbol (``channels``): ``<sym>@aggTrade`` -> :class:`Trade`,
+``<sym>@depth@100ms`` -> :class:`BookSnapshot` / :class:`BookUpdate`, ``<sym>@bookTicker``
+-> :class:`BestBidOffer`, ``<sym>@kline_<interval>`` -> :class:`Candle`. They are requested with
+a ``SUBSCRIBE`` message on the combined endpoint (``wss://stream.binance.com:9443/stream``)
+after every (re)connect; frames arrive as ``{"stream": ..., "data": {...}}``. Sources: Binance
+spot API docs, "WebSocket Streams" (Live Subscribing/Unsubscribing to streams, Aggregate Trade,
+Diff. Depth, Individual Symbol Book Ticker and Kline/Candlestick streams).
+
+The depth book follows Binance's "How to manage a local order book correctly" (same page):
+
+1. buffer the diff events of the stream, noting ``U`` of the first one;
+2. get a REST snapshot ``GET /api/v3/depth?symbol=X&limit=1000`` (``lastUpdateId``);
+3. if ``lastUpdateId < U`` of the first buffered event, fetch the snapshot again;
+4. drop buffered events with ``u <= lastUpdateId``; the first remaining one must have
+   ``U <= lastUpdateId + 1 <= u`` (otherwise start over);
+5. apply the remaining events, then every new one: an event with ``u`` at or below the local
+   update id is ignored, an event with ``U > local id + 1`` is a **gap**: the book is
+   discarded and rebuilt from step 1 (counted in ``stats.gaps`` and ``stats.resyncs``);
+   quantity 0 removes a level (removing an unknown level is normal).
+
+A reconnect discards every book and resynchronises the same way. Ticks of one symbol keep
+their order: a :class:`BookSnapshot` (after a sync) precedes the updates that follow it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import msgspec
+from websockets.asyncio.client import ClientConnection
+
+from orrange.feeds.base import Liveness, WsSource, json_decoder, now_ms
+from orrange.feeds.book import L2Book
+from orrange.feeds.ticks import BestBidOffer, BookSnapshot, BookUpdate, Candle, Level, Trade
+
+__all__ = ["DEFAULT_REST_URL", "DEFAULT_WS_URL", "BinanceSource"]
+
+log = logging.getLogger("orrange.feeds.binance")
+
+DEFAULT_WS_URL = "wss://stream.binance.com:9443/stream"
+DEFAULT_REST_URL = "https://api.binance.com"
+_MAX_PARAMS = 200  # streams per SUBSCRIBE message
+
+
+def _levels(raw: Iterable[Any]) -> tuple[Level, ...]:
+    return tuple((Decimal(p), Decimal(q)) for p, q in raw)
+
+
+class _Depth:
+    __slots__ = ("book", "buffer", "last_u", "synced", "task")
+
+    def __init__(self) -> None:
+        self.book = L2Book()
+        self.synced = False
+        self.last_u = 0
+        self.buffer: list[tuple[dict[str, Any], int]] = []
+        self.task: asyncio.Task[None] | None = None
+
+
+class BinanceSource(WsSource):
+    """Binance spot client (see the module docstring).
+
+    Args:
+        name: source name. symbols: Binance symbol (``"BTCUSDT"``) -> our market name.
+        ws_url: combined-stream endpoint. rest_url: REST base for depth snapshots.
+        channels: any of ``"trades"``, ``"book"``, ``"bbo"``, ``"candles"``.
+        candle_interval: kline interval (``"1m"`` ...). depth_limit: REST snapshot depth.
+        http_timeout: seconds per snapshot request. live: :class:`Liveness`.
+
+    Raises:
+        ValueError: unknown channel or no symbols.
+    """
+
+    CHANNELS = frozenset({"trades", "book", "bbo", "candles"})
+
+    def __init__(
+        self,
+        name: str,
+        symbols: Mapping[str, str],
+        *,
+        ws_url: str = DEFAULT_WS_URL,
+        rest_url: str = DEFAULT_REST_URL,
+        channels: Iterable[str] = ("trades", "book", "bbo", "candles"),
+        candle_interval: str = "1m",
+        depth_limit: int = 1000,
+        http_timeout: float = 10.0,
+        live: Liveness | None = None,
+    ) -> None:
+        symbols = {k.upper(): v for k, v in symbols.items()}
+        super().__init__(name, ws_url, symbols, channels, self.CHANNELS, live)
+        self.rest_url = rest_url.rstrip("/")
+        self.candle_interval = candle_interval
+        self.depth_limit = depth_limit
+        self.http_timeout = http_timeout
+        self._depth: dict[str, _Depth] = {}
+        self._lock = asyncio.Lock()
+        self._http: httpx.AsyncClient | None = None
+        self._next_id = 1
+
+    # ------------------------------------------------------------------ subscription
+    def streams(self) -> list[str]:
+        """The stream names subscribed on every connect."""
+        suffix = {
+            "trades": "@aggTrade",
+            "book": "@depth@100ms",
+            "bbo": "@bookTicker",
+            "candles": f"@kline_{self.candle_interval}",
+        }
+        return [
+            sym.lower() + suffix[ch]
+            for sym in self.symbols
+            for ch in ("book", "bbo", "candles", "trades")
+            if ch in self.channels
+        ]
+
+    def book(self, exchange_symbol: str) -> L2Book | None:
+        """The local book of a symbol while it is in sync, else ``None``."""
+        st = self._depth.get(exchange_symbol.upper())
+        return st.book if st is not None and st.synced else None
+
+    async def on_connect(self, ws: ClientConnection) -> None:
+        """Reset every depth book and send ``SUBSCRIBE`` for :meth:`streams`."""
+        await self._cancel_syncs()
+        self._depth = {sym: _Depth() for sym in self.symbols}
+        streams = self.streams()
+        for i in range(0, len(streams), _MAX_PARAMS):
+            req: dict[str, Any] = {
+                "method": "SUBSCRIBE",
+                "params": streams[i : i + _MAX_PARAMS],
+                "id": self._next_id,
+            }
+            self._next_id += 1
+            await ws.send(msgspec.json.encode(req).decode())
+
+    async def on_disconnect(self) -> None:
+        """Cancel snapshot fetches; books are rebuilt after the reconnect."""
+        await self._cancel_syncs()
+        for st in self._depth.values():
+            st.synced = False
+
+    async def _cancel_syncs(self) -> None:
+        tasks = [st.task for st in self._depth.values() if st.task is not None]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for st in self._depth.values():
+            st.task = None
+
+    async def close(self) -> None:
+        """Close the HTTP client (the WebSocket closes when :meth:`run` is cancelled)."""
+        await self._cancel_syncs()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # ------------------------------------------------------------------ frames
+    async def on_message(self, raw: str | bytes, recv_ms: int) -> None:
+        """Dispatch one frame (combined ``{"stream","data"}`` or a raw stream payload).
+
+        Raises:
+            KeyError, ValueError, TypeError, decimal.InvalidOperation: malformed frame or
+                unknown symbol (counted by the caller).
+        """
+        msg = json_decoder.decode(raw)
+        if "id" in msg and ("result" in msg or "error" in msg):
+            if msg.get("error") is not None:
+                log.error("%s: subscription refused: %s", self.name, msg["error"])
+            return
+        data = msg.get("data", msg)
+        event = data.get("e")
+        if event == "depthUpdate":
+            async with self._lock:
+                await self._on_depth(data, recv_ms)
+        elif event == "aggTrade":
+            await self.emit(
+                Trade(
+                    source=self.name,
+                    symbol=self.symbols[data["s"]],
+                    exchange_ts_ms=int(data["T"]),
+                    recv_ts_ms=recv_ms,
+                    trade_id=str(data["a"]),
+                    price=Decimal(data["p"]),
+                    qty=Decimal(data["q"]),
+                    side="sell" if data["m"] else "buy",
+                )
+            )
+        elif event == "kline":
+            k = data["k"]
+            await self.emit(
+                Candle(
+                    source=self.name,
+                    symbol=self.symbols[data["s"]],
+                    exchange_ts_ms=int(data["E"]),
+                    recv_ts_ms=recv_ms,
+                    interval=k["i"],
+                    open_time_ms=int(k["t"]),
+                    close_time_ms=int(k["T"]),
+                    open=Decimal(k["o"]),
+                    high=Decimal(k["h"]),
+                    low=Decimal(k["l"]),
+                    close=Decimal(k["c"]),
+                    volume=Decimal(k["v"]),
+                    quote_volume=Decimal(k["q"]),
+                    trade_count=int(k["n"]),
+                    closed=bool(k["x"]),
+                )
+            )
+        elif event is None and "u" in data and "b" in data and "a" in data:  # bookTicker
+            await self.emit(
+                BestBidOffer(
+                    source=self.name,
+                    symbol=self.symbols[data["s"]],
+                    exchange_ts_ms=int(data.get("E", recv_ms)),
+                    recv_ts_ms=recv_ms,
+                    bid_price=Decimal(data["b"]),
+                    bid_qty=Decimal(data["B"]),
+                    ask_price=Decimal(data["a"]),
+                    ask_qty=Decimal(data["A"]),
+                )
+            )
+        else:
+            raise ValueError(f"unknown event {event!r}")
+
+    async def _on_depth(self, data: dict[str, Any], recv_ms: int) -> None:
+        sym = data["s"]
+        st = self._depth[sym]
+        first, last = int(data["U"]), int(data["u"])
+        if not st.synced:
+            st.buffer.append((data, recv_ms))
+            if st.task is None:
+                st.task = asyncio.create_task(self._sync(sym, st))
+            return
+        if last <= st.last_u:
+            return  # already contained in the book
+        if first > st.last_u + 1:
+            self.stats.gaps += 1
+            log.warning(
+                "%s: %s depth gap: U=%d after u=%d; resyncing", self.name, sym, first, st.last_u
+            )
+            st.synced = False
+            st.buffer = [(data, recv_ms)]
+            st.task = asyncio.create_task(self._sync(sym, st))
+            return
+        bids, asks = _levels(data["b"]), _levels(data["a"])
+        book = st.book
+        for p, q in bids:
+            book.set_bid(p, q)
+        for p, q in asks:
+            book.set_ask(p, q)
+        st.last_u = last
+        await self.emit(
+            BookUpdate(
+                source=self.name,
+                symbol=self.symbols[sym],
+                exchange_ts_ms=int(data["E"]),
+                recv_ts_ms=recv_ms,
+                bids=bids,
+                asks=asks,
+                sequence=last,
+            )
+        )
+
+    async def fetch_depth(self, symbol: str) -> dict[str, Any]:
+        """``GET {rest_url}/api/v3/depth?symbol=..&limit=..`` decoded (exact decimals).
+
+        Raises:
+            httpx.HTTPError: transport error or non-2xx status.
+            msgspec.DecodeError: body is not JSON.
+        """
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.http_timeout)
+        resp = await self._http.get(
+            f"{self.rest_url}/api/v3/depth", params={"symbol": symbol, "limit": self.depth_limit}
+        )
+        resp.raise_for_status()
+        body: dict[str, Any] = json_decoder.decode(resp.content)
+        return body
+
+    async def _sync(self, sym: str, st: _Depth) -> None:
+        self.stats.resyncs += 1
+        attempt = 0
+        while True:
+            try:
+                snap = await self.fetch_depth(sym)
+                last_id = int(snap["lastUpdateId"])
+                bids, asks = _levels(snap["bids"]), _levels(snap["asks"])
+            except (httpx.HTTPError, msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("%s: %s depth snapshot failed: %s", self.name, sym, exc)
+                await asyncio.sleep(self.live.backoff.delay(attempt))
+                attempt += 1
+                continue
+            async with self._lock:
+                if st.buffer and last_id < int(st.buffer[0][0]["U"]):
+                    ok = False  # snapshot older than the stream: fetch again (step 3)
+                else:
+                    pending = [(d, r) for d, r in st.buffer if int(d["u"]) > last_id]
+                    ok = not pending or int(pending[0][0]["U"]) <= last_id + 1
+                if ok:
+                    book = st.book
+                    book.reset(bids, asks)
+                    st.last_u = last_id
+                    ts = recv = 0
+                    for i, (d, r) in enumerate(pending):
+                        if int(d["U"]) > st.last_u + 1:  # gap inside the buffer: start over
+                            self.stats.gaps += 1
+                            ok = False
+                            st.buffer = pending[i:]
+                            break
+                        for p, q in _levels(d["b"]):
+                            book.set_bid(p, q)
+                        for p, q in _levels(d["a"]):
+                            book.set_ask(p, q)
+                        st.last_u = int(d["u"])
+                        ts, recv = int(d["E"]), r
+                if ok:
+                    if not recv:
+                        recv = st.buffer[-1][1] if st.buffer else now_ms()
+                    st.buffer = []
+                    st.synced = True
+                    st.task = None
+                    self.stats.snapshots += 1
+                    await self.emit(
+                        BookSnapshot(
+                            source=self.name,
+                            symbol=self.symbols[sym],
+                            exchange_ts_ms=ts or recv,
+                            recv_ts_ms=recv,
+                            bids=book.bid_levels(),
+                            asks=book.ask_levels(),
+                            sequence=st.last_u,
+                        )
+                    )
+                    return
+            log.info("%s: %s snapshot does not fit the buffered diffs; refetching", self.name, sym)
+            await asyncio.sleep(self.live.backoff.delay(attempt))
+            attempt += 1

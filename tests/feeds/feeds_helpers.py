@@ -1,0 +1,43 @@
+"""Test helpers: a tick collector that rebuilds books from the emitted ticks, and waiting on
+conditions (never on durations)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+
+from orrange.feeds import AnyTick, BookSnapshot, BookUpdate
+
+Book = tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]
+
+
+class Collector:
+    """An ``emit`` callback recording every tick and replaying book ticks into plain dicts."""
+
+    def __init__(self) -> None:
+        self.ticks: list[AnyTick] = []
+        self.books: dict[str, Book] = {}
+
+    async def __call__(self, tick: AnyTick) -> None:
+        self.ticks.append(tick)
+        if isinstance(tick, BookSnapshot):
+            self.books[tick.symbol] = (dict(tick.bids), dict(tick.asks))
+        elif isinstance(tick, BookUpdate):
+            bids, asks = self.books[tick.symbol]  # a snapshot always comes first
+            for side, levels in ((bids, tick.bids), (asks, tick.asks)):
+                for p, q in levels:
+                    if q == 0:
+                        side.pop(p, None)
+                    else:
+                        side[p] = q
+
+    def of(self, kind: type) -> list:
+        return [t for t in self.ticks if isinstance(t, kind)]
+
+
+async def until(pred: Callable[[], bool], limit_s: float = 60.0) -> None:
+    """Wait until ``pred()`` holds (checked every few ms); ``limit_s`` only guards a hang."""
+    async with asyncio.timeout(limit_s):
+        while not pred():
+            await asyncio.sleep(0.005)
