@@ -366,11 +366,15 @@ class Actor:
         return ()
 
     def inputs(self) -> Sequence[Input[Any]]:
-        """The actor's inputs; each gets its own fetch loop."""
+        """The actor's inputs; each gets its own fetch loop.
+
+        Called after :meth:`on_start`, so an actor that restored a snapshot can resume its
+        input from the next sequence (``ConsumerSpec(start_seq=..., recreate=True)``).
+        """
         return ()
 
     async def on_start(self) -> None:
-        """Called after provisioning, before the first fetch (restore state here)."""
+        """Called once streams exist and before :meth:`inputs` (restore state here)."""
 
     async def on_stop(self) -> None:
         """Called after the last batch was acked, before the connection drains."""
@@ -425,6 +429,8 @@ class Actor:
         """
         cfg = self.config
         self._started_ms = _now_ms()
+        self.metrics.messages_out.labels(self.name)
+        self.metrics.duplicates.labels(self.name)
         if cfg.metrics_port is not None:
             self._server = MetricsServer(
                 self.metrics, cfg.metrics_host, cfg.metrics_port, self._live, self._readiness
@@ -438,10 +444,10 @@ class Actor:
         await ensure_stream(self._js, dlq_stream_spec(cfg.duplicate_window_ms))
         for spec in self.streams():
             await ensure_stream(self._js, spec)
+        await self.on_start()
         inputs = list(self.inputs())
         for inp in inputs:
             await ensure_consumer(self._js, inp.consumer)
-        await self.on_start()
         self._stopping.clear()
         self._stopped.clear()
         for inp in inputs:
@@ -569,7 +575,10 @@ class Actor:
         batch_size = inp.batch_size or self.config.batch_size
         timeout = self.config.fetch_timeout_ms / 1000
         labels = (self.name, spec.durable)
-        lag = self.metrics.consumer_lag.labels(*labels)
+        m = self.metrics
+        for counter in (m.messages_in, m.dead_letters, m.batch_failures):
+            counter.labels(*labels)  # export zeros from the start
+        lag = m.consumer_lag.labels(*labels)
         log = self.log.bind(consumer=spec.durable, stream=spec.stream)
         puller = PullConsumer(
             self.nc,
@@ -650,7 +659,10 @@ class Actor:
                 publisher = self.publisher
                 for e in entries:
                     await publisher.submit(e.subject, e.payload, msg_id=None, headers=e.headers)
-                await publisher.flush()
+                acks = await publisher.flush()
+                dups = sum(1 for a in acks if a.duplicate)
+                if dups:
+                    m.duplicates.labels(self.name).inc(dups)
         except (PublishError, nats.errors.Error) as exc:
             m.batch_failures.labels(*labels).inc()
             log.error("publishing failed; batch will be redelivered", error=str(exc))

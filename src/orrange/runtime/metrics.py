@@ -6,6 +6,8 @@ benchmarks) without clashing. Metric names (all labelled ``actor``; per-input on
 
 * ``orrange_actor_messages_in_total``: input messages fetched.
 * ``orrange_actor_messages_out_total``: messages published (acked by JetStream).
+* ``orrange_actor_duplicates_total``: published messages JetStream dropped as repeats of their
+  ``Nats-Msg-Id`` (replays after a crash or a failed batch).
 * ``orrange_actor_dead_letters_total``: input messages sent to the dead-letter stream.
 * ``orrange_actor_batch_failures_total``: batches not acked because publishing failed.
 * ``orrange_actor_batch_seconds``: histogram of fetch-to-ack time of a batch (seconds, the
@@ -66,6 +68,12 @@ class ActorMetrics:
         )
         self.messages_out = Counter(
             "orrange_actor_messages_out", "Messages published and acked", ["actor"], registry=r
+        )
+        self.duplicates = Counter(
+            "orrange_actor_duplicates",
+            "Published messages dropped by JetStream as repeats of their Nats-Msg-Id",
+            ["actor"],
+            registry=r,
         )
         self.dead_letters = Counter(
             "orrange_actor_dead_letters", "Input messages dead-lettered", labels, registry=r

@@ -8,6 +8,7 @@ coordination. Durations are integer **milliseconds**.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import msgspec
@@ -98,6 +99,11 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
             last message of a batch (one ack per batch, faster). Use ``all`` only when a single
             process reads the durable (one writer per book), since an ack covers every earlier
             delivery of the consumer.
+        start_seq: deliver from this stream sequence on (overrides ``deliver_policy``).
+        recreate: delete the consumer before creating it, dropping its position and its
+            unacked deliveries. With ``start_seq`` this is how a stateful actor (a matcher)
+            resumes strictly in order from its snapshot: the leftovers of a crashed instance
+            would otherwise be redelivered only after ``ack_wait_ms``, behind newer messages.
         description: free text.
     """
 
@@ -109,6 +115,8 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_ack_pending: int = 20_000
     deliver_policy: Literal["all", "new"] = "all"
     ack_policy: Literal["explicit", "all"] = "explicit"
+    start_seq: int | None = None
+    recreate: bool = False
     description: str = ""
 
     def to_config(self) -> js_api.ConsumerConfig:
@@ -122,7 +130,12 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
             ack_wait=self.ack_wait_ms / 1000.0,
             max_deliver=self.max_deliver,
             max_ack_pending=self.max_ack_pending,
-            deliver_policy=js_api.DeliverPolicy(self.deliver_policy),
+            deliver_policy=(
+                js_api.DeliverPolicy.BY_START_SEQUENCE
+                if self.start_seq is not None
+                else js_api.DeliverPolicy(self.deliver_policy)
+            ),
+            opt_start_seq=self.start_seq,
             filter_subject=subjects[0] if len(subjects) == 1 else None,
             filter_subjects=subjects if len(subjects) > 1 else None,
         )
@@ -166,13 +179,16 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> js_api.Co
     """Create the durable consumer, or update it in place when its configuration changed.
 
     Returns the consumer info; calling it again is a no-op. The consumer's delivery position is
-    kept across updates.
+    kept across updates, unless ``spec.recreate`` asks for a fresh consumer.
 
     Raises:
         ProvisioningError: the server refused (e.g. the stream does not exist, or an immutable
             field such as ``deliver_policy`` changed).
     """
     try:
+        if spec.recreate:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_consumer(spec.stream, spec.durable)
         return await js.add_consumer(spec.stream, spec.to_config())
     except APIError as exc:
         raise ProvisioningError(

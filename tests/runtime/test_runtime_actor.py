@@ -1,0 +1,287 @@
+"""The processing loop: batches, publish-then-ack, de-duplication, dead letters, probes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+import msgspec
+import nats
+import pytest
+from runtime_actors import (
+    IN,
+    OUT,
+    Echo,
+    Order,
+    PassThrough,
+    publish_orders,
+    read_stream,
+    stream_count,
+    wait_for,
+)
+
+from orrange.runtime import (
+    DLQ_STREAM,
+    ActorConfig,
+    ConsumerSpec,
+    Heartbeat,
+    Inbound,
+    Outbox,
+    Publisher,
+    ensure_consumer,
+    ensure_stream,
+)
+from orrange.runtime._pull import PullConsumer
+
+
+def _config(url: str, **kw: object) -> ActorConfig:
+    return ActorConfig(name="pass", nats_url=url, **kw)  # type: ignore[arg-type]
+
+
+async def _drained(js: nats.js.JetStreamContext, durable: str = "pass") -> bool:
+    info = await js.consumer_info("IN", durable)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+def _sample(metrics: bytes, name: str, default: float | None = None) -> float:
+    for line in metrics.decode().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    if default is not None:
+        return default
+    raise AssertionError(f"{name} not in metrics")
+
+
+@pytest.mark.parametrize("ack_policy", ["explicit", "all"])
+async def test_batches_are_fetched_published_then_acked(nats_url: str, ack_policy: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, IN)
+    await publish_orders(nc, 1500)
+    actor = PassThrough(_config(nats_url, batch_size=256), ack_policy=ack_policy)
+    await actor.start()
+    await wait_for(lambda: _drained(js), "consumer drained")
+    await actor.stop()
+
+    outs = await read_stream(js, "OUT")
+    echoes = [msgspec.json.decode(data, type=Echo) for _, data, _ in outs]
+    assert [e.qty for e in echoes] == list(range(1500))
+    assert [e.src_seq for e in echoes] == list(range(1, 1501))
+    assert all(h["Nats-Msg-Id"] == f"IN:{e.src_seq}" for (_, _, h), e in zip(outs, echoes))
+    assert {s for s, _, _ in outs} == {"out.AMZN"}
+    assert sum(actor.batches) == 1500
+    assert max(actor.batches) <= 256
+    assert len(actor.batches) < 1500 // 10  # batched, not one by one
+    info = await js.consumer_info("IN", "pass")
+    assert info.ack_floor.stream_seq == 1500
+    text = actor.metrics.render()
+    assert _sample(text, "orrange_actor_messages_in_total") == 1500
+    assert _sample(text, "orrange_actor_messages_out_total") == 1500
+    await nc.close()
+
+
+async def test_same_msg_id_twice_is_stored_once(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, OUT)
+    pub = Publisher(nc)
+    first = await pub.publish("out.X", Echo("u", 1, 1), msg_id="IN:1")
+    second = await pub.publish("out.X", Echo("u", 1, 1), msg_id="IN:1")
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert first.seq == second.seq == 1
+    for i in (2, 3, 2, 3, 4):
+        await pub.submit("out.X", Echo("u", i, i), msg_id=f"IN:{i}")
+    acks = await pub.flush()
+    assert [a.duplicate for a in acks] == [False, False, True, True, False]
+    assert await stream_count(js, "OUT") == 4
+    await nc.close()
+
+
+async def test_redelivery_after_crash_before_ack_is_deduplicated(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, IN)
+    await ensure_stream(js, OUT)
+    await publish_orders(nc, 100)
+    consumer = ConsumerSpec(stream="IN", durable="pass", ack_wait_ms=1_000)
+    await ensure_consumer(js, consumer)
+
+    # A first instance fetches, publishes its outputs, and dies before acking.
+    crashed = await nats.connect(nats_url)
+    puller = PullConsumer(crashed, "IN", "pass", batch=100, expires_ms=5_000)
+    await puller.start()
+    got: list[nats.aio.msg.Msg] = []
+    while len(got) < 100:
+        got += await puller.fetch(10)
+    pub = Publisher(crashed)
+    for m in got:
+        order = msgspec.json.decode(m.data, type=Order)
+        seq = m.metadata.sequence.stream
+        await pub.submit("out.AMZN", Echo(order.user, order.qty, seq), msg_id=f"IN:{seq}")
+    await pub.flush()
+    await crashed.close()
+    assert await stream_count(js, "OUT") == 100
+
+    # The restarted actor gets every input again and republishes the same ids.
+    actor = PassThrough(_config(nats_url), ack_wait_ms=1_000)
+    await actor.start()
+    await wait_for(lambda: _drained(js), "redelivered inputs acked")
+    await actor.stop()
+    assert sum(actor.batches) == 100
+    assert actor.max_delivered >= 2
+    assert _sample(actor.metrics.render(), "orrange_actor_duplicates_total") == 100
+    assert await stream_count(js, "OUT") == 100
+    await nc.close()
+
+
+async def test_unacked_publish_failure_is_retried_without_loss(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, IN)
+    await publish_orders(nc, 10)
+    actor = PassThrough(_config(nats_url, publish_timeout_ms=2_000), provision_out=False)
+    await actor.start()
+
+    async def failed() -> bool:
+        return _sample(actor.metrics.render(), "orrange_actor_batch_failures_total", 0) >= 1
+
+    await wait_for(failed, "a failed batch (no stream for out.>)")
+    assert (await js.consumer_info("IN", "pass")).ack_floor.stream_seq == 0
+    await ensure_stream(js, OUT)
+    await wait_for(lambda: _drained(js), "inputs acked once outputs are stored")
+    await actor.stop()
+    outs = await read_stream(js, "OUT")
+    assert sorted(msgspec.json.decode(d, type=Echo).qty for _, d, _ in outs) == list(range(10))
+    await nc.close()
+
+
+async def test_bad_input_is_dead_lettered_and_acked(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, IN)
+    pub = Publisher(nc)
+    await pub.publish("in.AMZN", Order("u", 1), msg_id="a")
+    await pub.publish("in.AMZN", b"not json", msg_id="b")
+    await pub.publish("in.AMZN", b'{"user": 7, "qty": "x"}', msg_id="c")
+    await pub.publish("in.AMZN", Order("mallory", 2), msg_id="d")
+    await pub.publish("in.AMZN", Order("u", 3), msg_id="e")
+    actor = PassThrough(_config(nats_url), fail_user="mallory")
+    await actor.start()
+    await wait_for(lambda: _drained(js), "all five acked")
+
+    outs = await read_stream(js, "OUT")
+    assert [msgspec.json.decode(d, type=Echo).qty for _, d, _ in outs] == [1, 3]
+    dead = await read_stream(js, DLQ_STREAM)
+    assert [s for s, _, _ in dead] == ["dlq.pass"] * 3
+    assert [d for _, d, _ in dead] == [
+        b"not json",
+        b'{"user": 7, "qty": "x"}',
+        msgspec.json.encode(Order("mallory", 2)),
+    ]
+    assert [h["Orrange-Source-Seq"] for _, _, h in dead] == ["2", "3", "4"]
+    assert [h["Orrange-Error-Type"] for _, _, h in dead] == [
+        "DecodeError",
+        "ValidationError",
+        "ValueError",
+    ]
+    assert "mallory refused" in dead[2][2]["Orrange-Error"]
+    assert all(h["Orrange-Source-Subject"] == "in.AMZN" for _, _, h in dead)
+    assert _sample(actor.metrics.render(), "orrange_actor_dead_letters_total") == 3
+
+    # still alive
+    await pub.publish("in.AMZN", Order("u", 4), msg_id="f")
+    await wait_for(lambda: _drained(js), "the next message handled")
+    assert await stream_count(js, "OUT") == 3
+    await actor.stop()
+    await nc.close()
+
+
+class AllOrNothing(PassThrough):
+    """A batch handler that refuses a whole batch containing user ``bad``."""
+
+    async def on_batch(self, batch: Sequence[Inbound[Order]], out: Outbox) -> None:
+        self.batches.append(len(batch))
+        for msg in batch:
+            out.publish(
+                "out.X",
+                Echo(msg.data.user, msg.data.qty, msg.stream_seq),
+                msg_id=str(msg.stream_seq),
+            )
+        if any(m.data.user == "bad" for m in batch):
+            raise RuntimeError("batch contains a bad order")
+
+
+async def test_failing_batch_handler_is_retried_one_message_at_a_time(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, IN)
+    pub = Publisher(nc)
+    for i, user in enumerate(["a", "b", "bad", "c", "d"]):
+        await pub.submit("in.AMZN", Order(user, i), msg_id=str(i))
+    await pub.flush()
+    actor = AllOrNothing(_config(nats_url))
+    await actor.start()
+    await wait_for(lambda: _drained(js), "batch acked")
+    await actor.stop()
+    assert actor.batches[0] == 5 and actor.batches[1:] == [1] * 5
+    outs = await read_stream(js, "OUT")
+    assert [msgspec.json.decode(d, type=Echo).user for _, d, _ in outs] == ["a", "b", "c", "d"]
+    dead = await read_stream(js, DLQ_STREAM)
+    assert len(dead) == 1 and dead[0][2]["Orrange-Source-Seq"] == "3"
+    await nc.close()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def test_metrics_and_probe_endpoints(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, IN)
+    await publish_orders(nc, 20)
+    actor = PassThrough(_config(nats_url))
+    await actor.start()
+    await wait_for(lambda: _drained(js), "20 handled")
+    base = f"http://127.0.0.1:{actor.metrics_port}"
+    status, body = await asyncio.to_thread(_get, base + "/metrics")
+    assert status == 200
+    for line in (
+        'orrange_actor_messages_in_total{actor="pass",consumer="pass"} 20.0',
+        'orrange_actor_messages_out_total{actor="pass"} 20.0',
+        'orrange_actor_consumer_lag{actor="pass",consumer="pass"} 0.0',
+    ):
+        assert line in body.decode()
+    assert _sample(body, "orrange_actor_batch_seconds_count") >= 1
+    status, body = await asyncio.to_thread(_get, base + "/live")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, body = await asyncio.to_thread(_get, base + "/ready")
+    assert status == 200 and json.loads(body)["actor"] == "pass"
+    status, _ = await asyncio.to_thread(_get, base + "/nope")
+    assert status == 404
+    await actor.stop()
+    with pytest.raises(urllib.error.URLError):
+        await asyncio.to_thread(urllib.request.urlopen, base + "/live", None, 5)
+    await nc.close()
+
+
+async def test_heartbeat_is_published(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    sub = await nc.subscribe("heartbeat.pass")
+    actor = PassThrough(_config(nats_url, heartbeat_interval_ms=200, metrics_port=None))
+    await actor.start()
+    beats = [msgspec.json.decode((await sub.next_msg(timeout=30)).data, type=Heartbeat)]
+    beats.append(msgspec.json.decode((await sub.next_msg(timeout=30)).data, type=Heartbeat))
+    await actor.stop()
+    assert {b.actor for b in beats} == {"pass"}
+    assert beats[0].pid == os.getpid()
+    assert beats[1].ts >= beats[0].ts >= beats[0].started
+    await nc.close()
