@@ -166,7 +166,7 @@ def test_update_touches_only_crossed_alerts(monkeypatch: pytest.MonkeyPatch) -> 
         cond = Condition.ABOVE if i % 2 else Condition.BELOW
         target = 50_001 + i if i % 2 else 49_999 - i
         ix.add(mk(i, cond, target))
-    ix.update("M", LAST, 50_000, 1)  # places the fresh alerts, once
+    ix.update("M", LAST, 50_000, 1)  # an unchanged price acts on nothing
     calls: list[int] = []
     original = AlertIndex._act
 

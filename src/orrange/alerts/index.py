@@ -13,10 +13,12 @@ sorted lists of ``(level, alert_id)``:
 
 Because of the invariants, an update ``p0 -> p1`` with ``p1 > p0`` acts exactly on the
 *prefix* of ``up`` with ``level <= p1`` (and symmetrically on a suffix of ``down``), so the
-cost is ``O(log n + k)`` for ``k`` alerts acted on, never a scan of the book. Alerts added
-since the previous update wait in a per-book *fresh* set and are placed at the next update
-(each alert once). ``crosses`` alerts whose target equals the last price, with no side yet,
-wait in a set that is emptied by the next update that moves the price.
+cost is ``O(log n + k)`` for ``k`` alerts acted on, never a scan of the book. An added alert
+whose next action lies beyond the last price is placed at once; the others (no price yet,
+condition already holding, restored re-arming alerts) wait in a per-book *fresh* set and are
+settled at the next update (each alert once). ``crosses`` alerts whose target equals the
+last price, with no side yet, wait in a set that is emptied by the next update that moves
+the price.
 
 Add and remove are ``O(log n)`` (sortedcontainers ``SortedList``). Expiry uses a heap of
 ``(expires_at, alert_id)`` with lazy deletion; the heap is rebuilt when garbage dominates.
@@ -204,7 +206,16 @@ class AlertIndex:
             if last is not None and last != alert.target:
                 e.direction = _UP if last < alert.target else _DOWN
         self._entries[alert.id] = e
-        book.fresh[alert.id] = e
+        last = book.last
+        d = e.direction
+        if (
+            e.armed
+            and last is not None
+            and ((d == _UP and alert.target > last) or (d == _DOWN and alert.target < last))
+        ):
+            self._place(e, last)  # cannot act before the price moves: skip the fresh set
+        else:
+            book.fresh[alert.id] = e
         if alert.expires_at is not None:
             heapq.heappush(self._heap, (alert.expires_at, alert.id))
             self._expiring += 1
