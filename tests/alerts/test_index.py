@@ -381,3 +381,72 @@ def test_index_matches_naive_full_scan(ops: list[tuple], start: int) -> None:
         assert body == ["AlertFired", "AlertRearmed"] * (len(body) // 2) + (
             ["AlertFired"] if len(body) % 2 else []
         )
+
+
+def test_restored_crosses_alert_waits_for_its_band() -> None:
+    ix = AlertIndex()
+    ix.add(mk(4, Condition.CROSSES, 100, rearm=True, hysteresis=3), rearm_after="up")
+    assert ix.update("M", LAST, 101, 1) == []
+    assert ix.update("M", LAST, 98, 2) == []  # no down-cross before the band at 103
+    assert ix.update("M", LAST, 103, 3) == [AlertRearmed(4, "u", "M", LAST, 3, 103, "down")]
+    assert fired_ids(ix.update("M", LAST, 99, 4)) == [4]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op_st, min_size=2, max_size=100), st.integers(95, 105), st.data())
+def test_restart_from_persisted_state_continues_identically(
+    ops: list[tuple], start: int, data: st.DataObject
+) -> None:
+    """The actor's recovery contract: persist, per re-arming alert, the direction of its last
+    AlertFired (cleared by AlertRearmed); after a restart, add every live alert with
+    ``rearm_after`` = that direction and replay each book's last price. The restored index then
+    behaves exactly like the one that never stopped."""
+    cut = data.draw(st.integers(1, len(ops) - 1))
+    a = AlertIndex()
+    prices = {(m, r): start for m in MARKETS for r in REFS}
+    seen: set[tuple[str, TriggerSource]] = set()
+    waiting: dict[int, str] = {}
+
+    def record(events: list[AlertEvent]) -> None:
+        for e in events:
+            if isinstance(e, AlertFired) and not e.final:
+                waiting[e.alert_id] = e.direction
+            elif isinstance(e, AlertRearmed):
+                waiting.pop(e.alert_id, None)
+
+    def apply(ix: AlertIndex, i: int, op: tuple, log: bool) -> list[AlertEvent]:
+        ts = 3 * (i + 1) + (op[1] if op[0] == "expire" else 0)
+        if op[0] == "add":
+            cond, market, r, target, rearm, h, exp = op[1]
+            ix.add(
+                mk(i, cond, target, market=market, reference=r, rearm=rearm,
+                   hysteresis=h if rearm else 0, expires_at=None if exp is None else ts + exp)
+            )  # fmt: skip
+            return []
+        if op[0] == "remove":
+            ix.remove(op[1])
+            return []
+        if op[0] == "expire":
+            return ix.expire(ts)
+        _, market, r, _step = op
+        if log:
+            seen.add((market, r))
+        return ix.update(market, r, prices[(market, r)], ts)
+
+    def step_price(op: tuple) -> None:
+        if op[0] == "move":
+            _, market, r, step = op
+            prices[(market, r)] = max(1, prices[(market, r)] + step)
+
+    for i, op in enumerate(ops[:cut]):
+        step_price(op)
+        record(apply(a, i, op, True))
+    b = AlertIndex()
+    for alert in a.alerts():
+        b.add(alert, rearm_after=waiting.get(alert.id))  # type: ignore[arg-type]
+    for market, r in sorted(seen):
+        assert b.update(market, r, prices[(market, r)], -1) == []  # ts before any expiry
+    for i, op in enumerate(ops[cut:], start=cut):
+        step_price(op)
+        assert apply(a, i, op, False) == apply(b, i, op, False)
+        assert a.alerts() == b.alerts()

@@ -123,6 +123,13 @@ class AlertIndex:
         # -> [AlertFired(alert_id=1, ..., price=6_500_100, final=True)]
 
     Not thread-safe; one actor owns one index.
+
+    Recovery contract (tested): persist, per re-arming alert, the ``direction`` of its last
+    :class:`AlertFired` and clear it on :class:`AlertRearmed` (one-shot alerts are gone after
+    firing). After a restart, :meth:`add` every live alert with ``rearm_after`` = that
+    direction, then feed each book's last known price: the index then behaves exactly like
+    one that never stopped. Without a last price, a ``crosses`` alert takes its side from the
+    first price it sees.
     """
 
     def __init__(self) -> None:
