@@ -324,6 +324,23 @@ class Heartbeat(msgspec.Struct, frozen=True):
     messages_out: int
 
 
+def _ack_fields(reply: str) -> tuple[int, int, int, int]:
+    """(num_delivered, stream_seq, timestamp_ns, num_pending) from a JetStream ack subject.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`` or the v2 form
+    with ``<domain>.<account hash>`` after ``$JS.ACK`` and a trailing token.
+
+    Raises:
+        ValueError: not a JetStream ack subject.
+    """
+    t = reply.split(".")
+    if len(t) == 9:
+        return int(t[4]), int(t[5]), int(t[7]), int(t[8])
+    if len(t) >= 11 and t[0] == "$JS" and t[1] == "ACK":
+        return int(t[6]), int(t[7]), int(t[9]), int(t[10])
+    raise ValueError(f"not a JetStream ack subject: {reply!r}")
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -406,6 +423,16 @@ class Actor:
     def metrics_port(self) -> int | None:
         """Bound port of the metrics/probe server (None when disabled or not started)."""
         return self._server.port if self._server is not None else None
+
+    @property
+    def messages_in(self) -> int:
+        """Input messages handled and acked since start."""
+        return self._count_in
+
+    @property
+    def messages_out(self) -> int:
+        """Messages published (and acked by JetStream) since start."""
+        return self._count_out
 
     @property
     def stopping(self) -> bool:
@@ -625,9 +652,7 @@ class Actor:
         stream = inp.consumer.stream
         pending = 0
         for msg in msgs:
-            md = msg.metadata
-            seq = md.sequence.stream
-            pending = md.num_pending
+            delivered, seq, ts_ns, pending = _ack_fields(msg.reply)
             try:
                 data = decoder.decode(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -640,9 +665,9 @@ class Actor:
                     msg.subject,
                     stream,
                     seq,
-                    md.num_delivered,
-                    md.num_pending,
-                    int(md.timestamp.timestamp() * 1e9) if md.timestamp else 0,
+                    delivered,
+                    pending,
+                    ts_ns,
                     msg.headers,
                     msg.data,
                 )

@@ -179,7 +179,7 @@ class Publisher:
         self._waiters[token] = (batch, index)
         hdrs: dict[str, str] | None
         if msg_id is None:
-            hdrs = dict(headers) if headers else None
+            hdrs = headers if headers is None or isinstance(headers, dict) else dict(headers)
         else:
             hdrs = dict(headers) if headers else {}
             hdrs[MSG_ID_HEADER] = msg_id
