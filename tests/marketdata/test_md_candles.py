@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,24 @@ def test_console_command_reads_ccxt_json_gz_like_csv(tmp_path: Path) -> None:
         outs.append(out.read_text())
     assert outs[0] == outs[1]
     assert len(outs[0].splitlines()) == 706
+
+
+def test_console_command_fill_empty_reproduces_every_exchange_1m_kline(
+    exchange_klines: dict[str, list[Kline]], spec: MarketSpec
+) -> None:
+    proc = subprocess.run(
+        [str(ORRANGE), "candles", "build", "--trades", str(AGG_CSV), "--fill-empty"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.split(",") for line in proc.stdout.splitlines()]
+    got = [
+        (int(r[0]), *(spec.price_to_ticks(x) for x in r[1:5]), int(Decimal(r[5]) * 10**8))
+        for r in rows
+    ]
+    assert got == exchange_klines["1m"]
+    assert all(Decimal(r[7]) == 0 and r[8] == "0" for r in rows if Decimal(r[5]) == 0)
 
 
 def test_console_command_off_grid_fails_cleanly() -> None:

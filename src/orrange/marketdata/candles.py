@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -238,42 +238,16 @@ def _fold(acc: _Open | None, c: _Open, ms: int) -> _Open:
     return acc
 
 
-def _merged(
-    cls: type[Candle], symbol: str, iv: str, ms: int, a: _Open | None, f: _Open | None
-) -> Candle:
-    """The open coarser candle: accumulated closed finer windows ``a`` plus the open finer
-    window ``f`` (at least one present; ``f`` is later than ``a``)."""
-    if a is None:
-        assert f is not None
-        start = f.open_time - f.open_time % ms
-        v = f.v
-        vwap = (2 * f.qv + v) // (2 * v)
-        return cls(
-            symbol, iv, start, start + ms - 1, f.o, f.h, f.l, f.p, v, f.qv, f.n, f.tbv, f.tbqv,
-            vwap, f.first_ts, f.last_ts,
-        )  # fmt: skip
-    if f is None:
-        return a.event(cls, symbol, iv)
-    v = a.v + f.v
-    qv = a.qv + f.qv
+def _rewindow(cls: type[Candle], symbol: str, iv: str, ms: int, f: _Open) -> Candle:
+    """The open coarser candle when no finer window of it has closed yet: the open finer
+    window ``f`` re-windowed to the coarser interval of length ``ms``."""
+    start = f.open_time - f.open_time % ms
+    v = f.v
+    vwap = (2 * f.qv + v) // (2 * v)
     return cls(
-        symbol,
-        iv,
-        a.open_time,
-        a.close_at - 1,
-        a.o,
-        a.h if a.h >= f.h else f.h,
-        a.l if a.l <= f.l else f.l,
-        f.p,
-        v,
-        qv,
-        a.n + f.n,
-        a.tbv + f.tbv,
-        a.tbqv + f.tbqv,
-        (2 * qv + v) // (2 * v),
-        a.first_ts,
-        f.last_ts,
-    )
+        symbol, iv, start, start + ms - 1, f.o, f.h, f.l, f.p, v, f.qv, f.n, f.tbv, f.tbqv,
+        vwap, f.first_ts, f.last_ts,
+    )  # fmt: skip
 
 
 class _Symbol:
@@ -402,11 +376,49 @@ class CandleAggregator:
                 c.tbv += qty
                 c.tbqv += pq
         if self._emit:
-            out.append(c.event(CandleUpdated, symbol, self._fine_iv))  # type: ignore[arg-type]
-            acc = st.acc
-            for j, iv, ms in self._coarse:
-                out.append(_merged(CandleUpdated, symbol, iv, ms, acc[j], c))  # type: ignore[arg-type]
+            self._updates(symbol, st, out)
         return out
+
+    def _updates(self, symbol: str, st: _Symbol, out: list[Any]) -> None:
+        """Append the open candles of ``st`` (finest first) to ``out`` as CandleUpdated."""
+        c = st.fine
+        acc = st.acc
+        if c is None:
+            for j, iv, _ms in self._coarse:
+                a = acc[j]
+                if a is not None:
+                    out.append(a.event(CandleUpdated, symbol, iv))
+            return
+        out.append(c.event(CandleUpdated, symbol, self._fine_iv))
+        fh, fl, fp, fv, fqv, fn = c.h, c.l, c.p, c.v, c.qv, c.n
+        ftbv, ftbqv, flast = c.tbv, c.tbqv, c.last_ts
+        for j, iv, ms in self._coarse:
+            a = acc[j]
+            if a is None:
+                out.append(_rewindow(CandleUpdated, symbol, iv, ms, c))
+                continue
+            v = a.v + fv
+            qv = a.qv + fqv
+            out.append(
+                CandleUpdated(
+                    symbol,
+                    iv,
+                    a.open_time,
+                    a.close_at - 1,
+                    a.o,
+                    a.h if a.h >= fh else fh,
+                    a.l if a.l <= fl else fl,
+                    fp,
+                    v,
+                    qv,
+                    a.n + fn,
+                    a.tbv + ftbv,
+                    a.tbqv + ftbqv,
+                    (2 * qv + v) // (2 * v),
+                    a.first_ts,
+                    flast,
+                )
+            )
 
     def _roll(self, symbol: str, st: _Symbol, now: int) -> list[CandleEvent]:
         """Close the finest window, fold it into the coarser ones, close those ending by
@@ -471,14 +483,8 @@ class CandleAggregator:
         st = self._symbols.get(symbol)
         if st is None:
             return []
-        c = st.fine
         out: list[CandleUpdated] = []
-        if c is not None:
-            out.append(c.event(CandleUpdated, symbol, self._fine_iv))  # type: ignore[arg-type]
-        for j, iv, ms in self._coarse:
-            a = st.acc[j]
-            if a is not None or c is not None:
-                out.append(_merged(CandleUpdated, symbol, iv, ms, a, c))  # type: ignore[arg-type]
+        self._updates(symbol, st, out)
         return out
 
     @property
