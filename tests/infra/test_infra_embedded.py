@@ -60,8 +60,8 @@ async def test_jetstream_data_persists_across_nats_restart(tmp_path: Path) -> No
         server.stop()
 
 
-async def test_postgres_data_persists_across_restart(tmp_path: Path) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg", log_file=tmp_path / "pg.log").start()
+async def test_postgres_data_persists_across_restart(private_dir: Path) -> None:
+    pg = EmbeddedPostgres(private_dir / "pg", log_file=private_dir / "pg.log").start()
     try:
         assert pg.create_database("orrange") is True
         assert pg.create_database("orrange") is False
@@ -134,7 +134,8 @@ def test_cli_infra_nats_idles_when_an_external_url_is_set(tmp_path: Path) -> Non
     assert not (tmp_path / "var" / "nats").exists()
 
 
-async def test_cli_infra_postgres_creates_the_database_and_stops(tmp_path: Path) -> None:
+async def test_cli_infra_postgres_creates_the_database_and_stops(private_dir: Path) -> None:
+    tmp_path = private_dir
     port = free_port()
     env = _env(tmp_path, ORRANGE_POSTGRES_PORT=str(port))
     proc = subprocess.Popen(

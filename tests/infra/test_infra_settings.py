@@ -78,3 +78,14 @@ def test_json_logs_carry_bound_context(capsys: pytest.CaptureFixture[str]) -> No
     assert "readable" in err and "seq=1" in err
     with pytest.raises(ValueError):
         configure_logging("xml")  # type: ignore[arg-type]
+
+
+def test_actor_config_from_settings() -> None:
+    from orrange.runtime import ActorConfig
+
+    s = load_settings(REPO_CONFIG, env={"ORRANGE_RUNTIME_BATCH_SIZE": "1000"})
+    cfg = ActorConfig.from_settings("matcher", s, metrics_port=9101, heartbeat_interval_ms=1000)
+    assert (cfg.name, cfg.nats_url, cfg.metrics_port) == ("matcher", "nats://127.0.0.1:4222", 9101)
+    assert cfg.batch_size == 1000
+    assert cfg.heartbeat_interval_ms == 1000
+    assert cfg.duplicate_window_ms == s.runtime.duplicate_window_ms

@@ -285,3 +285,23 @@ async def test_heartbeat_is_published(nats_url: str) -> None:
     assert beats[0].pid == os.getpid()
     assert beats[1].ts >= beats[0].ts >= beats[0].started
     await nc.close()
+
+
+async def test_actor_survives_its_consumer_being_deleted_and_recreated(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, IN)
+    await publish_orders(nc, 10)
+    actor = PassThrough(_config(nats_url, metrics_port=None))
+    await actor.start()
+    await wait_for(lambda: _drained(js), "first 10 handled")
+    await js.delete_consumer("IN", "pass")
+    await publish_orders(nc, 5, start=10)
+    # recreated from scratch: all 15 inputs are delivered again, the first 10 as duplicates
+    await ensure_consumer(js, actor.consumer)
+    await wait_for(lambda: _drained(js), "all 15 handled after recreation")
+    await actor.stop()
+    assert actor.messages_in == 25
+    assert _sample(actor.metrics.render(), "orrange_actor_duplicates_total") == 10
+    assert await stream_count(js, "OUT") == 15
+    await nc.close()

@@ -56,6 +56,9 @@ class PullConsumer:
         self._outstanding = 0
         self._closing = False
         self._last_activity = 0.0
+        #: Last error status of a pull request (e.g. ``409 Consumer Deleted``); None once
+        #: messages flow again.
+        self.last_error: str | None = None
 
     async def start(self) -> None:
         """Subscribe the delivery inbox."""
@@ -75,8 +78,11 @@ class PullConsumer:
                 self._outstanding = max(0, self._outstanding - int(pending))
             else:
                 self._outstanding = 0
+            if status not in ("404", "408"):  # not just "nothing (more) to deliver"
+                self.last_error = f"{status} {hdrs.get('Description', '')}".strip()
             self._event.set()
             return
+        self.last_error = None
         self._outstanding -= 1
         self._buffer.append(msg)
         self._event.set()

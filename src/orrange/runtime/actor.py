@@ -615,6 +615,7 @@ class Actor:
             expires_ms=self.config.fetch_timeout_ms,
         )
         await puller.start()
+        reported: str | None = None
         try:
             while not self._stopping.is_set():
                 try:
@@ -631,6 +632,11 @@ class Actor:
                     continue
                 if msgs:
                     await self._process(inp, msgs, labels, log)
+                elif puller.last_error is not None:
+                    if puller.last_error != reported:
+                        log.warning("pull request refused", status=puller.last_error)
+                    reported = puller.last_error
+                    await asyncio.sleep(0.5)
                 else:
                     lag.set(0)
         finally:
