@@ -360,3 +360,58 @@ def test_matches_reference_grouping(
         assert abs(c.vwap - c.vwap_exact()) <= 0.5
         u = last_update[key]
         assert CandleClosed(*(getattr(u, f) for f in u.__struct_fields__)) == c
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(trade_st, min_size=1, max_size=100), st.integers(0, 100))
+def test_restore_after_restart_continues_exactly(
+    trades: list[tuple[str, int, int, int, bool]], cut: int
+) -> None:
+    """Crash after ``cut`` trades, restore from the finest candles (closed ones + the open
+    one), continue: the closed candles equal an uninterrupted run's."""
+    ordered = sorted(trades, key=lambda t: t[1])
+    cut = min(cut, len(ordered))
+
+    def closed(events: list[CandleClosed] | list[CandleClosed | CandleUpdated]) -> dict:
+        return {(e.symbol, e.interval, e.open_time): e for e in events if type(e) is CandleClosed}
+
+    ref = CandleAggregator(emit_updates=False)
+    want: dict = {}
+    for sym, off, p, q, m in ordered:
+        want |= closed(ref.add_trade(sym, T0 + off, p, q, m))
+    want |= closed(ref.close_all())
+
+    before = CandleAggregator(emit_updates=False)
+    got: dict = {}
+    persisted: dict[str, list[CandleClosed | CandleUpdated]] = defaultdict(list)
+    for sym, off, p, q, m in ordered[:cut]:
+        for e in before.add_trade(sym, T0 + off, p, q, m):
+            got[(e.symbol, e.interval, e.open_time)] = e
+            if e.interval == "1m":
+                persisted[e.symbol].append(e)
+    after = CandleAggregator(emit_updates=False)
+    for sym in before.symbols:
+        after.restore(sym, [*persisted[sym], *before.open_candles(sym)[:1]])
+    for sym, off, p, q, m in ordered[cut:]:
+        events = closed(after.add_trade(sym, T0 + off, p, q, m))
+        assert not events.keys() & got.keys()
+        got |= events
+    got |= closed(after.close_all())
+    assert got == want
+    assert after.late_trades == 0
+
+
+def test_restore_rejects_bad_input() -> None:
+    agg = CandleAggregator(("1m", "5m"))
+    agg.add_trade("A", T0, 10, 1)
+    with pytest.raises(ValueError, match="already"):
+        agg.restore("A", [])
+    five = agg.open_candles("A")[1]
+    with pytest.raises(ValueError, match="1m candles"):
+        CandleAggregator(("1m", "5m")).restore("A", [five])
+    one = agg.open_candles("A")[0]
+    later = CandleClosed("A", "1m", T0 + 60_000, T0 + 119_999, 9, 9, 9, 9, 1, 9, 1, 0, 0, 9, 0, 0)
+    with pytest.raises(ValueError, match="only the last"):
+        CandleAggregator(("1m", "5m")).restore("A", [one, later])
+    with pytest.raises(ValueError, match="increasing"):
+        CandleAggregator(("1m", "5m")).restore("A", [later, later])

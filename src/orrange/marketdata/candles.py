@@ -487,6 +487,60 @@ class CandleAggregator:
         self._updates(symbol, st, out)
         return out
 
+    def restore(self, symbol: str, candles: Iterable[Candle]) -> None:
+        """Rebuild the state of ``symbol`` after a restart, from its persisted candles of the
+        **finest** interval.
+
+        ``candles`` are in increasing ``open_time``: the :class:`CandleClosed` candles of the
+        current windows of the coarser intervals (e.g. for 1m..1d: the closed 1m candles since
+        00:00 UTC; older ones are ignored) and, last, the open window as a
+        :class:`CandleUpdated` if there is one. Afterwards the aggregator behaves as if it had
+        seen the trades behind those candles (trades before the last restored window are
+        late). Replaying trades already counted in the open window would count them twice:
+        resume the trade stream after the open candle's ``last_trade_time``.
+
+        Raises:
+            ValueError: ``symbol`` already has state, or a candle of another symbol or
+                interval, open times not increasing, or a :class:`CandleUpdated` that is not
+                the last candle.
+        """
+        if symbol in self._symbols:
+            raise ValueError(f"{symbol} already has candle state")
+        cs = list(candles)
+        st = _Symbol(len(self.intervals))
+        if not cs:
+            return
+        last = cs[-1]
+        prev = None
+        for c in cs:
+            if c.symbol != symbol or c.interval != self._fine_iv:
+                raise ValueError(f"restore needs {symbol} {self._fine_iv} candles, got {c!r}")
+            if prev is not None and c.open_time <= prev:
+                raise ValueError(f"open times not increasing at {c.open_time}")
+            prev = c.open_time
+            o = _Open()
+            o.open_time, o.close_at = c.open_time, c.close_time + 1
+            o.first_ts, o.last_ts = c.first_trade_time, c.last_trade_time
+            o.o, o.h, o.l, o.p = c.open, c.high, c.low, c.close
+            o.v, o.qv, o.n, o.tbv, o.tbqv = (
+                c.volume,
+                c.quote_volume,
+                c.trades,
+                c.taker_buy_volume,
+                c.taker_buy_quote_volume,
+            )
+            if isinstance(c, CandleUpdated):
+                if c is not last:
+                    raise ValueError("only the last restored candle may be open")
+                st.fine = o
+                st.floor = o.open_time
+                continue
+            for j, _iv, ms in self._coarse:
+                if last.open_time - last.open_time % ms == o.open_time - o.open_time % ms:
+                    st.acc[j] = _fold(st.acc[j], o, ms)
+            st.floor = o.close_at
+        self._symbols[symbol] = st
+
     @property
     def symbols(self) -> list[str]:
         """Symbols seen so far."""
