@@ -104,3 +104,15 @@ async def test_recreated_consumer_resumes_in_order_from_start_seq(nats_url: str)
     msgs = await psub.fetch(7, timeout=10)
     assert [m.metadata.sequence.stream for m in msgs] == list(range(4, 11))
     await nc.close()
+
+
+async def test_actor_run_fails_cleanly_on_a_provisioning_conflict(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, StreamSpec(name="IN", subjects=("in.>",), storage="memory"))
+    actor = PassThrough(ActorConfig(name="pass", nats_url=nats_url))
+    with pytest.raises(ProvisioningError, match="IN"):
+        await actor.run()
+    assert actor.metrics_port is None  # probe server closed
+    assert (await js.stream_info("IN")).config.storage == "memory"  # left untouched
+    await nc.close()

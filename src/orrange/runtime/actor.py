@@ -373,6 +373,7 @@ class Actor:
         self._started_ms = 0
         self._last_heartbeat_ms = 0
         self._ready = False
+        self._on_start_done = False
         self._count_in = 0
         self._count_out = 0
 
@@ -472,6 +473,7 @@ class Actor:
         for spec in self.streams():
             await ensure_stream(self._js, spec)
         await self.on_start()
+        self._on_start_done = True
         inputs = list(self.inputs())
         for inp in inputs:
             await ensure_consumer(self._js, inp.consumer)
@@ -539,7 +541,9 @@ class Actor:
         self._tasks = []
         if self._nc is not None:
             try:
-                await self.on_stop()
+                if self._on_start_done:
+                    self._on_start_done = False
+                    await self.on_stop()
             finally:
                 nc, self._nc = self._nc, None
                 if not nc.is_closed:
@@ -553,9 +557,13 @@ class Actor:
         self._stopped.set()
 
     async def run(self) -> None:
-        """:meth:`start`, wait for a stop request, then :meth:`stop`."""
-        await self.start()
+        """:meth:`start`, wait for a stop request, then :meth:`stop` (also when start fails).
+
+        Raises:
+            whatever :meth:`start` raises, after cleaning up.
+        """
         try:
+            await self.start()
             await self._stopping.wait()
         finally:
             await self.stop()
