@@ -36,7 +36,7 @@ class Collector:
         return [t for t in self.ticks if isinstance(t, kind)]
 
 
-async def until(pred: Callable[[], bool], limit_s: float = 60.0) -> None:
+async def until(pred: Callable[[], bool], limit_s: float = 20.0) -> None:
     """Wait until ``pred()`` holds (checked every few ms); ``limit_s`` only guards a hang."""
     async with asyncio.timeout(limit_s):
         while not pred():

@@ -277,13 +277,18 @@ class CoinbaseExchange(ReplayServer):
         seq = 0
 
         async def reader() -> None:
-            async for text in ws:
-                msg = json.loads(text)
-                self.client_messages.append(msg)
-                await commands.put(msg)
+            try:
+                async for text in ws:
+                    msg = json.loads(text)
+                    self.client_messages.append(msg)
+                    await commands.put(msg)
+            finally:
+                await commands.put({"type": "closed"})
 
         async def handle(cmd: dict[str, Any]) -> None:
             nonlocal seq
+            if cmd["type"] == "closed":
+                raise ConnectionClosed(None, None)
             ch = cmd["channel"]
             if cmd["type"] == "unsubscribe":
                 subscribed.discard(ch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from itertools import islice
 
 from sortedcontainers import SortedDict
 
@@ -72,15 +73,13 @@ class L2Book:
 
     def bid_levels(self, n: int | None = None) -> tuple[Level, ...]:
         """Bids best (highest) first, at most ``n`` of them."""
-        keys = self.bids.keys()
-        count = len(keys) if n is None else min(n, len(keys))
-        return tuple((keys[-1 - i], self.bids[keys[-1 - i]]) for i in range(count))
+        bids = self.bids
+        return tuple((p, bids[p]) for p in islice(bids.irange(reverse=True), n))
 
     def ask_levels(self, n: int | None = None) -> tuple[Level, ...]:
         """Asks best (lowest) first, at most ``n`` of them."""
-        keys = self.asks.keys()
-        count = len(keys) if n is None else min(n, len(keys))
-        return tuple((keys[i], self.asks[keys[i]]) for i in range(count))
+        asks = self.asks
+        return tuple((p, asks[p]) for p in islice(asks.irange(), n))
 
     def best_bid(self) -> Level | None:
         """The highest bid, or ``None`` when the side is empty."""
