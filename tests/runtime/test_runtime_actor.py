@@ -8,6 +8,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 import nats
@@ -30,8 +31,10 @@ from orrange.runtime import (
     ConsumerSpec,
     Heartbeat,
     Inbound,
+    Input,
     Outbox,
     Publisher,
+    StreamSpec,
     ensure_consumer,
     ensure_stream,
 )
@@ -304,4 +307,51 @@ async def test_actor_survives_its_consumer_being_deleted_and_recreated(nats_url:
     assert actor.messages_in == 25
     assert _sample(actor.metrics.render(), "orrange_actor_duplicates_total") == 10
     assert await stream_count(js, "OUT") == 15
+    await nc.close()
+
+
+class TwoInputs(PassThrough):
+    """Reads ``in.>`` and ``cmd.>`` (two streams, two consumers) into OUT."""
+
+    def streams(self) -> Sequence[StreamSpec]:
+        return [IN, CMD, OUT]
+
+    def inputs(self) -> Sequence[Input[Any]]:
+        return [
+            Input(self.consumer, Order, self.on_batch),
+            Input(ConsumerSpec(stream="CMD", durable="cmd"), Order, self.on_cmd),
+        ]
+
+    async def on_cmd(self, batch: Sequence[Inbound[Order]], out: Outbox) -> None:
+        for m in batch:
+            out.publish(
+                "out.CMD", Echo("cmd", m.data.qty, m.stream_seq), msg_id=f"CMD:{m.stream_seq}"
+            )
+
+
+CMD = StreamSpec(name="CMD", subjects=("cmd.>",))
+
+
+async def test_an_actor_with_two_inputs_handles_both(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, IN)
+    await ensure_stream(js, CMD)
+    await publish_orders(nc, 700)
+    await publish_orders(nc, 600, subject="cmd.X")
+    actor = TwoInputs(_config(nats_url, batch_size=100, metrics_port=None))
+    await actor.start()
+
+    async def both_drained() -> bool:
+        cmd = await js.consumer_info("CMD", "cmd")
+        return await _drained(js) and cmd.num_pending == 0 and cmd.num_ack_pending == 0
+
+    await wait_for(both_drained, "both inputs drained")
+    await actor.stop()
+    outs = await read_stream(js, "OUT")
+    by_subject: dict[str, list[int]] = {}
+    for subject, data, _ in outs:
+        by_subject.setdefault(subject, []).append(msgspec.json.decode(data, type=Echo).qty)
+    assert by_subject["out.AMZN"] == list(range(700))
+    assert by_subject["out.CMD"] == list(range(600))
     await nc.close()

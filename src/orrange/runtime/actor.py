@@ -623,6 +623,12 @@ class Actor:
             expires_ms=self.config.fetch_timeout_ms,
         )
         await puller.start()
+        # one publisher per loop: submit/flush batches of different inputs must not mix
+        publisher = Publisher(
+            self.nc,
+            timeout_ms=self.config.publish_timeout_ms,
+            max_pending=self.config.max_publish_pending,
+        )
         reported: str | None = None
         try:
             while not self._stopping.is_set():
@@ -639,7 +645,7 @@ class Actor:
                     await asyncio.sleep(0.5)
                     continue
                 if msgs:
-                    await self._process(inp, msgs, labels, log)
+                    await self._process(inp, msgs, publisher, labels, log)
                 elif puller.last_error is not None:
                     if puller.last_error != reported:
                         log.warning("pull request refused", status=puller.last_error)
@@ -653,10 +659,15 @@ class Actor:
             for i in range(0, len(rest), batch_size):
                 if self._nc is None or not self._nc.is_connected:
                     break
-                await self._process(inp, rest[i : i + batch_size], labels, log)
+                await self._process(inp, rest[i : i + batch_size], publisher, labels, log)
 
     async def _process(
-        self, inp: Input[Any], msgs: list[Msg], labels: tuple[str, str], log: Any
+        self,
+        inp: Input[Any],
+        msgs: list[Msg],
+        publisher: Publisher,
+        labels: tuple[str, str],
+        log: Any,
     ) -> None:
         t0 = time.perf_counter()
         m = self.metrics
@@ -695,7 +706,6 @@ class Actor:
         entries = out._items + out._dead
         try:
             if entries:
-                publisher = self.publisher
                 for e in entries:
                     await publisher.submit(e.subject, e.payload, msg_id=None, headers=e.headers)
                 acks = await publisher.flush()
