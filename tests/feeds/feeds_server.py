@@ -11,7 +11,10 @@ subscription on a new connection.
 
 Fault injection: ``disconnect_at`` (close the connection, code 1012, once, before sending that
 frame index) and ``drop`` (frame indices consumed by the exchange but never sent; Coinbase still
-consumes their ``sequence_num``).
+consumes their ``sequence_num``). When a frame was dropped before the disconnect point, the
+disconnect waits until the client has asked for its resync (REST snapshot of that symbol, or
+``level2`` resubscribe), so the two faults are seen in the same order however fast the client
+reads: the outcome never depends on timing.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class ReplayServer:
         self.client_messages: list[Any] = []  # parsed frames received from clients
         self.finished = asyncio.Event()  # the whole script has been consumed
         self._disconnected = False
+        self.dropped = False  # a dropped frame has been consumed ...
+        self.resynced = asyncio.Event()  # ... and the client has asked for a resync since
         self._server: Server | None = None
         self.port = 0
 
@@ -90,6 +95,8 @@ class ReplayServer:
 
     async def _maybe_disconnect(self, ws: ServerConnection, i: int) -> bool:
         if i == self.disconnect_at and not self._disconnected:
+            if self.dropped:
+                await self.resynced.wait()
             self._disconnected = True
             await ws.close(1012, "service restart")
             return True
@@ -177,6 +184,8 @@ class BinanceExchange(ReplayServer):
         body = self.snapshot_body(sym)
         self.snapshot_requests.append((sym, json.loads(body)["lastUpdateId"], body))
         self._served[sym].set()
+        if self.dropped:
+            self.resynced.set()
         resp = conn.respond(HTTPStatus.OK, body)
         resp.headers["Content-Type"] = "application/json"
         return resp
@@ -198,7 +207,9 @@ class BinanceExchange(ReplayServer):
                     await self._served[data["s"]].wait()
                 self._apply(frame)
                 self.cursor += 1
-                if i not in self.drop and frame.msg["stream"] in streams:
+                if i in self.drop:
+                    self.dropped = True
+                elif frame.msg["stream"] in streams:
                     await self._send(ws, frame.raw)
                 await asyncio.sleep(_PACE_S)
             self.finished.set()
@@ -294,6 +305,8 @@ class CoinbaseExchange(ReplayServer):
                 subscribed.discard(ch)
                 return
             subscribed.add(ch)
+            if ch == "level2" and self.dropped:
+                self.resynced.set()
             if ch == "level2" and self.truth:
                 await self._send(ws, self._l2_snapshot(seq))
                 seq += 1
@@ -317,7 +330,9 @@ class CoinbaseExchange(ReplayServer):
                 self.cursor += 1
                 ch = frame.msg.get("channel")
                 if ch in _CB_ALWAYS or _CB_CHANNEL.get(ch, "") in subscribed:
-                    if i not in self.drop:
+                    if i in self.drop:
+                        self.dropped = True
+                    else:
                         await self._send(ws, _SEQ.sub(f'"sequence_num":{seq}', frame.raw, count=1))
                     seq += 1
                 await asyncio.sleep(_PACE_S)
@@ -375,10 +390,12 @@ class KrakenExchange(ReplayServer):
                         side.pop(Decimal(lv[0]), None)
                     else:
                         side[Decimal(lv[0])] = lv[:3]
-        for p in sorted(bids, reverse=True)[self.DEPTH :]:
-            del bids[p]
-        for p in sorted(asks)[self.DEPTH :]:
-            del asks[p]
+        if len(bids) > self.DEPTH:
+            for p in sorted(bids, reverse=True)[self.DEPTH :]:
+                del bids[p]
+        if len(asks) > self.DEPTH:
+            for p in sorted(asks)[self.DEPTH :]:
+                del asks[p]
 
     def _book_snapshot(self, pair: str) -> str:
         bids, asks = self.truth[pair]

@@ -297,8 +297,8 @@ class WsSource(Source):
                         self.stats.messages += 1
                         try:
                             await self.on_message(raw, now_ms())
-                        except Resync:
-                            raise
+                        except (Resync, WebSocketException, OSError):
+                            raise  # connection-level: handled below, not a bad frame
                         except Exception as exc:  # a bad frame must never stop the feed
                             self.stats.malformed += 1
                             log.warning(
