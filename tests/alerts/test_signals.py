@@ -28,7 +28,7 @@ from orrange.alerts.signals import (
     SignalSubscriptions,
     SignalType,
 )
-from orrange.marketdata.candles import INTERVAL_MS, Candle
+from orrange.marketdata.candles import INTERVAL_MS, Candle, CandleUpdated
 from orrange.markets import MarketSpec
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance"
@@ -241,6 +241,8 @@ def test_duplicates_ignored_series_separate_and_prices_formatted() -> None:
     other = [msgspec.structs.replace(c, symbol="XRP-ETH2") for c in cs[:300]]
     second = engine.on_candles(other)
     assert [(s.type, s.open_time) for s in second] == [(s.type, s.open_time) for s in first]
+    with pytest.raises(ValueError):
+        engine.on_candle(CandleUpdated(*msgspec.structs.astuple(cs[300])))
     breakout = next(s for s in first if s.type is SignalType.BREAKOUT_UP)
     assert "0.00" in breakout.explanation and "ticks" not in breakout.explanation
 

@@ -127,9 +127,10 @@ class AlertIndex:
     Recovery contract (tested): persist, per re-arming alert, the ``direction`` of its last
     :class:`AlertFired` and clear it on :class:`AlertRearmed` (one-shot alerts are gone after
     firing). After a restart, :meth:`add` every live alert with ``rearm_after`` = that
-    direction, then feed each book's last known price: the index then behaves exactly like
-    one that never stopped. Without a last price, a ``crosses`` alert takes its side from the
-    first price it sees.
+    direction, then feed each book's last known price: from then on the index behaves exactly
+    like one that never stopped and saw that price again (alerts added since a book's last
+    update are settled by it). Without a last price, a ``crosses`` alert takes its side from
+    the first price it sees.
     """
 
     def __init__(self) -> None:

@@ -56,7 +56,7 @@ from fractions import Fraction
 import msgspec
 from talipp.indicators import MACD, RSI
 
-from orrange.marketdata.candles import INTERVAL_MS, Candle
+from orrange.marketdata.candles import INTERVAL_MS, Candle, CandleUpdated
 from orrange.markets import MarketSpec
 
 __all__ = [
@@ -234,7 +234,11 @@ class SignalEngine:
 
         Raises:
             KeyError: ``candle.interval`` is not one of ``INTERVAL_MS``.
+            ValueError: ``candle`` is a :class:`~orrange.marketdata.candles.CandleUpdated`
+                (a window still open; only final candles make signals).
         """
+        if isinstance(candle, CandleUpdated):
+            raise ValueError("signals are computed from closed candles, not CandleUpdated")
         ms = INTERVAL_MS[candle.interval]
         key = (candle.symbol, candle.interval)
         s = self._series.get(key)
