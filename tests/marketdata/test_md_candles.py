@@ -8,6 +8,7 @@ from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from orrange.marketdata.candles import (
     INTERVALS,
     CandleAggregator,
     CandleClosed,
+    CandleEvent,
     CandleUpdated,
     build_candles,
     fill_gaps,
@@ -415,3 +417,17 @@ def test_restore_rejects_bad_input() -> None:
         CandleAggregator(("1m", "5m")).restore("A", [one, later])
     with pytest.raises(ValueError, match="increasing"):
         CandleAggregator(("1m", "5m")).restore("A", [later, later])
+
+
+def test_events_round_trip_through_msgspec() -> None:
+    """Actors publish the events as msgspec JSON/msgpack; the tag tells them apart."""
+    agg = CandleAggregator(("1m",))
+    agg.add_trade("A", T0, 10, 1)
+    events = agg.add_trade("A", T0 + 60_000, 11, 2)
+    assert [type(e) for e in events] == [CandleClosed, CandleUpdated]
+    for enc, dec in (
+        (msgspec.json.encode, msgspec.json.Decoder(CandleEvent)),
+        (msgspec.msgpack.encode, msgspec.msgpack.Decoder(CandleEvent)),
+    ):
+        assert [dec.decode(enc(e)) for e in events] == events
+    assert b'"type":"candle_closed"' in msgspec.json.encode(events[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -249,3 +250,17 @@ def test_stale_sources_never_contribute(prices: list[int], stale_ms: int, age: i
         assert ip is None
     else:
         assert ip is not None and ip.stale == () and len(ip.sources) + len(ip.rejected) == n
+
+
+def test_index_price_round_trips_and_config_loads_from_toml_shape() -> None:
+    raw = {
+        "sources": [{"name": "binance", "weight": 3}, {"name": "own", "fallback": True}],
+        "stale_after_ms": 5_000,
+    }
+    config = msgspec.convert(raw, IndexConfig)
+    assert config.sources[1].fallback and config.stale_after_ms == 5_000
+    idx = IndexCalculator("X", config)
+    idx.update("binance", T, 100, 1)
+    ip = idx.compute(T)
+    assert ip is not None
+    assert msgspec.json.decode(msgspec.json.encode(ip), type=IndexPrice) == ip
