@@ -160,6 +160,17 @@ def test_console_command_off_grid_fails_cleanly() -> None:
     assert ":1:" in proc.stderr  # names the line
 
 
+@pytest.mark.parametrize("tick", ["abc", "0", "-1", "nan"])
+def test_console_command_bad_grid_is_a_usage_error(tick: str) -> None:
+    proc = subprocess.run(
+        [str(ORRANGE), "candles", "build", "--trades", str(AGG_CSV), "--tick-size", tick],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "must be positive decimals" in proc.stderr
+
+
 def test_ccxt_json_and_csv_readers_agree(spec: MarketSpec, agg_trades: list[FileTrade]) -> None:
     assert list(read_trades(TRADES_JSON, spec)) == agg_trades
 

@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
-import msgspec
-
 from orrange.marketdata.candles import INTERVALS, Candle, build_candles, fill_gaps
 from orrange.marketdata.tradefiles import read_trades, scale_spec
 from orrange.markets import MarketSpec
@@ -73,7 +71,7 @@ def _places(step: str) -> int:
 def _build(args: argparse.Namespace) -> int:
     try:
         spec = scale_spec(args.tick_size, args.lot_size)
-    except (ValueError, ArithmeticError, msgspec.ValidationError) as exc:
+    except ValueError as exc:
         print(f"orrange candles build: invalid --tick-size/--lot-size: {exc}", file=sys.stderr)
         return 2
     candles: Iterator[Candle] = build_candles(read_trades(args.trades, spec), args.interval)

@@ -55,7 +55,14 @@ def scale_spec(tick_size: str, lot_size: str, symbol: str = "FILE") -> MarketSpe
     Raises:
         ValueError: tick or lot size not a positive decimal.
     """
-    lot = Decimal(lot_size)
+    try:
+        tick, lot = Decimal(tick_size), Decimal(lot_size)
+    except ArithmeticError:
+        tick = lot = Decimal(0)
+    if not (tick.is_finite() and tick > 0 and lot.is_finite() and lot > 0):
+        raise ValueError(
+            f"tick and lot size must be positive decimals: {tick_size!r}, {lot_size!r}"
+        )
     max_qty = lot * (2**62)
     fields = {
         "symbol": symbol,
@@ -66,7 +73,7 @@ def scale_spec(tick_size: str, lot_size: str, symbol: str = "FILE") -> MarketSpe
         "min_qty": lot_size,
         "max_qty": f"{max_qty:f}",
     }
-    return msgspec.convert(fields, MarketSpec)
+    return msgspec.convert(fields, MarketSpec)  # ValidationError is a ValueError
 
 
 def _ms(t: int) -> int:
