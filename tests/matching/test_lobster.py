@@ -315,7 +315,7 @@ def test_aapl_level10_slice_replays_exactly(aapl: ReplayResult) -> None:
 def test_amzn_full_day_replays_every_row(amzn: ReplayResult) -> None:
     s = amzn.summary
     assert (s.messages, s.rows_compared, s.mismatches) == (57_515, 57_515, 0)
-    assert amzn.unexplained <= 2
+    assert amzn.unexplained == 0
     assert amzn.book.symbol == "AMZN-USD"
     # every visible execution traded its full size, and only with the replay's taker
     msgs = parse_messages(AMZN_MSG)

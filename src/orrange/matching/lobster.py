@@ -171,9 +171,11 @@ class ReplaySummary(msgspec.Struct, frozen=True):
         messages: messages replayed.
         rows_compared: orderbook rows compared with the engine's depth (one per message).
         mismatches: rows where the engine's best N levels differ from the row.
-        wrong_fills: type-4 executions that did not fill exactly ``size`` lots from the named
-            order (from a seed order when the id is unknown).
-        messages_per_s: replay throughput (wall clock; informative only).
+        wrong_fills: type-4 executions whose named order did not trade exactly the named size
+            (seed orders stand for unknown ids; executions sharing one timestamp are checked
+            together, see the module docstring).
+        messages_per_s: messages per second of the replay loop, file parsing excluded (wall
+            clock; informative only).
     """
 
     messages: int
@@ -638,7 +640,7 @@ class _Replayer:
             return
         if live:
             self._requeue_seeds_ahead(ts, side, price, oid)
-        elif not self.seeds.get((side, price)):
+        elif not known and not self.seeds.get((side, price)):
             self.unexplained += 1
         self.n_takers += 1
         evs = self.send(
@@ -917,6 +919,10 @@ def cli_main(args: argparse.Namespace) -> int:
         print(f"mismatches:        {s.mismatches}")
         print(f"wrong fills:       {s.wrong_fills} (executions that filled a different id)")
         print(f"seed orders:       {res.seeds}")
+        print(
+            f"out of sight:      {res.presumed_gone} known orders presumed canceled, "
+            f"{res.resized} resized, {res.requeued} seed moves"
+        )
         print(f"messages/s:        {s.messages_per_s:,.0f}")
         for m in res.mismatch_rows[:5]:
             print(
