@@ -19,7 +19,11 @@ __all__ = ["CommandTree", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 # Modules that register sub-commands (each defines ``register(cli: CommandTree)``).
-_MODULES: tuple[str, ...] = ("orrange.marketdata._cli", "orrange.infra._cli")
+_MODULES: tuple[str, ...] = (
+    "orrange.matching._cli",
+    "orrange.marketdata._cli",
+    "orrange.infra._cli",
+)
 
 
 class CommandTree:
