@@ -47,7 +47,7 @@ def expected(frames: list) -> tuple[dict[str, Book], dict[str, list[tuple]], lis
                         t["trade_id"],
                         Decimal(t["price"]),
                         Decimal(t["size"]),
-                        t["side"].lower(),
+                        {"BUY": "sell", "SELL": "buy"}[t["side"]],  # maker side -> taker
                     )
             elif ch == "ticker":
                 bbo += [
@@ -107,3 +107,25 @@ async def test_coinbase_resyncs_on_sequence_gap_and_reconnects() -> None:
         assert got == trades[p], p  # every trade once, despite the repeated snapshots
     assert [(b.symbol, b.bid_price, b.ask_price) for b in col.of(BestBidOffer)] == bbo
     assert len(bbo) > 0 and sum(len(v) for v in trades.values()) > 50
+
+
+def test_coinbase_trade_side_in_the_capture_is_the_makers() -> None:
+    """Evidence for the side flip: a trade at the best ask (bid) of the latest ticker was a
+    taker buy (sell); the recorded ``side`` says the opposite for almost all of them."""
+    best: dict[str, tuple[Decimal, Decimal]] = {}
+    maker = taker = 0
+    for f in jsonl_frames(COINBASE):
+        m = f.msg
+        for ev in m.get("events", []):
+            if m.get("channel") == "ticker":
+                for tk in ev["tickers"]:
+                    best[tk["product_id"]] = (Decimal(tk["best_bid"]), Decimal(tk["best_ask"]))
+            elif m.get("channel") == "market_trades" and ev["type"] == "update":
+                for t in ev["trades"]:
+                    bid, ask = best.get(t["product_id"], (Decimal(0), Decimal("Infinity")))
+                    price = Decimal(t["price"])
+                    aggressor = "BUY" if price >= ask else "SELL" if price <= bid else None
+                    if aggressor is not None:
+                        taker += t["side"] == aggressor
+                        maker += t["side"] != aggressor
+    assert maker > 10 * max(taker, 1)

@@ -17,7 +17,9 @@ Advanced Trade feeds, endpoints are class attributes (``websocket_endpoints``,
 
 * Coinbase implements only ``level2`` and ``market_trades`` (no ``ticker``, no
   ``heartbeats``) and never checks ``sequence_num``, so a lost level2 frame silently corrupts
-  the book; listing Coinbase symbols raises ``ValueError`` without API keys.
+  the book; it reports the Advanced Trade trade ``side`` (the maker's, see
+  :mod:`~orrange.feeds.coinbase`) as the taker's; listing Coinbase symbols raises
+  ``ValueError`` without API keys.
 * Constructing a feed fetches the exchange's symbol list synchronously with ``requests``
   (``exchangeInfo``, ``AssetPairs``, ``products``) from the hard-coded public REST hosts,
   which blocks the event loop and fails offline.

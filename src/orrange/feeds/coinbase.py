@@ -15,7 +15,10 @@ updates received before that snapshot are dropped. A reconnect restarts the numb
 
 **Trades** are emitted once: the ``market_trades`` snapshot sent on subscribe repeats recent
 trades, so per product only trade ids above the last emitted one pass (ids are increasing
-integers).
+integers). The ``side`` of a market trade is the **maker's** side (as in the Coinbase Exchange
+``match`` channel, whose docs say so); it is flipped to the taker side of :class:`Trade`. In the
+recorded capture 75 of the 76 trades that print at the best bid or ask carry the side of the
+resting order there (a ``"SELL"`` trade at the best ask is a taker buy).
 
 Timestamps: RFC 3339 with nanoseconds, truncated to ms UTC; book ticks use the frame's
 ``timestamp``, trades their ``time``.
@@ -202,7 +205,7 @@ class CoinbaseSource(WsSource):
                         trade_id=t["trade_id"],
                         price=Decimal(t["price"]),
                         qty=Decimal(t["size"]),
-                        side="buy" if side == "BUY" else "sell",
+                        side="sell" if side == "BUY" else "buy",  # maker side -> taker side
                     )
                 )
 
