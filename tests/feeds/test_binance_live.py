@@ -15,7 +15,15 @@ from feeds_captures import BINANCE_WS, binance_frames, binance_snapshots
 from feeds_helpers import Book, Collector, until
 from feeds_server import BinanceExchange
 
-from orrange.feeds import Backoff, BestBidOffer, BinanceSource, Candle, Liveness, Trade
+from orrange.feeds import (
+    Backoff,
+    BestBidOffer,
+    BinanceSource,
+    BookSnapshot,
+    Candle,
+    Liveness,
+    Trade,
+)
 
 pytestmark = pytest.mark.skipif(not BINANCE_WS.exists(), reason="ws-captures not found")
 
@@ -160,3 +168,40 @@ async def test_binance_reconnects_and_resyncs_after_drop_and_disconnect() -> Non
 
 def t_price(data: list[dict]) -> str:
     return [d for d in data if d.get("e") == "aggTrade"][1]["p"]
+
+
+class _FlakyRest(BinanceExchange):
+    """The REST endpoint first fails (HTTP 503), then answers NKNUSDT with a snapshot older
+    than the stream (``lastUpdateId`` below the first buffered ``U``), then behaves."""
+
+    STALE_ID = 499869700
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.nkn_calls = 0
+
+    def _process_request(self, conn, request):  # type: ignore[no-untyped-def]
+        if "symbol=NKNUSDT" in request.path:
+            self.nkn_calls += 1
+            if self.nkn_calls == 1:
+                return conn.respond(503, "busy")
+            if self.nkn_calls == 2:
+                snap = json.loads(binance_snapshots()["NKNUSDT"])
+                snap["lastUpdateId"] = self.STALE_ID
+                return conn.respond(200, json.dumps(snap))
+        return super()._process_request(conn, request)
+
+
+async def test_binance_refetches_failed_and_stale_snapshots() -> None:
+    """Steps 3 and 4 of Binance's procedure: a snapshot older than the first buffered event is
+    fetched again (as is a failed request), and the book still ends equal to the capture's."""
+    books, last = expected_books()
+    async with _FlakyRest(binance_frames(), binance_snapshots()) as ex:
+        src = make_source(ex)
+        col, internal = await run_to_end(ex, src, last)
+    assert ex.nkn_calls >= 3
+    assert src.stats.gaps == 0 and src.stats.resyncs == len(SYMBOLS)  # one sync per symbol
+    for sym, market in SYMBOLS.items():
+        assert col.books[market] == books[sym] == internal[sym], sym
+    nkn = [t for t in col.of(BookSnapshot) if t.symbol == "NKN-USDT"]
+    assert len(nkn) == 1 and nkn[0].sequence > _FlakyRest.STALE_ID  # the stale one never applied

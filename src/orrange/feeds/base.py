@@ -194,6 +194,10 @@ class Source(abc.ABC):
     async def run(self, emit: Emit) -> None:
         """Produce ticks into ``emit`` until cancelled (live sources) or exhausted (files)."""
 
+    async def close(self) -> None:
+        """Release resources after :meth:`run` was cancelled (HTTP clients); idempotent."""
+        return None
+
     async def stream(self, maxsize: int = 10_000) -> AsyncIterator[AnyTick]:
         """Run the source in a task and yield its ticks; ends when :meth:`run` returns.
 
@@ -221,6 +225,7 @@ class Source(abc.ABC):
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            await self.close()
 
 
 class WsSource(Source):

@@ -46,7 +46,8 @@ log = logging.getLogger("orrange.feeds.binance")
 
 DEFAULT_WS_URL = "wss://stream.binance.com:9443/stream"
 DEFAULT_REST_URL = "https://api.binance.com"
-_MAX_PARAMS = 200  # streams per SUBSCRIBE message
+_MAX_PARAMS = 1024  # streams per SUBSCRIBE message (one message: 5 messages/s limit)
+_MAX_STREAMS = 1024  # Binance: at most 1024 streams per connection
 
 
 def _levels(raw: Iterable[Any]) -> tuple[Level, ...]:
@@ -75,7 +76,8 @@ class BinanceSource(WsSource):
         http_timeout: seconds per snapshot request. live: :class:`Liveness`.
 
     Raises:
-        ValueError: unknown channel or no symbols.
+        ValueError: unknown channel, no symbols, or more than 1024 streams (Binance's limit
+            per connection: split the symbols over several sources).
     """
 
     CHANNELS = frozenset({"trades", "book", "bbo", "candles"})
@@ -95,6 +97,8 @@ class BinanceSource(WsSource):
     ) -> None:
         symbols = {k.upper(): v for k, v in symbols.items()}
         super().__init__(name, ws_url, symbols, channels, self.CHANNELS, live)
+        if len(self.symbols) * len(self.channels) > _MAX_STREAMS:
+            raise ValueError(f"{name}: more than {_MAX_STREAMS} streams on one connection")
         self.rest_url = rest_url.rstrip("/")
         self.candle_interval = candle_interval
         self.depth_limit = depth_limit
