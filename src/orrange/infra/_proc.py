@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -78,7 +79,7 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> i
     return proc.returncode
 
 
-class ServerProcess:
+class ServerProcess(ABC):
     """A supervised child server process: log file handling, stop, wait, context manager.
 
     Subclasses set :attr:`name` and :attr:`stop_signal` and call :meth:`_spawn` from their
@@ -137,9 +138,13 @@ class ServerProcess:
             raise InfraError(f"{self.name} not started")
         return self._proc.wait()
 
+    @abstractmethod
     def start(self, timeout_s: float = 60.0) -> Self:
-        """Start the server and wait until it is ready (implemented by subclasses)."""
-        raise NotImplementedError
+        """Start the server and wait until it is ready; returns self.
+
+        Raises:
+            InfraError: the server exited or was not ready within ``timeout_s`` seconds.
+        """
 
     def __enter__(self) -> Self:
         return self.start()

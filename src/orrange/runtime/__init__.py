@@ -18,7 +18,7 @@ from orrange.runtime.actor import (
     run_actor,
 )
 from orrange.runtime.metrics import ActorMetrics, MetricsServer
-from orrange.runtime.publisher import MSG_ID_HEADER, Publisher, PublishError, encode
+from orrange.runtime.publisher import MSG_ID_HEADER, PubAck, Publisher, PublishError, encode
 from orrange.runtime.streams import (
     DLQ_STREAM,
     DLQ_SUBJECT_PREFIX,
@@ -45,6 +45,7 @@ __all__ = [
     "MetricsServer",
     "Outbox",
     "ProvisioningError",
+    "PubAck",
     "PublishError",
     "Publisher",
     "StreamSpec",
