@@ -11,7 +11,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from feeds_captures import BINANCE_WS, binance_frames, binance_snapshots
+from feeds_captures import BINANCE_WS, Frame, binance_frames, binance_snapshots
 from feeds_helpers import Book, Collector, until
 from feeds_server import BinanceExchange
 
@@ -205,3 +205,17 @@ async def test_binance_refetches_failed_and_stale_snapshots() -> None:
         assert col.books[market] == books[sym] == internal[sym], sym
     nkn = [t for t in col.of(BookSnapshot) if t.symbol == "NKN-USDT"]
     assert len(nkn) == 1 and nkn[0].sequence > _FlakyRest.STALE_ID  # the stale one never applied
+
+
+async def test_binance_malformed_depth_frame_is_dropped_without_breaking_the_sync() -> None:
+    frames = binance_frames()
+    bad = '{"stream":"nknusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"NKNUSDT",'
+    bad += '"U":1,"u":2,"b":[["not a price","1"]],"a":[]}}'
+    frames.insert(1, Frame(frames[0].ts, frames[0].conn, bad, json.loads(bad)))  # while buffering
+    books, last = expected_books()
+    async with BinanceExchange(frames, binance_snapshots()) as ex:
+        src = make_source(ex)
+        col, internal = await run_to_end(ex, src, last)
+    assert src.stats.malformed == 1 and src.stats.gaps == 0
+    for sym, market in SYMBOLS.items():
+        assert col.books[market] == books[sym] == internal[sym], sym

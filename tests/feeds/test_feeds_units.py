@@ -315,3 +315,9 @@ def test_duplicate_names_and_unknown_markets_are_refused() -> None:
     assert isinstance(cfg, FeedConfig)
     with pytest.raises(ValueError, match="unknown markets"):
         build_sources([cfg], load_markets(REPO / "config" / "markets.toml"))
+
+
+async def test_stream_surfaces_a_source_failure(tmp_path: Path) -> None:
+    src = FileReplaySource("replay", tmp_path / "missing.csv", "XRP-ETH", scale_spec("1", "1"))
+    with pytest.raises(OSError):
+        _ = [t async for t in src.stream()]

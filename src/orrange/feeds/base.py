@@ -11,7 +11,8 @@ derive from :class:`WsSource`, which owns the connection life cycle:
   (exchange heartbeats included) drops the connection too;
 * reconnect with exponential backoff and jitter (:class:`Backoff`);
 * a frame that fails to parse is logged and counted in :attr:`FeedStats.malformed`, never
-  fatal; a handler can raise :class:`Resync` to force a reconnect (fresh snapshots).
+  fatal; socket errors raised while handling a frame (e.g. a resubscribe on a closing
+  connection) lead to a reconnect instead.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ __all__ = [
     "Emit",
     "FeedStats",
     "Liveness",
-    "Resync",
     "Source",
     "WsSource",
     "iso_to_ms",
@@ -171,10 +171,6 @@ class FeedStats(msgspec.Struct, kw_only=True):
     snapshots: int = 0
 
 
-class Resync(Exception):
-    """Raised by a message handler to drop the connection and reconnect with fresh state."""
-
-
 _DONE = object()
 
 
@@ -206,19 +202,24 @@ class Source(abc.ABC):
                 configuration).
         """
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
-        task = asyncio.create_task(self.run(queue.put))
-        task.add_done_callback(lambda _t: queue.put_nowait(_DONE))
+        failure: list[Exception] = []
+
+        async def produce() -> None:
+            try:
+                await self.run(queue.put)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failure.append(exc)
+            await queue.put(_DONE)  # after every tick: the queue is FIFO
+
+        task = asyncio.create_task(produce())
         try:
             while True:
                 item = await queue.get()
                 if item is _DONE:
-                    # drain ticks queued before completion, then surface errors
-                    while not queue.empty():
-                        rest = queue.get_nowait()
-                        if rest is not _DONE:
-                            yield rest
-                    if not task.cancelled() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+                    if failure:
+                        raise failure[0]
                     return
                 yield item
         finally:
@@ -273,7 +274,7 @@ class WsSource(Source):
 
     @abc.abstractmethod
     async def on_message(self, raw: str | bytes, recv_ms: int) -> None:
-        """Handle one frame; raise :class:`Resync` to reconnect, anything else is counted."""
+        """Handle one frame; any exception except socket errors counts it as malformed."""
 
     async def on_disconnect(self) -> None:
         """Called after every connection loss (cancel helper tasks here)."""
@@ -302,7 +303,7 @@ class WsSource(Source):
                         self.stats.messages += 1
                         try:
                             await self.on_message(raw, now_ms())
-                        except (Resync, WebSocketException, OSError):
+                        except (WebSocketException, OSError):
                             raise  # connection-level: handled below, not a bad frame
                         except Exception as exc:  # a bad frame must never stop the feed
                             self.stats.malformed += 1
@@ -314,8 +315,6 @@ class WsSource(Source):
                                 raw,
                             )
                         attempt = 0
-            except Resync as exc:
-                log.warning("%s: resynchronising: %s", self.name, exc)
             except (OSError, TimeoutError, WebSocketException) as exc:
                 log.warning("%s: connection lost: %s: %s", self.name, type(exc).__name__, exc)
             finally:

@@ -30,7 +30,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import msgspec
@@ -54,6 +54,17 @@ def _levels(raw: Iterable[Any]) -> tuple[Level, ...]:
     return tuple((Decimal(p), Decimal(q)) for p, q in raw)
 
 
+class _Diff(NamedTuple):
+    """One parsed diff-depth event (``U``, ``u``, ``E``, levels) and its receive time."""
+
+    first: int
+    last: int
+    ts: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    recv: int
+
+
 class _Depth:
     __slots__ = ("book", "buffer", "last_u", "synced", "task")
 
@@ -61,8 +72,16 @@ class _Depth:
         self.book = L2Book()
         self.synced = False
         self.last_u = 0
-        self.buffer: list[tuple[dict[str, Any], int]] = []
+        self.buffer: list[_Diff] = []
         self.task: asyncio.Task[None] | None = None
+
+    def apply(self, diff: _Diff) -> None:
+        book = self.book
+        for p, q in diff.bids:
+            book.set_bid(p, q)
+        for p, q in diff.asks:
+            book.set_ask(p, q)
+        self.last_u = diff.last
 
 
 class BinanceSource(WsSource):
@@ -236,39 +255,40 @@ class BinanceSource(WsSource):
     async def _on_depth(self, data: dict[str, Any], recv_ms: int) -> None:
         sym = data["s"]
         st = self._depth[sym]
-        first, last = int(data["U"]), int(data["u"])
+        # parse fully before touching any state: a malformed diff is dropped whole (and the
+        # next one then shows up as a gap)
+        diff = _Diff(
+            int(data["U"]),
+            int(data["u"]),
+            int(data["E"]),
+            _levels(data["b"]),
+            _levels(data["a"]),
+            recv_ms,
+        )
         if not st.synced:
-            st.buffer.append((data, recv_ms))
+            st.buffer.append(diff)
             if st.task is None:
                 st.task = asyncio.create_task(self._sync(sym, st))
             return
-        if last <= st.last_u:
+        if diff.last <= st.last_u:
             return  # already contained in the book
-        if first > st.last_u + 1:
+        if diff.first > st.last_u + 1:
             self.stats.gaps += 1
-            log.warning(
-                "%s: %s depth gap: U=%d after u=%d; resyncing", self.name, sym, first, st.last_u
-            )
+            log.warning("%s: %s depth gap: U=%d after u=%d", self.name, sym, diff.first, st.last_u)
             st.synced = False
-            st.buffer = [(data, recv_ms)]
+            st.buffer = [diff]
             st.task = asyncio.create_task(self._sync(sym, st))
             return
-        bids, asks = _levels(data["b"]), _levels(data["a"])
-        book = st.book
-        for p, q in bids:
-            book.set_bid(p, q)
-        for p, q in asks:
-            book.set_ask(p, q)
-        st.last_u = last
+        st.apply(diff)
         await self.emit(
             BookUpdate(
                 source=self.name,
                 symbol=self.symbols[sym],
-                exchange_ts_ms=int(data["E"]),
+                exchange_ts_ms=diff.ts,
                 recv_ts_ms=recv_ms,
-                bids=bids,
-                asks=asks,
-                sequence=last,
+                bids=diff.bids,
+                asks=diff.asks,
+                sequence=diff.last,
             )
         )
 
@@ -289,60 +309,60 @@ class BinanceSource(WsSource):
         return body
 
     async def _sync(self, sym: str, st: _Depth) -> None:
+        """Steps 2-5 of the procedure (module docstring), retried with backoff until a
+        snapshot fits the buffered diffs; then emits one :class:`BookSnapshot`."""
         self.stats.resyncs += 1
         attempt = 0
-        while True:
-            try:
-                snap = await self.fetch_depth(sym)
-                last_id = int(snap["lastUpdateId"])
-                bids, asks = _levels(snap["bids"]), _levels(snap["asks"])
-            except (httpx.HTTPError, msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
-                log.warning("%s: %s depth snapshot failed: %s", self.name, sym, exc)
+        try:
+            while not await self._try_snapshot(sym, st):
                 await asyncio.sleep(self.live.backoff.delay(attempt))
                 attempt += 1
-                continue
-            async with self._lock:
-                if st.buffer and last_id < int(st.buffer[0][0]["U"]):
-                    ok = False  # snapshot older than the stream: fetch again (step 3)
-                else:
-                    pending = [(d, r) for d, r in st.buffer if int(d["u"]) > last_id]
-                    ok = not pending or int(pending[0][0]["U"]) <= last_id + 1
-                if ok:
-                    book = st.book
-                    book.reset(bids, asks)
-                    st.last_u = last_id
-                    ts = recv = 0
-                    for i, (d, r) in enumerate(pending):
-                        if int(d["U"]) > st.last_u + 1:  # gap inside the buffer: start over
-                            self.stats.gaps += 1
-                            ok = False
-                            st.buffer = pending[i:]
-                            break
-                        for p, q in _levels(d["b"]):
-                            book.set_bid(p, q)
-                        for p, q in _levels(d["a"]):
-                            book.set_ask(p, q)
-                        st.last_u = int(d["u"])
-                        ts, recv = int(d["E"]), r
-                if ok:
-                    if not recv:
-                        recv = st.buffer[-1][1] if st.buffer else now_ms()
-                    st.buffer = []
-                    st.synced = True
-                    st.task = None
-                    self.stats.snapshots += 1
-                    await self.emit(
-                        BookSnapshot(
-                            source=self.name,
-                            symbol=self.symbols[sym],
-                            exchange_ts_ms=ts or recv,
-                            recv_ts_ms=recv,
-                            bids=book.bid_levels(),
-                            asks=book.ask_levels(),
-                            sequence=st.last_u,
-                        )
-                    )
-                    return
-            log.info("%s: %s snapshot does not fit the buffered diffs; refetching", self.name, sym)
-            await asyncio.sleep(self.live.backoff.delay(attempt))
-            attempt += 1
+        finally:
+            st.task = None  # a later diff restarts the sync if this one did not finish
+
+    async def _try_snapshot(self, sym: str, st: _Depth) -> bool:
+        try:
+            snap = await self.fetch_depth(sym)
+            last_id = int(snap["lastUpdateId"])
+            bids, asks = _levels(snap["bids"]), _levels(snap["asks"])
+        except (httpx.HTTPError, msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: %s depth snapshot failed: %s", self.name, sym, exc)
+            return False
+        except ArithmeticError as exc:  # decimal.InvalidOperation
+            log.warning("%s: %s depth snapshot malformed: %s", self.name, sym, exc)
+            return False
+        async with self._lock:
+            if st.buffer and last_id < st.buffer[0].first:
+                log.info("%s: %s snapshot older than the stream; refetching", self.name, sym)
+                return False  # step 3
+            pending = [d for d in st.buffer if d.last > last_id]  # step 4
+            if pending and pending[0].first > last_id + 1:
+                log.info("%s: %s snapshot does not reach the stream; refetching", self.name, sym)
+                return False
+            st.book.reset(bids, asks)
+            st.last_u = last_id
+            for i, diff in enumerate(pending):  # step 5
+                if diff.first > st.last_u + 1:  # gap inside the buffer: start over from it
+                    self.stats.gaps += 1
+                    st.buffer = pending[i:]
+                    return False
+                st.apply(diff)
+            if pending:
+                ts, recv = pending[-1].ts, pending[-1].recv
+            else:  # the snapshot has no time: stamp it with the last receive time
+                ts = recv = st.buffer[-1].recv if st.buffer else now_ms()
+            st.buffer = []
+            st.synced = True
+            self.stats.snapshots += 1
+            await self.emit(
+                BookSnapshot(
+                    source=self.name,
+                    symbol=self.symbols[sym],
+                    exchange_ts_ms=ts,
+                    recv_ts_ms=recv,
+                    bids=st.book.bid_levels(),
+                    asks=st.book.ask_levels(),
+                    sequence=st.last_u,
+                )
+            )
+            return True
