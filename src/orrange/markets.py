@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import tomllib
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
@@ -162,7 +162,13 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True, dict=True):
         # derived values: kept in the instance dict (never encoded), read through properties;
         # a notional of n units satisfies the minimum iff n >= ceil(min_notional / unit)
         self.__dict__["_derived"] = _Derived(
-            tick, lot, unit, int(min_lots), int(max_lots), int(-((-notional_units) // 1))
+            tick,
+            lot,
+            unit,
+            int(min_lots),
+            int(max_lots),
+            # Decimal // truncates toward zero, so round up explicitly
+            int(notional_units.to_integral_value(rounding=ROUND_CEILING)),
         )
 
     @property
