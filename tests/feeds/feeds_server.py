@@ -14,7 +14,8 @@ frame index) and ``drop`` (frame indices consumed by the exchange but never sent
 consumes their ``sequence_num``). When a frame was dropped before the disconnect point, the
 disconnect waits until the client has asked for its resync (REST snapshot of that symbol, or
 ``level2`` resubscribe), so the two faults are seen in the same order however fast the client
-reads: the outcome never depends on timing.
+reads: the outcome never depends on timing. This needs a frame that reveals the gap (a later
+diff of the same Binance symbol, any later Coinbase frame) before the disconnect point.
 """
 
 from __future__ import annotations
@@ -93,14 +94,32 @@ class ReplayServer:
         await ws.send(text)
         self.sent += 1
 
-    async def _maybe_disconnect(self, ws: ServerConnection, i: int) -> bool:
+    def _apply(self, frame: Frame) -> None:
+        """Update the true state with a consumed frame."""
+
+    async def _before_apply(self, frame: Frame) -> None:
+        """Hook: wait for a client action before the state moves on."""
+
+    async def _advance(self, ws: ServerConnection) -> tuple[int, Frame] | None:
+        """Consume the next frame of the script (applied to the true state); ``None`` at the
+        end of the script (``finished`` set) or when the connection was closed on purpose."""
+        i = self.cursor
+        if i >= len(self.frames):
+            self.finished.set()
+            return None
         if i == self.disconnect_at and not self._disconnected:
             if self.dropped:
                 await self.resynced.wait()
             self._disconnected = True
             await ws.close(1012, "service restart")
-            return True
-        return False
+            return None
+        frame = self.frames[i]
+        await self._before_apply(frame)
+        self._apply(frame)
+        self.cursor += 1
+        if i in self.drop:
+            self.dropped = True
+        return i, frame
 
 
 # --------------------------------------------------------------------------------- Binance
@@ -142,6 +161,8 @@ class BinanceExchange(ReplayServer):
         self.changed: set[str] = set()
         self.snapshot_requests: list[tuple[str, int, str]] = []  # symbol, lastUpdateId, body
         self._served: dict[str, asyncio.Event] = {s: asyncio.Event() for s in snapshots}
+        dropped = [frames[i].msg["data"].get("s") for i in self.drop]
+        self.dropped_symbol = dropped[0] if dropped else None
         for sym, body in snapshots.items():
             snap = json.loads(body)
             bids, asks = _Side(), _Side()
@@ -164,6 +185,11 @@ class BinanceExchange(ReplayServer):
         self.last_id[sym] = data["u"]
         self.changed.add(sym)
 
+    async def _before_apply(self, frame: Frame) -> None:
+        data = frame.msg["data"]
+        if data.get("e") == "depthUpdate" and data["u"] > self.recorded_id[data["s"]]:
+            await self._served[data["s"]].wait()
+
     def snapshot_body(self, sym: str) -> str:
         if sym not in self.changed:
             return self.recorded[sym]
@@ -184,7 +210,7 @@ class BinanceExchange(ReplayServer):
         body = self.snapshot_body(sym)
         self.snapshot_requests.append((sym, json.loads(body)["lastUpdateId"], body))
         self._served[sym].set()
-        if self.dropped:
+        if self.dropped and sym == self.dropped_symbol:
             self.resynced.set()
         resp = conn.respond(HTTPStatus.OK, body)
         resp.headers["Content-Type"] = "application/json"
@@ -197,23 +223,13 @@ class BinanceExchange(ReplayServer):
             self.client_messages.append(req)
             streams = set(req["params"])
             await self._send(ws, json.dumps({"result": None, "id": req["id"]}))
-            while self.cursor < len(self.frames):
-                i = self.cursor
-                if await self._maybe_disconnect(ws, i):
-                    return
-                frame = self.frames[i]
-                data = frame.msg["data"]
-                if data.get("e") == "depthUpdate" and data["u"] > self.recorded_id[data["s"]]:
-                    await self._served[data["s"]].wait()
-                self._apply(frame)
-                self.cursor += 1
-                if i in self.drop:
-                    self.dropped = True
-                elif frame.msg["stream"] in streams:
+            while (step := await self._advance(ws)) is not None:
+                i, frame = step
+                if i not in self.drop and frame.msg["stream"] in streams:
                     await self._send(ws, frame.raw)
                 await asyncio.sleep(_PACE_S)
-            self.finished.set()
-            await ws.wait_closed()
+            if self.finished.is_set():
+                await ws.wait_closed()
         except ConnectionClosed:
             return
 
@@ -319,24 +335,25 @@ class CoinbaseExchange(ReplayServer):
         try:
             while not subscribed >= self.REQUIRED:
                 await handle(await commands.get())
-            while self.cursor < len(self.frames):
+            while True:
                 while not commands.empty():
                     await handle(commands.get_nowait())
-                i = self.cursor
-                if await self._maybe_disconnect(ws, i):
-                    return
-                frame = self.frames[i]
-                self._apply(frame)
-                self.cursor += 1
+                at_disconnect = self.cursor == self.disconnect_at
+                if at_disconnect and self.dropped and not self.resynced.is_set():
+                    await handle(await commands.get())  # the resync request sets `resynced`
+                    continue
+                step = await self._advance(ws)
+                if step is None:
+                    break
+                i, frame = step
                 ch = frame.msg.get("channel")
                 if ch in _CB_ALWAYS or _CB_CHANNEL.get(ch, "") in subscribed:
-                    if i in self.drop:
-                        self.dropped = True
-                    else:
+                    if i not in self.drop:
                         await self._send(ws, _SEQ.sub(f'"sequence_num":{seq}', frame.raw, count=1))
-                    seq += 1
+                    seq += 1  # a dropped frame still consumes its number
                 await asyncio.sleep(_PACE_S)
-            self.finished.set()
+            if not self.finished.is_set():
+                return  # closed on purpose
             while True:
                 await handle(await commands.get())
         except ConnectionClosed:
@@ -431,16 +448,11 @@ class KrakenExchange(ReplayServer):
                     await self._send(ws, json.dumps(status))
                     if name == "book" and pair in self.truth:
                         await self._send(ws, self._book_snapshot(pair))
-            while self.cursor < len(self.frames):
-                i = self.cursor
-                if await self._maybe_disconnect(ws, i):
-                    return
-                frame = self.frames[i]
-                self._apply(frame)
-                self.cursor += 1
-                await self._send(ws, frame.raw)
+            while (step := await self._advance(ws)) is not None:
+                await self._send(ws, step[1].raw)
                 await asyncio.sleep(_PACE_S / 4)
-            self.finished.set()
+            if not self.finished.is_set():
+                return
             await ws.wait_closed()
         except ConnectionClosed:
             return
