@@ -8,6 +8,7 @@ from book_helpers import BUY, SELL, fills, l3_ids, lim, make_book, of, one
 from orrange.matching import (
     AmendOrder,
     CancelReason,
+    OrderAmended,
     OrderCanceled,
     OrderFilled,
     SelfTradePrevention,
@@ -230,3 +231,21 @@ def test_price_time_policy_ignores_reputation() -> None:
     for user, rep in [("a", 0), ("b", 900), ("c", 500)]:
         book.process(lim(SELL, 1, 100, user=user, reputation=rep))
     assert l3_ids(book, SELL, 100) == [1, 2, 3]
+
+
+def test_stp_decrement_reduces_total_quantity_so_amend_cannot_revive_it() -> None:
+    book = _book_with_own_maker()
+    book.process(lim(BUY, 5, 100, user="me", stp=STP.DECREMENT_AND_CANCEL))
+    v = book.order(2)  # own maker: 5, decremented by 3 without a trade
+    assert v is not None and (v.quantity, v.filled, v.leaves) == (2, 0, 2)
+    # amending to the quantity the book reports changes nothing
+    ev = book.process(AmendOrder(ts=2, user="me", order_id=2, quantity=2))
+    am = one(ev, OrderAmended)
+    assert (am.quantity, am.leaves, am.priority_kept) == (2, 2, True)
+    assert book.depth().asks == [(100, 6)]
+    # the taker rests what is left after its own decrement
+    book2 = make_book()
+    book2.process(lim(SELL, 2, 100, user="me"))
+    book2.process(lim(BUY, 5, 100, user="me", stp=STP.DECREMENT_AND_CANCEL))
+    t = book2.order(2)
+    assert t is not None and (t.quantity, t.filled, t.leaves) == (3, 0, 3)
