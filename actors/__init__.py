@@ -1,0 +1,1 @@
+"""One module per deployable actor process (``python -m actors.<name>``)."""

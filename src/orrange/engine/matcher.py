@@ -1,0 +1,434 @@
+"""The matcher actor: the order books of a symbol shard, fed by ``BOOK_IN``, publishing ``EVENTS``.
+
+For each hosted symbol the matcher reads ``book.in.<SYM>`` through the durable pull consumer
+``matcher-<SYM>`` strictly in stream order, applies every command to the symbol's
+:class:`~orrange.matching.OrderBook` and publishes each resulting event on ``evt.<SYM>`` with
+``Nats-Msg-Id`` ``<SYM>:<seq>``; the runtime acks a batch only once JetStream acked all of its
+events.
+
+Recovery (``kill -9`` at any moment loses and duplicates nothing):
+
+* Snapshots go to the KV bucket ``snapshots`` (key ``<SYM>``, a few revisions kept): the book's
+  :meth:`~orrange.matching.OrderBook.snapshot` with the ``BOOK_IN`` stream sequence of the last
+  command applied. One is taken every ``snapshot_every`` commands or ``snapshot_interval_ms``
+  (at the start of a batch, when every earlier event has been published and acked), and at a
+  clean stop.
+* At start the matcher reads the last event of ``evt.<SYM>`` (its ``seq`` is ``published``),
+  restores the newest snapshot whose book sequence is not above ``published`` (a newer one
+  could hold the state of events lost in a crash), recreates its consumer at the next
+  ``BOOK_IN`` sequence and replays from there. Re-emitted events with ``seq <= published`` are
+  not published again; the others carry the same ``(symbol, seq)`` and ``Nats-Msg-Id`` as
+  before, so JetStream also drops any repeat within the duplicate window.
+
+Book queries are core NATS request/reply on ``book.query.<SYM>``: the request is empty or
+``{"depth": N}`` (JSON), the answer the :class:`~orrange.matching.L2Book` as JSON, or
+``{"error": "..."}`` for a malformed request. Commands that cannot be decoded or applied go to
+``dlq.<actor>`` and never stop the matcher.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.js import api as js_api
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.kv import KeyValue
+
+from orrange.engine.streams import (
+    BOOK_IN,
+    EVENTS,
+    SNAPSHOT_BUCKET,
+    book_in_subject,
+    book_query_subject,
+    events_subject,
+    matcher_durable,
+)
+from orrange.markets import MarketSpec, load_markets
+from orrange.matching import Command, Event, OrderBook
+from orrange.runtime import Actor, ActorConfig, ConsumerSpec, Inbound, Input, Outbox, StreamSpec
+
+__all__ = [
+    "BookQuery",
+    "BookQueryError",
+    "Matcher",
+    "MatcherSnapshot",
+    "default_markets_path",
+    "last_event_seq",
+    "load_snapshot",
+]
+
+#: Snapshot revisions kept per symbol in the KV bucket (restore falls back to older ones).
+SNAPSHOT_HISTORY = 5
+#: Events of recently applied commands kept to re-publish them when a batch is redelivered.
+_RECENT_COMMANDS = 50_000
+
+
+class BookQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Request of ``book.query.<SYM>``: ``depth`` price levels per side (1..1000)."""
+
+    depth: int = 10
+
+
+class BookQueryError(msgspec.Struct, frozen=True):
+    """Answer of ``book.query.<SYM>`` to a malformed request."""
+
+    error: str
+
+
+class MatcherSnapshot(msgspec.Struct, frozen=True):
+    """Value of key ``<SYM>`` in the KV bucket ``snapshots`` (msgpack).
+
+    Attributes:
+        symbol: the book's symbol.
+        in_seq: ``BOOK_IN`` stream sequence of the last command applied (0: none).
+        book_seq: the book's event sequence at that point.
+        ts_ms: when the snapshot was taken, ms since the Unix epoch (UTC).
+        codec: ``zlib`` (``book`` compressed) or ``none``.
+        book: :meth:`OrderBook.snapshot` bytes (msgpack of a ``BookSnapshot``).
+    """
+
+    symbol: str
+    in_seq: int
+    book_seq: int
+    ts_ms: int
+    codec: str
+    book: bytes
+
+    def restore(self, spec: MarketSpec) -> OrderBook:
+        """The book this snapshot holds.
+
+        Raises:
+            ValueError: unknown codec or a snapshot of another symbol.
+            msgspec.DecodeError, zlib.error: corrupt bytes.
+        """
+        if self.codec == "zlib":
+            raw = zlib.decompress(self.book)
+        elif self.codec == "none":
+            raw = self.book
+        else:
+            raise ValueError(f"unknown snapshot codec {self.codec!r}")
+        return OrderBook.restore(spec, raw)
+
+
+_snap_decoder = msgspec.msgpack.Decoder(MatcherSnapshot)
+_event_decoder = msgspec.json.Decoder(Event)
+_query_decoder = msgspec.json.Decoder(BookQuery)
+_json = msgspec.json.Encoder()
+
+
+def default_markets_path() -> Path:
+    """``config/markets.toml`` in the working directory, else the one of the source checkout."""
+    local = Path.cwd() / "config" / "markets.toml"
+    if local.is_file():
+        return local
+    return Path(__file__).resolve().parents[3] / "config" / "markets.toml"
+
+
+async def last_event_seq(js: Any, symbol: str) -> int:
+    """The ``seq`` of the last event stored on ``evt.<symbol>`` in ``EVENTS``; 0 when none.
+
+    Raises:
+        msgspec.DecodeError: the last message there is not an event.
+    """
+    try:
+        raw = await js.get_last_msg(EVENTS.name, events_subject(symbol))
+    except NotFoundError:
+        return 0
+    data = raw.data or b""
+    seq: int = _event_decoder.decode(data).seq
+    return seq
+
+
+async def load_snapshot(kv: KeyValue, symbol: str, max_book_seq: int) -> MatcherSnapshot | None:
+    """The newest snapshot of ``symbol`` whose book sequence is at most ``max_book_seq``.
+
+    Revisions that cannot be decoded are skipped. Returns None when there is none.
+    """
+    try:
+        entries = await kv.history(symbol)
+    except (KeyNotFoundError, NoKeysError, NotFoundError):
+        return None
+    for entry in reversed(entries):
+        if not entry.value or entry.operation is not None:
+            continue
+        try:
+            snap = _snap_decoder.decode(entry.value)
+        except msgspec.DecodeError:
+            continue
+        if snap.symbol == symbol and snap.book_seq <= max_book_seq:
+            return snap
+    return None
+
+
+@dataclass
+class _BookState:
+    spec: MarketSpec
+    book: OrderBook
+    in_seq: int = 0
+    published: int = 0
+    since_snapshot: int = 0
+    snapshot_at: float = field(default_factory=time.monotonic)
+    recent: dict[int, list[Event]] = field(default_factory=dict)
+
+
+class Matcher(Actor):
+    """The matcher actor of a symbol shard.
+
+    Args:
+        config: actor configuration (name ``matcher`` or ``matcher-<shard>``).
+        markets: market specs by symbol (at least every symbol of ``symbols``).
+        symbols: the shard's symbols.
+        snapshot_every: snapshot a book after this many commands (>= 1).
+        snapshot_interval_ms: ... or after this many ms (>= 1) with at least one command.
+        compress: zlib-compress snapshots (books of many orders stay under NATS's max payload).
+
+    Raises:
+        ValueError: no symbol, a symbol without a market spec, or a bad snapshot setting.
+    """
+
+    def __init__(
+        self,
+        config: ActorConfig,
+        markets: Mapping[str, MarketSpec],
+        symbols: Sequence[str],
+        *,
+        snapshot_every: int = 10_000,
+        snapshot_interval_ms: int = 10_000,
+        compress: bool = True,
+    ) -> None:
+        super().__init__(config)
+        if not symbols:
+            raise ValueError("the matcher needs at least one symbol")
+        missing = [s for s in symbols if s not in markets]
+        if missing:
+            raise ValueError(f"no market spec for {', '.join(missing)}")
+        if snapshot_every < 1 or snapshot_interval_ms < 1:
+            raise ValueError("snapshot_every and snapshot_interval_ms must be >= 1")
+        self.symbols = tuple(dict.fromkeys(symbols))
+        self._specs = {s: markets[s] for s in self.symbols}
+        self._snapshot_every = snapshot_every
+        self._snapshot_interval_s = snapshot_interval_ms / 1000
+        self._compress = compress
+        self._books: dict[str, _BookState] = {}
+        self._kv: KeyValue | None = None
+        self.snapshots_written = 0
+
+    # -- runtime hooks ------------------------------------------------------------------------
+
+    def streams(self) -> Sequence[StreamSpec]:
+        """``BOOK_IN`` and ``EVENTS``."""
+        return (BOOK_IN, EVENTS)
+
+    async def on_start(self) -> None:
+        """Open the snapshot bucket, restore every book, subscribe to book queries."""
+        self._kv = await self._snapshot_bucket()
+        for sym in self.symbols:
+            spec = self._specs[sym]
+            published = await last_event_seq(self.js, sym)
+            snap = await load_snapshot(self._kv, sym, published)
+            if snap is None:
+                st = _BookState(spec, OrderBook(spec))
+            else:
+                st = _BookState(spec, snap.restore(spec), in_seq=snap.in_seq)
+            st.published = published
+            self._books[sym] = st
+            self.log.info(
+                "book restored",
+                symbol=sym,
+                snapshot_in_seq=st.in_seq,
+                snapshot_book_seq=st.book.seq,
+                published_seq=published,
+            )
+            await self.nc.subscribe(book_query_subject(sym), cb=self._on_query)
+
+    def inputs(self) -> Sequence[Input[Any]]:
+        """One ``matcher-<SYM>`` consumer per symbol, recreated at the next unapplied sequence."""
+        out: list[Input[Any]] = []
+        for sym in self.symbols:
+            st = self._books[sym]
+            consumer = ConsumerSpec(
+                stream=BOOK_IN.name,
+                durable=matcher_durable(sym),
+                filter_subjects=(book_in_subject(sym),),
+                ack_policy="all",
+                ack_wait_ms=self.config.ack_wait_ms,
+                max_ack_pending=max(4 * self.config.batch_size, 1_000),
+                start_seq=st.in_seq + 1,
+                recreate=True,
+                description=f"matcher of {sym}",
+            )
+            out.append(Input(consumer, Command, self._handler(sym)))
+        return out
+
+    async def on_stop(self) -> None:
+        """Snapshot every book that changed since its last snapshot."""
+        for sym, st in self._books.items():
+            if st.since_snapshot:
+                await self._snapshot(sym, st)
+
+    # -- public views ------------------------------------------------------------------------
+
+    def book(self, symbol: str) -> OrderBook:
+        """The live book of ``symbol``.
+
+        Raises:
+            KeyError: not a symbol of this shard, or the actor has not started.
+        """
+        return self._books[symbol].book
+
+    def applied_seq(self, symbol: str) -> int:
+        """``BOOK_IN`` stream sequence of the last command applied to ``symbol``'s book."""
+        return self._books[symbol].in_seq
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _snapshot_bucket(self) -> KeyValue:
+        try:
+            return await self.js.key_value(SNAPSHOT_BUCKET)
+        except BucketNotFoundError:
+            return await self.js.create_key_value(
+                js_api.KeyValueConfig(
+                    bucket=SNAPSHOT_BUCKET,
+                    history=SNAPSHOT_HISTORY,
+                    storage=js_api.StorageType.FILE,
+                    description="matcher snapshots: key <SYM>, msgpack MatcherSnapshot",
+                )
+            )
+
+    async def _snapshot(self, sym: str, st: _BookState) -> None:
+        raw = st.book.snapshot()
+        codec = "none"
+        if self._compress:
+            raw, codec = zlib.compress(raw, 1), "zlib"
+        snap = MatcherSnapshot(sym, st.in_seq, st.book.seq, time.time_ns() // 1_000_000, codec, raw)
+        value = msgspec.msgpack.encode(snap)
+        st.since_snapshot = 0
+        st.snapshot_at = time.monotonic()
+        limit = self.nc.max_payload - 4096
+        if len(value) > limit:
+            self.log.error(
+                "snapshot larger than the NATS max payload; not written",
+                symbol=sym,
+                bytes=len(value),
+                max_payload=self.nc.max_payload,
+            )
+            return
+        if self._kv is None:
+            raise RuntimeError("snapshot bucket not open")
+        await self._kv.put(sym, value)
+        self.snapshots_written += 1
+        self.log.info("snapshot", symbol=sym, seq=st.book.seq, in_seq=st.in_seq, bytes=len(value))
+
+    def _handler(self, sym: str) -> Any:
+        st = self._books[sym]
+        subject = events_subject(sym)
+
+        async def handle(batch: Sequence[Inbound[Command]], out: Outbox) -> None:
+            # Every earlier batch of this symbol is published and acked here: snapshot now.
+            if st.since_snapshot and (
+                st.since_snapshot >= self._snapshot_every
+                or time.monotonic() - st.snapshot_at >= self._snapshot_interval_s
+            ):
+                try:
+                    await self._snapshot(sym, st)
+                except Exception as exc:
+                    self.log.error("snapshot failed", symbol=sym, error=repr(exc))
+            for msg in batch:
+                seq = msg.stream_seq
+                if seq <= st.in_seq:
+                    # a redelivery after a failed publish: publish the same events again
+                    for e in st.recent.get(seq, ()):
+                        out.publish(subject, e, msg_id=f"{sym}:{e.seq}")
+                    continue
+                try:
+                    events = st.book.process(msg.data)
+                except Exception as exc:
+                    self.log.warning(
+                        "command failed; dead-lettered", symbol=sym, seq=seq, error=repr(exc)
+                    )
+                    out.dead_letter(msg, exc)
+                    st.in_seq = seq
+                    continue
+                st.in_seq = seq
+                st.since_snapshot += 1
+                published = st.published
+                for e in events:
+                    if e.seq > published:
+                        out.publish(subject, e, msg_id=f"{sym}:{e.seq}")
+                recent = st.recent
+                recent[seq] = events
+                if len(recent) > _RECENT_COMMANDS:
+                    del recent[next(iter(recent))]
+
+        return handle
+
+    async def _on_query(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        sym = msg.subject.rsplit(".", 1)[-1]
+        st = self._books.get(sym)
+        answer: bytes
+        try:
+            query = _query_decoder.decode(msg.data) if msg.data.strip() else BookQuery()
+            if not 1 <= query.depth <= 1000:
+                raise ValueError(f"depth must be within 1..1000, not {query.depth}")
+            if st is None:
+                raise ValueError(f"symbol {sym} is not hosted here")
+            answer = _json.encode(st.book.depth(query.depth))
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            answer = _json.encode(BookQueryError(str(exc)))
+        try:
+            await msg.respond(answer)
+        except Exception as exc:
+            self.log.warning("book query answer failed", symbol=sym, error=repr(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``orrange actor matcher`` / ``python -m actors.matcher``: run the matcher until signalled.
+
+    Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad arguments.
+    """
+    import argparse
+
+    from orrange.logging import configure_logging
+    from orrange.runtime import run_actor
+    from orrange.settings import load_settings
+
+    p = argparse.ArgumentParser(
+        prog="orrange actor matcher", description="run the matcher of a symbol shard"
+    )
+    p.add_argument(
+        "--symbols", required=True, help="comma-separated symbols, e.g. BTC-USDT,ETH-USDT"
+    )
+    p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
+    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
+    p.add_argument("--name", default="matcher", help="actor name (heartbeat, DLQ subject)")
+    p.add_argument("--snapshot-every", type=int, default=10_000, help="commands between snapshots")
+    p.add_argument("--snapshot-interval-ms", type=int, default=10_000, help="ms between snapshots")
+    p.add_argument(
+        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one)"
+    )
+    args = p.parse_args(argv)
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    settings = load_settings(args.config)
+    configure_logging(settings.log_format, settings.log_level, actor=args.name)
+    try:
+        markets = load_markets(args.markets or default_markets_path())
+        config = ActorConfig.from_settings(args.name, settings, metrics_port=args.metrics_port)
+        matcher = Matcher(
+            config,
+            markets,
+            symbols,
+            snapshot_every=args.snapshot_every,
+            snapshot_interval_ms=args.snapshot_interval_ms,
+        )
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
+    return run_actor(matcher)

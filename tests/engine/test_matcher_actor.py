@@ -1,0 +1,233 @@
+"""The matcher actor on a real nats-server: events, book queries, dead letters, snapshot/restore.
+
+The matcher runs in the test's event loop here; ``test_matcher_kill.py`` runs it as a real
+process and kills it with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from orrange.engine.matcher import BookQuery, Matcher, MatcherSnapshot
+from orrange.engine.streams import (
+    BOOK_IN,
+    EVENTS,
+    SNAPSHOT_BUCKET,
+    book_in_subject,
+    book_query_subject,
+    events_subject,
+)
+from orrange.matching import Command, Event, L2Book, OrderBook, Side, SubmitOrder
+from orrange.matching.flow import BENCH_SPEC, synthetic_flow
+from orrange.runtime import ActorConfig, Publisher, ensure_stream
+
+SYM = BENCH_SPEC.symbol
+MARKETS = {SYM: BENCH_SPEC}
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 60) -> None:
+    """Poll ``check`` until true; fail after ``limit_s`` seconds (a hang guard, not an assert)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while not await check():
+        if loop.time() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def last_seq(nc: NATS, symbol: str = SYM) -> int:
+    js = nc.jetstream()
+    try:
+        raw = await js.get_last_msg(EVENTS.name, events_subject(symbol))
+    except nats.js.errors.NotFoundError:
+        return 0
+    return msgspec.json.decode(raw.data or b"", type=Event).seq
+
+
+async def read_events(nc: NATS, symbol: str = SYM) -> list[bytes]:
+    """Every message on ``evt.<symbol>`` in stream order (raw payloads)."""
+    js = nc.jetstream()
+    info = await js.stream_info(EVENTS.name, subjects_filter=events_subject(symbol))
+    total = (info.state.subjects or {}).get(events_subject(symbol), 0)
+    sub = await js.subscribe(events_subject(symbol), ordered_consumer=True)
+    out = []
+    try:
+        for _ in range(total):
+            msg = await sub.next_msg(timeout=10)
+            out.append(msg.data)
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+def pure_events(cmds: list[Command]) -> list[bytes]:
+    book = OrderBook(BENCH_SPEC)
+    enc = msgspec.json.Encoder()
+    return [enc.encode(e) for c in cmds for e in book.process(c)]
+
+
+async def publish_commands(nc: NATS, cmds: list[Command], first_id: int = 0) -> None:
+    pub = Publisher(nc)
+    for i, c in enumerate(cmds):
+        await pub.submit(book_in_subject(SYM), c, msg_id=f"test:{first_id + i}")
+    await pub.flush()
+
+
+def make_matcher(url: str, **kw: int) -> Matcher:
+    cfg = ActorConfig(name="matcher", nats_url=url, metrics_port=None, batch_size=200)
+    return Matcher(cfg, MARKETS, [SYM], **kw)
+
+
+async def test_events_queries_and_dead_letters(nats_url: str) -> None:
+    cmds = synthetic_flow(2_000, seed=7)
+    expected = pure_events(cmds)
+    nc = await nats.connect(nats_url)
+    matcher = make_matcher(nats_url)
+    try:
+        await matcher.start()
+        await publish_commands(nc, cmds[:1000])
+        # bad input in the middle: undecodable, and a decodable command of an unknown shape
+        await nc.jetstream().publish(book_in_subject(SYM), b"{not json", headers=None)
+        await nc.jetstream().publish(book_in_subject(SYM), b'{"type":"submit","ts":"x"}')
+        await publish_commands(nc, cmds[1000:], first_id=1000)
+        n = len(expected)
+
+        async def done() -> bool:
+            return await last_seq(nc) >= n
+
+        await wait_for(done, "all events")
+        assert await read_events(nc) == expected
+        dlq = await nc.jetstream().stream_info("DLQ")
+        assert dlq.state.messages == 2
+
+        pure = OrderBook(BENCH_SPEC)
+        pure.process_many(cmds)
+        reply = await nc.request(book_query_subject(SYM), msgspec.json.encode(BookQuery(5)))
+        book = msgspec.json.decode(reply.data, type=L2Book)
+        assert book == pure.depth(5)
+        assert book.seq == n and len(book.bids) == 5
+        reply = await nc.request(book_query_subject(SYM), b"")
+        assert msgspec.json.decode(reply.data, type=L2Book) == pure.depth(10)
+        reply = await nc.request(book_query_subject(SYM), b'{"depth": 0}')
+        assert "depth" in msgspec.json.decode(reply.data)["error"]
+        reply = await nc.request(book_query_subject(SYM), b"[1,")
+        assert "error" in msgspec.json.decode(reply.data)
+    finally:
+        await matcher.stop()
+        await nc.close()
+
+
+async def test_snapshot_restore_and_resume(nats_url: str) -> None:
+    cmds = synthetic_flow(3_000, seed=11)
+    expected = pure_events(cmds)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        first = make_matcher(nats_url, snapshot_every=400)
+        await first.start()
+        await publish_commands(nc, cmds[:2000])
+        n_first = len(pure_events(cmds[:2000]))
+
+        async def first_done() -> bool:
+            return await last_seq(nc) >= n_first
+
+        await wait_for(first_done, "events of the first 2000 commands")
+        await first.stop()  # a clean stop snapshots the book as applied
+        assert first.snapshots_written >= 2
+
+        kv = await js.key_value(SNAPSHOT_BUCKET)
+        entry = await kv.get(SYM)
+        assert entry.value is not None
+        snap = msgspec.msgpack.decode(entry.value, type=MatcherSnapshot)
+        bi = await js.stream_info(BOOK_IN.name)
+        assert snap.in_seq == bi.state.last_seq
+        assert snap.book_seq == n_first
+        pure = OrderBook(BENCH_SPEC)
+        pure.process_many(cmds[:2000])
+        assert snap.restore(BENCH_SPEC).snapshot_state() == pure.snapshot_state()
+
+        second = make_matcher(nats_url, snapshot_every=400)
+        await second.start()
+        try:
+            # resumed from the snapshot: nothing before it is applied again
+            assert second.applied_seq(SYM) == snap.in_seq
+            assert second.book(SYM).snapshot_state() == pure.snapshot_state()
+            await publish_commands(nc, cmds[2000:], first_id=2000)
+
+            async def done() -> bool:
+                return await last_seq(nc) >= len(expected)
+
+            await wait_for(done, "all events")
+            assert second.messages_in == 1000
+        finally:
+            await second.stop()
+        assert await read_events(nc) == expected
+    finally:
+        await nc.close()
+
+
+async def test_restore_ignores_a_snapshot_ahead_of_events(nats_url: str) -> None:
+    """A snapshot newer than the last stored event (its events were lost) is not used."""
+    cmds = synthetic_flow(500, seed=3)
+    expected = pure_events(cmds)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        await ensure_stream(js, BOOK_IN)
+        await ensure_stream(js, EVENTS)
+        await publish_commands(nc, cmds)
+        ahead = OrderBook(BENCH_SPEC)
+        ahead.process_many(cmds[:300])
+        kv = await js.create_key_value(bucket=SNAPSHOT_BUCKET, history=5)
+        await kv.put(
+            SYM,
+            msgspec.msgpack.encode(
+                MatcherSnapshot(SYM, 300, ahead.seq, 0, "none", ahead.snapshot())
+            ),
+        )
+        matcher = make_matcher(nats_url)
+        await matcher.start()
+        try:
+            assert matcher.applied_seq(SYM) < 300
+
+            async def done() -> bool:
+                return await last_seq(nc) >= len(expected)
+
+            await wait_for(done, "all events")
+        finally:
+            await matcher.stop()
+        assert await read_events(nc) == expected
+    finally:
+        await nc.close()
+
+
+async def test_orders_rest_across_symbols(nats_url: str) -> None:
+    """Two books in one shard stay independent (sequences, subjects)."""
+    other = msgspec.structs.replace(BENCH_SPEC, symbol="OTHER-USD")
+    cfg = ActorConfig(name="matcher", nats_url=nats_url, metrics_port=None)
+    matcher = Matcher(cfg, {SYM: BENCH_SPEC, "OTHER-USD": other}, [SYM, "OTHER-USD"])
+    nc = await nats.connect(nats_url)
+    try:
+        await matcher.start()
+        pub = Publisher(nc)
+        for sym, price in ((SYM, 100), ("OTHER-USD", 200)):
+            cmd = SubmitOrder(ts=1, user="u", side=Side.BUY, quantity=3, price=price)
+            await pub.publish(book_in_subject(sym), cmd, msg_id=f"{sym}:1")
+
+        async def done() -> bool:
+            return await last_seq(nc, "OTHER-USD") >= 2 and await last_seq(nc) >= 2
+
+        await wait_for(done, "events of both books")
+        for sym, price in ((SYM, 100), ("OTHER-USD", 200)):
+            reply = await nc.request(book_query_subject(sym), b"")
+            book = msgspec.json.decode(reply.data, type=L2Book)
+            assert (book.symbol, book.bids, book.asks) == (sym, [(price, 3)], [])
+    finally:
+        await matcher.stop()
+        await nc.close()
