@@ -94,7 +94,8 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
 
 
 class _Scripted:
-    """A WebSocket server sending fixed frames after the first client message, then idling."""
+    """A WebSocket server sending fixed frames after the first client message, then recording
+    what the client sends."""
 
     def __init__(self, frames: list[str]) -> None:
         self.frames = frames
@@ -106,7 +107,8 @@ class _Scripted:
         self.received.append(str(await ws.recv()))
         for f in self.frames:
             await ws.send(f)
-        await ws.wait_closed()
+        async for m in ws:
+            self.received.append(str(m))
 
 
 AGG = {"e": "aggTrade", "E": 1, "s": "NKNUSDT", "a": 7, "p": "0.3528", "q": "58", "T": 5, "m": 0}
@@ -321,3 +323,74 @@ async def test_stream_surfaces_a_source_failure(tmp_path: Path) -> None:
     src = FileReplaySource("replay", tmp_path / "missing.csv", "XRP-ETH", scale_spec("1", "1"))
     with pytest.raises(OSError):
         _ = [t async for t in src.stream()]
+
+
+def _kr_book(payload: dict, pair: str = "XMR/USD") -> str:
+    return json.dumps([992, payload, "book-1000", pair])
+
+
+def _cb_l2(seq: int, kind: str, updates: list[tuple[str, str, str]]) -> str:
+    ups = [
+        {"side": sd, "event_time": "", "price_level": p, "new_quantity": q} for sd, p, q in updates
+    ]
+    return json.dumps(
+        {
+            "channel": "l2_data",
+            "timestamp": "2026-08-09T21:05:48.483587501Z",
+            "sequence_num": seq,
+            "events": [{"type": kind, "product_id": "BTC-USD", "updates": ups}],
+        }
+    )
+
+
+T = "1618678132.214235"
+RESYNC_CASES = {
+    "kraken": (
+        lambda url: KrakenSource(
+            "k", {"XMR/USD": "XMR-USD"}, ws_url=url, live=FAST, channels=["book"]
+        ),
+        [
+            _kr_book({"as": [["355.1", "2", T]], "bs": [["354.1", "1", T]]}),
+            _kr_book({"b": [["354.2", "3", T], ["bad", "1", T]]}),  # malformed
+            _kr_book({"b": [["354.3", "9", T]]}),  # before the new snapshot: ignored
+            _kr_book({"as": [["355.0", "4", T]], "bs": [["354.0", "5", T]]}),
+            _kr_book({"a": [["355.5", "6", T]]}),
+        ],
+        ["unsubscribe", "subscribe"],
+    ),
+    "coinbase": (
+        lambda url: CoinbaseSource(
+            "c", {"BTC-USD": "BTC-USD"}, ws_url=url, live=FAST, channels=["book"]
+        ),
+        [
+            _cb_l2(0, "snapshot", [("bid", "354.1", "1"), ("offer", "355.1", "2")]),
+            _cb_l2(1, "update", [("bid", "354.2", "3"), ("bid", "354.25", "x")]),  # malformed
+            _cb_l2(2, "update", [("bid", "354.3", "9")]),  # before the new snapshot: ignored
+            _cb_l2(3, "snapshot", [("bid", "354.0", "5"), ("offer", "355.0", "4")]),
+            _cb_l2(4, "update", [("offer", "355.5", "6")]),
+        ],
+        ["unsubscribe", "subscribe"],
+    ),
+}
+
+
+@pytest.mark.parametrize("exchange", sorted(RESYNC_CASES))
+async def test_malformed_book_frame_triggers_a_book_resubscribe(exchange: str) -> None:
+    make, frames, requests = RESYNC_CASES[exchange]
+    server = _Scripted(frames)
+    async with serve(server.handler, "127.0.0.1", 0) as srv:
+        src: WsSource = make(f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}")
+        col = Collector()
+        task = asyncio.create_task(src.run(col))
+        try:
+            await until(lambda: src.stats.messages == len(frames) and len(server.received) >= 3)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    sent = [json.loads(m) for m in server.received]
+    assert [m.get("event", m.get("type")) for m in sent[-2:]] == requests
+    assert src.stats.malformed == 1 and src.stats.resyncs == 1 and src.stats.snapshots == 2
+    [market] = col.books
+    bids, asks = col.books[market]
+    assert bids == {Decimal("354.0"): Decimal(5)}
+    assert asks == {Decimal("355.0"): Decimal(4), Decimal("355.5"): Decimal(6)}

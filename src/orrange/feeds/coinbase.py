@@ -11,7 +11,8 @@ with all product ids, sent again after every reconnect. Source: Coinbase Develop
 across all channels. A jump means frames were lost: the level2 books can no longer be trusted,
 so they are discarded and ``level2`` is unsubscribed and subscribed again on the same
 connection, which makes Coinbase send a fresh snapshot (``stats.gaps``/``stats.resyncs``); book
-updates received before that snapshot are dropped. A reconnect restarts the numbering.
+updates received before that snapshot are dropped. A malformed ``l2_data`` frame (counted in
+``stats.malformed``) triggers the same resync. A reconnect restarts the numbering.
 
 **Trades** are emitted once: the ``market_trades`` snapshot sent on subscribe repeats recent
 trades, so per product only trade ids above the last emitted one pass (ids are increasing
@@ -123,7 +124,11 @@ class CoinbaseSource(WsSource):
             self._seq = seq
         channel = msg["channel"]
         if channel == "l2_data":
-            await self._on_l2(msg, recv_ms, seq or 0)
+            try:
+                await self._on_l2(msg, recv_ms, seq or 0)
+            except (KeyError, ValueError, TypeError, ArithmeticError):
+                await self._resync()  # the books missed this frame: get fresh snapshots
+                raise
         elif channel == "market_trades":
             await self._on_trades(msg, recv_ms)
         elif channel == "ticker":

@@ -14,7 +14,10 @@ resynchronises), updates (``a``/``b``, possibly both in one frame, republished l
 ``"r"``) are applied in frame order, quantity 0 deletes a level, and after each frame the book
 is truncated to the subscribed depth as Kraken's guide requires; the truncated levels appear in
 the emitted :class:`BookUpdate` with quantity 0, so consumers stay identical. A lost update
-is therefore not detected until the next reconnect.
+is therefore not detected until the next reconnect. A malformed book frame (counted in
+``stats.malformed``) drops that pair's book and resubscribes its ``book`` channel
+(``unsubscribe`` + ``subscribe``, ``stats.resyncs``); its updates are ignored until the new
+snapshot arrives.
 
 Timestamps: the book's per-level times (decimal seconds, the latest in the frame), a trade's
 own time; the ticker has none (``exchange_ts_ms = recv_ts_ms``). v1 trades have no id:
@@ -72,6 +75,8 @@ class KrakenSource(WsSource):
             raise ValueError(f"{name}: unsupported book depth {book_depth}")
         self.book_depth = book_depth
         self._books: dict[str, L2Book] = {}
+        self._awaiting: set[str] = set()  # pairs resubscribed, waiting for their snapshot
+        self._ws: ClientConnection | None = None
 
     def book(self, pair: str) -> L2Book | None:
         """The local book of a pair once its snapshot arrived, else ``None``."""
@@ -79,7 +84,9 @@ class KrakenSource(WsSource):
 
     async def on_connect(self, ws: ClientConnection) -> None:
         """Forget the books and subscribe every channel for all pairs."""
+        self._ws = ws
         self._books = {}
+        self._awaiting = set()
         subs: list[dict[str, Any]] = []
         if "trades" in self.channels:
             subs.append({"name": "trade"})
@@ -140,9 +147,23 @@ class KrakenSource(WsSource):
                 )
             )
         elif name.startswith("book"):
-            await self._on_book(pair, symbol, msg[1:-2], recv_ms)
+            try:
+                await self._on_book(pair, symbol, msg[1:-2], recv_ms)
+            except (KeyError, ValueError, TypeError, IndexError, ArithmeticError):
+                await self._resubscribe_book(pair)
+                raise
         else:
             raise ValueError(f"unknown channel {name!r}")
+
+    async def _resubscribe_book(self, pair: str) -> None:
+        self.stats.resyncs += 1
+        self._books.pop(pair, None)
+        self._awaiting.add(pair)
+        assert self._ws is not None
+        sub = {"name": "book", "depth": self.book_depth}
+        for event in ("unsubscribe", "subscribe"):
+            req = {"event": event, "pair": [pair], "subscription": sub}
+            await self._ws.send(msgspec.json.encode(req).decode())
 
     async def _on_book(
         self, pair: str, symbol: str, payloads: list[dict[str, Any]], recv_ms: int
@@ -158,6 +179,7 @@ class KrakenSource(WsSource):
             book.reset(bids, asks)
             book.truncate()
             self._books[pair] = book
+            self._awaiting.discard(pair)
             self.stats.snapshots += 1
             await self.emit(
                 BookSnapshot(
@@ -171,22 +193,24 @@ class KrakenSource(WsSource):
                 )
             )
             return
+        if pair in self._awaiting:
+            return  # resubscribed: the snapshot will replace the book
         current = self._books.get(pair)
         if current is None:
             raise ValueError(f"book update for {pair} before its snapshot")
         ubids: list[Level] = []
         uasks: list[Level] = []
-        for part in payloads:
+        for part in payloads:  # parse everything first: a bad level leaves the book untouched
             for lvl in part.get("b", ()):
-                level = (Decimal(lvl[0]), Decimal(lvl[1]))
-                current.set_bid(*level)
-                ubids.append(level)
+                ubids.append((Decimal(lvl[0]), Decimal(lvl[1])))
                 ts = max(ts, seconds_str_to_ms(lvl[2]))
             for lvl in part.get("a", ()):
-                level = (Decimal(lvl[0]), Decimal(lvl[1]))
-                current.set_ask(*level)
-                uasks.append(level)
+                uasks.append((Decimal(lvl[0]), Decimal(lvl[1])))
                 ts = max(ts, seconds_str_to_ms(lvl[2]))
+        for p, q in ubids:
+            current.set_bid(p, q)
+        for p, q in uasks:
+            current.set_ask(p, q)
         dropped_bids, dropped_asks = current.truncate()
         ubids.extend((p, _ZERO) for p in dropped_bids)
         uasks.extend((p, _ZERO) for p in dropped_asks)
