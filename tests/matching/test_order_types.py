@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from book_helpers import BUY, SELL, accepted_id, fills, lim, make_book, mkt, of, one, types
 
 from orrange.matching import (
@@ -18,6 +19,7 @@ from orrange.matching import (
     OrderType,
     RejectReason,
     SetReferencePrice,
+    Side,
     SubmitOrder,
     TimeInForce,
     TriggerSource,
@@ -392,3 +394,83 @@ def test_day_pending_stop_expires() -> None:
     ev = book.process(AdvanceTime(ts=25))
     assert types(ev) == ["OrderExpired"] and ev[0].order_id == sid and ev[0].expired_qty == 2
     assert book.order(sid) is None
+
+
+TRIGGERED_TYPES = [
+    OrderType.STOP_MARKET,
+    OrderType.STOP_LIMIT,
+    OrderType.TAKE_PROFIT_MARKET,
+    OrderType.TAKE_PROFIT_LIMIT,
+]
+
+
+@pytest.mark.parametrize("source", list(TriggerSource))
+@pytest.mark.parametrize("side", [BUY, SELL])
+@pytest.mark.parametrize("ot", TRIGGERED_TYPES)
+def test_trigger_threshold_direction_and_source(
+    ot: OrderType, side: Side, source: TriggerSource
+) -> None:
+    rising = (side is BUY) == (ot in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT))
+    trig = 103 if rising else 97
+    step = 1 if rising else -1
+    book = make_book()
+    book.process(lim(SELL, 5, 110, user="liq"))
+    book.process(lim(BUY, 5, 90, user="liq"))
+
+    def move(price: int, src: TriggerSource, ts: int) -> list:  # type: ignore[type-arg]
+        if src is TriggerSource.INDEX:
+            return book.process(SetReferencePrice(ts=ts, price=price))
+        book.process(lim(SELL, 1, price, user="mm", ts=ts))
+        return book.process(lim(BUY, 1, price, user="tt", ts=ts))
+
+    move(100, source, 1)
+    limit = {"price": 110 if side is BUY else 90} if "limit" in ot else {}
+    cmd = SubmitOrder(
+        ts=2,
+        user="s",
+        side=side,
+        quantity=2,
+        order_type=ot,
+        trigger_price=trig,
+        trigger_source=source,
+        **limit,  # type: ignore[arg-type]
+    )
+    sid = accepted_id(book.process(cmd))
+    assert of(move(trig - step, source, 3), OrderTriggered) == []
+    other = TriggerSource.LAST if source is TriggerSource.INDEX else TriggerSource.INDEX
+    assert of(move(trig + 5 * step, other, 4), OrderTriggered) == []  # the other source
+    v = book.order(sid)
+    assert v is not None and v.pending
+    ev = move(trig, source, 5)
+    t = one(ev, OrderTriggered)
+    assert (t.order_id, t.trigger_price, t.source, t.observed_price) == (sid, trig, source, trig)
+    # entered the book and took the far liquidity on the other side
+    assert [f[1:] for f in fills(ev[ev.index(t) :])] == [(sid, 110 if side is BUY else 90, 2)]
+    assert book.order(sid) is None
+
+
+def test_every_stop_reached_by_a_move_enters_even_if_an_earlier_one_reverses_it() -> None:
+    book = make_book()
+    _trade_at(book, 100)
+    book.process(lim(BUY, 1, 99, user="m"))
+    book.process(lim(BUY, 1, 97, user="m"))
+    book.process(lim(SELL, 5, 104, user="m"))
+    tp = SubmitOrder(
+        ts=2,
+        user="a",
+        side=BUY,
+        quantity=1,
+        order_type=OrderType.TAKE_PROFIT_MARKET,
+        trigger_price=99,
+    )
+    t1 = accepted_id(book.process(tp))
+    stop = SubmitOrder(
+        ts=2, user="b", side=SELL, quantity=1, order_type=OrderType.STOP_MARKET, trigger_price=98
+    )
+    s2 = accepted_id(book.process(stop))
+    # the sell sweeps down to 97: both the buy take-profit (<= 99) and the sell stop (<= 98)
+    # are reached; the take-profit enters first (nearest trigger) and trades up at 104
+    ev = book.process(lim(SELL, 2, 97, user="t", ts=3))
+    trig = of(ev, OrderTriggered)
+    assert [(t.order_id, t.observed_price) for t in trig] == [(t1, 97), (s2, 97)]
+    assert book.order(s2) is None and book.open_orders("b") == []

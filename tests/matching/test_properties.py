@@ -29,6 +29,7 @@ from orrange.matching import (
     Side,
     SubmitOrder,
     TimeInForce,
+    TriggerSource,
 )
 
 SPECS = [
@@ -60,6 +61,12 @@ def _compatible(a: SubmitOrder, b: SubmitOrder) -> bool:
         return False
     pa, pb = set(a.payment_methods), set(b.payment_methods)
     return not (pa and pb and not pa & pb)
+
+
+def _reached(c: SubmitOrder, price: int) -> bool:
+    rising = (c.side is Side.BUY) == (c.order_type in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT))
+    assert c.trigger_price is not None
+    return price >= c.trigger_price if rising else price <= c.trigger_price
 
 
 class Checked:
@@ -171,6 +178,14 @@ class Checked:
                     )
         if depth.bids and depth.asks:
             assert book.best_bid() == depth.bids[0][0] and book.best_ask() == depth.asks[0][0]
+        # no pending stop is left that the current last/index price reaches (while trading)
+        if not book.halted:
+            for v in book.open_orders():
+                if v.pending:
+                    c = self.submit[v.order_id]
+                    px = book.last_price if c.trigger_source is TriggerSource.LAST else None
+                    px = book.reference_price if c.trigger_source is TriggerSource.INDEX else px
+                    assert px is None or not _reached(c, px), v
         # IOC/FOK/market never rest; DAY orders are gone once due
         for v in book.open_orders():
             c = self.submit[v.order_id]

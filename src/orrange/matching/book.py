@@ -971,9 +971,11 @@ class OrderBook:
         lst.remove(o.stop_key)
         del self._pending[o.id]
 
-    def _next_triggered(self) -> tuple[_Order, TriggerSource, int] | None:
+    def _next_triggered(
+        self, last: int | None, ref: int | None
+    ) -> tuple[_Order, TriggerSource, int] | None:
         best: tuple[int, _Order, TriggerSource, int] | None = None
-        for src, price in ((_LAST, self._last), (_INDEX, self._ref)):
+        for src, price in ((_LAST, last), (_INDEX, ref)):
             if price is None:
                 continue
             r = self._rising[src]
@@ -985,10 +987,18 @@ class OrderBook:
         return None if best is None else (best[1], best[2], best[3])
 
     def _run_triggers(self, ts: int) -> None:
+        # every stop the current prices reach enters, even if one entering before it moves the
+        # price back; the prices its trades make are looked at once that batch is done
+        last = self._last
+        ref = self._ref
         while True:
-            nxt = self._next_triggered()
+            nxt = self._next_triggered(last, ref)
             if nxt is None:
-                return
+                if last == self._last and ref == self._ref:
+                    return
+                last = self._last
+                ref = self._ref
+                continue
             o, src, observed = nxt
             self._remove_stop(o)
             c = o.cmd
