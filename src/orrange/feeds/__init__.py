@@ -41,7 +41,7 @@ server works), Binance ``watch_order_book`` does the U/u snapshot procedure. Aga
   per call, which fits an actor emitting one message per exchange event poorly.
 
 **Decision.** Neither library meets exactness plus gap detection on all three exchanges, so
-the three clients (~300 lines each) are written on ``websockets`` (asyncio client, already a
+the three clients (200-400 lines each) are written on ``websockets`` (asyncio client, already a
 project dependency) and ``httpx`` (REST snapshot, via Litestar): exact Decimals from the raw
 strings, every URL configurable, exponential backoff with jitter, ping and idle timeouts,
 resubscribe on reconnect, gap detection and resync as documented in each module. The protocol
@@ -50,8 +50,21 @@ references are cited in the module docstrings; the tests replay real captured tr
 
 Public API
 ----------
-``Source.run(emit)`` / ``Source.stream()`` produce :data:`~orrange.feeds.ticks.AnyTick`;
-``load_sources(path)`` + ``build_sources(cfgs, markets)`` build the configured set.
+``load_sources(path)`` -> ``list[FeedConfig]``; ``build_sources(cfgs, markets)`` -> the enabled
+:class:`Source` objects. A source either pushes into an async callback, ``await
+source.run(emit)`` (runs until cancelled; a file replay returns at its end), or is iterated,
+``async for tick in source.stream(): ...`` (``close()`` is called on exit). Ticks are
+:data:`AnyTick` (``Trade | BestBidOffer | BookSnapshot | BookUpdate | Candle``), each with
+``source``, ``symbol`` (our market), ``exchange_ts_ms`` and ``recv_ts_ms``;
+``encode_tick``/``decode_tick`` give their JSON. ``source.stats`` (:class:`FeedStats`) holds
+the counters (messages, malformed, reconnects, gaps, resyncs ...). A feed actor::
+
+    async def emit(tick: AnyTick) -> None:
+        await js.publish(f"md.tick.{tick.source}.{tick.symbol}", encode_tick(tick))
+
+    markets = load_markets("config/markets.toml")
+    for src in build_sources(load_sources("config/sources.toml"), markets):
+        tasks.append(asyncio.create_task(src.run(emit)))
 """
 
 from orrange.feeds.base import Backoff, Emit, FeedStats, Liveness, Source, WsSource
