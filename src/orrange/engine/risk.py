@@ -1,0 +1,395 @@
+"""The risk actor: pre-trade checks between the API's ``CMD`` and the books' ``BOOK_IN``.
+
+Inputs (durable pull consumers, one process reads each):
+
+* ``risk`` on ``CMD`` (``cmd.order.<SYM>``): every command is decided by the pure
+  :class:`~orrange.risk.RiskEngine`. A command that passes is forwarded unchanged (the original
+  bytes) to ``book.in.<SYM>`` with the same ``Nats-Msg-Id`` as its input (``CMD:<stream seq>``
+  when the input had none); a refused one is answered by an
+  :class:`~orrange.matching.events.OrderRejected` (``seq = 0``) on ``rej.<SYM>`` with
+  ``Nats-Msg-Id`` ``rej:<input id>``.
+* ``risk-events`` on ``EVENTS`` (``evt.<SYM>``): the books' events keep the per-user open-order
+  counts and the last trade prices of the engine up to date.
+
+Idempotency of client order ids: before a passing submit with a non-empty ``client_order_id``
+is forwarded, risk creates the key ``<user>.<client_order_id>`` (escaped by
+:func:`~orrange.risk.client_order_key`) in the JetStream KV bucket ``client_orders`` with
+create-only semantics (expected last subject sequence 0), the value being the ``CMD`` stream
+sequence of the command. Creation is atomic in JetStream, so across restarts and redeliveries a
+pair is forwarded at most once: a later submit with the same pair gets
+``OrderRejected(reason=duplicate_client_order_id)``. A redelivery of the very command that
+created the key (a crash between forwarding and acking) is forwarded again with the same
+``Nats-Msg-Id``, which ``BOOK_IN`` de-duplicates. Refused commands never claim their id. The
+claims of one batch are pipelined (one round trip per batch, not per order).
+
+Restart: at start risk replays ``EVENTS`` from its first message to its last (an ordered
+consumer), then recreates ``risk-events`` to start right after it, so open-order counts and last
+prices are exactly those of the books. Rate buckets start full again and submits forwarded by
+the previous process but not yet accepted are not counted in flight.
+
+Bad input (undecodable JSON, unknown command type) goes to ``dlq.risk`` and never stops the
+actor. Run it with :func:`main` (``python -m actors.risk``) or embed :class:`RiskActor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+from nats.js import api as js_api
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from orrange.engine.matcher import default_markets_path
+from orrange.engine.streams import (
+    BOOK_IN_PREFIX,
+    CLIENT_ORDERS_BUCKET,
+    CMD,
+    CMD_PREFIX,
+    ENGINE_STREAMS,
+    EVENTS,
+    EVENTS_PREFIX,
+    REJECTS_PREFIX,
+    cmd_subject,
+    events_subject,
+)
+from orrange.markets import MarketSpec, load_markets
+from orrange.matching.commands import Command, SubmitOrder
+from orrange.matching.enums import RejectReason
+from orrange.matching.events import Event, OrderRejected
+from orrange.risk import RiskEngine, RiskLimits, client_order_key, reject
+from orrange.runtime import (
+    MSG_ID_HEADER,
+    Actor,
+    ActorConfig,
+    ConsumerSpec,
+    Inbound,
+    Input,
+    Outbox,
+    PublishError,
+    StreamSpec,
+)
+
+__all__ = ["RISK_DURABLE", "RISK_EVENTS_DURABLE", "ClaimError", "RiskActor", "main"]
+
+#: Durable consumer of risk on ``CMD``.
+RISK_DURABLE = "risk"
+#: Durable consumer of risk on ``EVENTS``.
+RISK_EVENTS_DURABLE = "risk-events"
+#: JetStream's error code for a failed expected-last-sequence check (the key exists).
+_WRONG_LAST_SEQUENCE = "10071"
+#: Attempts of one batch's client order id claims before the batch handler gives up.
+_CLAIM_ATTEMPTS = 3
+
+_event_decoder = msgspec.json.Decoder(Event)
+
+
+class ClaimError(RuntimeError):
+    """Client order ids could not be claimed in the ``client_orders`` bucket (JetStream did not
+    answer, or answered with an error other than "key exists")."""
+
+
+class RiskActor(Actor):
+    """The risk actor (see the module docstring).
+
+    Args:
+        config: actor configuration (name ``risk`` by convention).
+        markets: market specs by symbol; commands for other symbols are rejected with
+            ``unknown_market``.
+        limits: per-user limits (default :class:`~orrange.risk.RiskLimits`).
+        symbols: restrict both inputs to these symbols' subjects; None reads every
+            ``cmd.order.>`` and ``evt.>`` subject (a single risk process for the engine).
+        durable: durable consumer name on ``CMD``.
+        events_durable: durable consumer name on ``EVENTS``.
+
+    Raises:
+        ValueError: a symbol of ``symbols`` has no market spec.
+    """
+
+    def __init__(
+        self,
+        config: ActorConfig,
+        markets: Mapping[str, MarketSpec],
+        *,
+        limits: RiskLimits | None = None,
+        symbols: Sequence[str] | None = None,
+        durable: str = RISK_DURABLE,
+        events_durable: str = RISK_EVENTS_DURABLE,
+    ) -> None:
+        super().__init__(config)
+        if symbols is not None:
+            missing = [s for s in symbols if s not in markets]
+            if missing:
+                raise ValueError(f"no market spec for {', '.join(missing)}")
+        self.engine = RiskEngine(markets, limits)
+        self.symbols: tuple[str, ...] | None = tuple(symbols) if symbols is not None else None
+        self.durable = durable
+        self.events_durable = events_durable
+        self._events_start_seq = 1
+        self._kv: KeyValue | None = None
+
+    # ------------------------------------------------------------------ wiring
+    def streams(self) -> Sequence[StreamSpec]:
+        """``CMD``, ``BOOK_IN``, ``EVENTS`` and ``REJECTS``."""
+        return ENGINE_STREAMS
+
+    def _cmd_filters(self) -> tuple[str, ...]:
+        if self.symbols is None:
+            return (f"{CMD_PREFIX}.>",)
+        return tuple(cmd_subject(s) for s in self.symbols)
+
+    def _event_filters(self) -> tuple[str, ...]:
+        if self.symbols is None:
+            return (f"{EVENTS_PREFIX}.>",)
+        return tuple(events_subject(s) for s in self.symbols)
+
+    def inputs(self) -> Sequence[Input[Any]]:
+        """Commands (``risk`` on ``CMD``) and events (``risk-events`` on ``EVENTS``, recreated
+        at the first event after the replay of :meth:`on_start`)."""
+        cmd = ConsumerSpec(
+            stream=CMD.name,
+            durable=self.durable,
+            filter_subjects=self._cmd_filters(),
+            ack_wait_ms=self.config.ack_wait_ms,
+            ack_policy="all",
+            description="risk: commands to check",
+        )
+        evt = ConsumerSpec(
+            stream=EVENTS.name,
+            durable=self.events_durable,
+            filter_subjects=self._event_filters(),
+            ack_wait_ms=self.config.ack_wait_ms,
+            ack_policy="all",
+            start_seq=self._events_start_seq,
+            recreate=True,
+            description="risk: book events (open orders, last prices)",
+        )
+        return [Input(cmd, Command, self.on_commands), Input(evt, Event, self.on_events)]
+
+    async def on_start(self) -> None:
+        """Open (or create) the ``client_orders`` bucket and rebuild state from ``EVENTS``."""
+        try:
+            self._kv = await self.js.key_value(CLIENT_ORDERS_BUCKET)
+        except BucketNotFoundError:
+            self._kv = await self.js.create_key_value(
+                js_api.KeyValueConfig(
+                    bucket=CLIENT_ORDERS_BUCKET,
+                    history=1,
+                    storage=js_api.StorageType.FILE,
+                    description="risk: <user>.<client_order_id> -> CMD stream sequence",
+                )
+            )
+        self._events_start_seq = await self._replay_events()
+
+    async def _replay_events(self) -> int:
+        """Apply every stored event of the hosted symbols; returns the next EVENTS sequence."""
+        info = await self.js.stream_info(EVENTS.name)
+        last = int(info.state.last_seq)
+        if int(info.state.messages) == 0:
+            return last + 1
+        wanted = None if self.symbols is None else {events_subject(s) for s in self.symbols}
+        done = asyncio.Event()
+        applied = 0
+        engine = self.engine
+
+        async def on_msg(msg: Any) -> None:
+            nonlocal applied
+            meta = msg.metadata
+            if wanted is None or msg.subject in wanted:
+                try:
+                    engine.apply(_event_decoder.decode(msg.data))
+                    applied += 1
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    self.log.warning(
+                        "undecodable event skipped in replay",
+                        subject=msg.subject,
+                        seq=meta.sequence.stream,
+                        error=str(exc),
+                    )
+            if meta.sequence.stream >= last or meta.num_pending == 0:
+                done.set()
+
+        sub = await self.js.subscribe(
+            f"{EVENTS_PREFIX}.>",
+            stream=EVENTS.name,
+            cb=on_msg,
+            ordered_consumer=True,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+        try:
+            await done.wait()
+        finally:
+            await sub.unsubscribe()
+        self.log.info("state rebuilt from EVENTS", events=applied, last_seq=last)
+        return last + 1
+
+    # ------------------------------------------------------------------ handlers
+    async def on_events(self, batch: Sequence[Inbound[Event]], out: Outbox) -> None:
+        """Apply a batch of book events to the risk state (publishes nothing)."""
+        apply = self.engine.apply
+        for msg in batch:
+            apply(msg.data)
+
+    async def on_commands(self, batch: Sequence[Inbound[Command]], out: Outbox) -> None:
+        """Decide a batch of commands; forward, claim client order ids, or reject.
+
+        Raises:
+            ClaimError: the ``client_orders`` bucket could not be written after retries (the
+                runtime then retries the commands one at a time and dead-letters what still
+                fails).
+        """
+        engine = self.engine
+        prefix_len = len(CMD_PREFIX) + 1
+        # (message, symbol, input id, decision) in input order
+        decided: list[tuple[Inbound[Command], str, str, Command | OrderRejected]] = []
+        claims: list[tuple[int, str, bytes]] = []  # (index in decided, key, value)
+        submits: dict[int, SubmitOrder] = {}
+        for msg in batch:
+            symbol = msg.subject[prefix_len:]
+            hdrs = msg.headers
+            input_id = (hdrs.get(MSG_ID_HEADER) if hdrs else None) or f"CMD:{msg.stream_seq}"
+            result = engine.check(symbol, msg.data)
+            if isinstance(result, SubmitOrder) and result.client_order_id:
+                key = client_order_key(result.user, result.client_order_id)
+                submits[len(decided)] = result
+                claims.append((len(decided), key, str(msg.stream_seq).encode()))
+            decided.append((msg, symbol, input_id, result))
+        if claims:
+            try:
+                taken = await self._claim(claims)
+            except Exception:
+                for _, _, _, result in decided:
+                    if not isinstance(result, OrderRejected):
+                        engine.release(result)
+                raise
+            for index in taken:
+                msg, symbol, input_id, _ = decided[index]
+                result = submits[index]
+                engine.release(result)
+                decided[index] = (
+                    msg,
+                    symbol,
+                    input_id,
+                    reject(
+                        symbol,
+                        result,
+                        RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                        f"client order id {result.client_order_id!r} was already used by user "
+                        f"{result.user!r}",
+                    ),
+                )
+        for msg, symbol, input_id, result in decided:
+            if isinstance(result, OrderRejected):
+                out.publish(f"{REJECTS_PREFIX}.{symbol}", result, msg_id=f"rej:{input_id}")
+            else:
+                out.publish(f"{BOOK_IN_PREFIX}.{symbol}", msg.payload, msg_id=input_id)
+
+    async def _claim(self, claims: Sequence[tuple[int, str, bytes]]) -> list[int]:
+        """Create each key (create-only); returns the indexes whose key another command holds.
+
+        A key already holding this command's own value (a redelivery) counts as claimed.
+
+        Raises:
+            ClaimError: JetStream failed otherwise, ``_CLAIM_ATTEMPTS`` times.
+        """
+        kv = self._kv
+        if kv is None:
+            raise ClaimError("client_orders bucket not open (actor not started)")
+        publisher = self.publisher
+        headers = {"Nats-Expected-Last-Subject-Sequence": "0"}
+        subject_prefix = f"$KV.{CLIENT_ORDERS_BUCKET}."
+        pending = list(claims)
+        taken: list[int] = []
+        for attempt in range(1, _CLAIM_ATTEMPTS + 1):
+            results = await asyncio.gather(
+                *(
+                    publisher.publish(subject_prefix + key, value, msg_id=None, headers=headers)
+                    for _, key, value in pending
+                ),
+                return_exceptions=True,
+            )
+            retry: list[tuple[int, str, bytes]] = []
+            error: BaseException | None = None
+            for claim, res in zip(pending, results, strict=True):
+                if not isinstance(res, BaseException):
+                    continue
+                if isinstance(res, PublishError) and any(
+                    reason.startswith(_WRONG_LAST_SEQUENCE) for _, _, reason in res.failures
+                ):
+                    index, key, value = claim
+                    entry = await kv.get(key)
+                    if entry.value != value:
+                        taken.append(index)
+                    continue
+                retry.append(claim)
+                error = res
+            if not retry:
+                return sorted(taken)
+            self.log.warning(
+                "client order id claims failed; retrying", failed=len(retry), error=repr(error)
+            )
+            pending = retry
+            await asyncio.sleep(0.1 * attempt)
+        raise ClaimError(f"{len(pending)} client order id claim(s) failed: {error!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``orrange actor risk`` / ``python -m actors.risk``: run the risk actor until signalled.
+
+    Options: ``--markets`` (default ``config/markets.toml``), ``--config`` (settings TOML),
+    ``--symbols`` (comma-separated; default every market), ``--max-open-orders`` (default 100),
+    ``--rate`` (submits+amends per second per user, default 50), ``--burst`` (default 100),
+    ``--name`` and ``--metrics-port``.
+
+    Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad arguments.
+    """
+    import argparse
+
+    from orrange.logging import configure_logging
+    from orrange.runtime import run_actor
+    from orrange.settings import load_settings
+
+    defaults = RiskLimits()
+    p = argparse.ArgumentParser(prog="orrange actor risk", description="run the risk actor")
+    p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
+    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
+    p.add_argument("--symbols", default=None, help="comma-separated symbols (default: all)")
+    p.add_argument(
+        "--max-open-orders",
+        type=int,
+        default=defaults.max_open_orders,
+        help="open orders per user (default %(default)s)",
+    )
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=defaults.rate_per_s,
+        help="submits and amends per second per user (default %(default)s)",
+    )
+    p.add_argument(
+        "--burst", type=int, default=defaults.burst, help="rate bucket size (default %(default)s)"
+    )
+    p.add_argument("--name", default="risk", help="actor name (heartbeat, DLQ subject)")
+    p.add_argument(
+        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one)"
+    )
+    args = p.parse_args(argv)
+    settings = load_settings(args.config)
+    configure_logging(settings.log_format, settings.log_level, actor=args.name)
+    symbols = None
+    if args.symbols:
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    try:
+        markets = load_markets(args.markets or default_markets_path())
+        limits = RiskLimits(
+            max_open_orders=args.max_open_orders, rate_per_s=args.rate, burst=args.burst
+        )
+        config = ActorConfig.from_settings(args.name, settings, metrics_port=args.metrics_port)
+        actor = RiskActor(config, markets, limits=limits, symbols=symbols)
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
+    return run_actor(actor)
