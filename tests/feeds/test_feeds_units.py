@@ -394,3 +394,25 @@ async def test_malformed_book_frame_triggers_a_book_resubscribe(exchange: str) -
     bids, asks = col.books[market]
     assert bids == {Decimal("354.0"): Decimal(5)}
     assert asks == {Decimal("355.0"): Decimal(4), Decimal("355.5"): Decimal(6)}
+
+
+async def test_file_replay_paces_by_recorded_time_and_speed(tmp_path: Path) -> None:
+    """A virtual clock that only moves when the source sleeps: the replay must sleep until
+    each trade's scheduled offset ``(ts - ts0) / 1000 / speed``."""
+    path = tmp_path / "t.csv"
+    times = [1_000, 1_000, 3_000, 11_000]  # ms
+    path.write_text("".join(f"{i},0.5,1,{i},{i},{t},False,True\n" for i, t in enumerate(times, 1)))
+    now = [100.0]
+    emitted_at: list[float] = []
+
+    async def sleep(s: float) -> None:
+        now[0] += s
+
+    async def emit(tick: object) -> None:
+        emitted_at.append(now[0])
+
+    src = FileReplaySource(
+        "replay", path, "X", scale_spec("0.1", "1"), speed=4.0, clock=lambda: now[0], sleep=sleep
+    )
+    await src.run(emit)  # type: ignore[arg-type]
+    assert [round(t - 100.0, 9) for t in emitted_at] == [0.0, 0.0, 0.5, 2.5]

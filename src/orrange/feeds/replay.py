@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,12 +39,26 @@ class FileReplaySource(Source):
         spec: grid used to read the file exactly (prices must be on its tick, quantities on
             its lot; see :func:`orrange.marketdata.tradefiles.scale_spec` for a file-only grid).
         speed: 1.0 = recorded pace, 10.0 = ten times faster, 0 = as fast as possible.
+        clock, sleep: monotonic clock (s) and async sleep used for pacing (injectable).
 
-    A malformed row ends the replay: it is logged and counted in ``stats.malformed``.
+    Trade ``i`` is emitted ``(ts_i - ts_0) / 1000 / speed`` seconds after the start (a
+    schedule, so delays do not accumulate). A malformed row ends the replay: it is logged and
+    counted in ``stats.malformed``.
+
+    Raises:
+        ValueError: negative ``speed``.
     """
 
     def __init__(
-        self, name: str, path: str | Path, symbol: str, spec: MarketSpec, *, speed: float = 1.0
+        self,
+        name: str,
+        path: str | Path,
+        symbol: str,
+        spec: MarketSpec,
+        *,
+        speed: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(name)
         if speed < 0:
@@ -53,22 +67,24 @@ class FileReplaySource(Source):
         self.symbol = symbol
         self.spec = spec
         self.speed = speed
+        self._clock = clock
+        self._sleep = sleep
 
     async def run(self, emit: Emit) -> None:
         """Emit every trade of the file, paced by ``speed``; returns at the end of the file."""
         spec = self.spec
-        start = time.monotonic()
+        start = self._clock()
         first_ts: int | None = None
         try:
             for i, ft in enumerate(read_trades(self.path, spec)):
                 if first_ts is None:
                     first_ts = ft.ts
                 if self.speed > 0:
-                    delay = start + (ft.ts - first_ts) / 1000 / self.speed - time.monotonic()
+                    delay = start + (ft.ts - first_ts) / 1000 / self.speed - self._clock()
                     if delay > 0:
-                        await asyncio.sleep(delay)
+                        await self._sleep(delay)
                 elif i % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
+                    await self._sleep(0)
                 self.stats.messages += 1
                 self.stats.ticks += 1
                 await emit(
