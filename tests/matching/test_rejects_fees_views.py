@@ -394,3 +394,35 @@ def test_fills_at_maker_price_report_both_users() -> None:
     assert fills(ev) == [(1, 2, 100, 2)]
     f = one(ev, OrderFilled)
     assert (f.maker_user, f.taker_user, f.aggressor) == ("a", "b", SELL)
+
+
+def test_commands_and_events_round_trip_through_json() -> None:
+    from orrange.matching import Command
+
+    book = make_book(maker_fee_bps=-1, taker_fee_bps=4)
+    cmds: list[Command] = [
+        lim(SELL, 3, 100, user="a", payment_methods=("bank",), client_order_id="c"),
+        mkt(BUY, 5, payment_methods=("bank", "cash")),
+        SubmitOrder(
+            ts=2,
+            user="s",
+            side=BUY,
+            quantity=1,
+            order_type=OrderType.STOP_LIMIT,
+            trigger_price=120,
+            price=121,
+            trigger_source=TriggerSource.INDEX,
+            tif=TimeInForce.DAY,
+            expire_at=9,
+        ),
+        AmendOrder(ts=3, user="s", order_id=3, quantity=2),
+        SetReferencePrice(ts=4, price=0),
+        Halt(ts=5),
+        AdvanceTime(ts=10),
+    ]
+    for c in cmds:
+        wire = msgspec.json.encode(c)
+        assert msgspec.json.decode(wire, type=Command) == c
+        ev = book.process(c)
+        back = msgspec.json.decode(msgspec.json.encode(ev), type=list[Event])
+        assert back == ev and [type(e) for e in back] == [type(e) for e in ev]
