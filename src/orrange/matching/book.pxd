@@ -5,15 +5,18 @@
 import cython
 
 
+@cython.no_gc
 cdef class _Order:
     cdef public object id, user, side, price, qty, leaves, filled, cmd, tier, stop_key, stop_no
-    cdef public bint constrained, market, triggered
+    cdef public object key
+    cdef public bint constrained, market, triggered, day
 
 
 @cython.locals(o=_Order)
 cdef _Order _new_order(id, user, side, price, qty, cmd, bint constrained, tier)
 
 
+@cython.no_gc
 cdef class _Level:
     cdef public object price, key, size, orders
     cdef public Py_ssize_t live
@@ -50,7 +53,7 @@ cdef class OrderBook:
     @cython.locals(opp=_Side, sign=long)
     cdef _execute(self, _Order o, ts)
 
-    @cython.locals(own=_Side, lvl=_Level, levels=dict)
+    @cython.locals(own=_Side, lvl=_Level, levels=dict, key=object)
     cdef _rest(self, _Order o, ts)
 
     @cython.locals(own=_Side, lvl=_Level)

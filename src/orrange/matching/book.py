@@ -152,6 +152,8 @@ class _Order:
         self.stop_key: tuple[int, int, int] | None = None
         self.stop_no = stop_no
         self.triggered = triggered
+        self.day = cmd.tif is _DAY  # expires at cmd.expire_at
+        self.key = 0  # level key while resting (price for asks, -price for bids)
 
 
 def _new_order(
@@ -180,6 +182,8 @@ def _new_order(
     o.stop_key = None
     o.stop_no = 0
     o.triggered = False
+    o.day = cmd.tif is _DAY
+    o.key = 0
     return o
 
 
@@ -749,8 +753,13 @@ class OrderBook:
             self._rest(o, ts)
 
     def _rest(self, o: _Order, ts: int) -> None:
-        own = self._bids if o.side is _BUY else self._asks
-        key = o.price * own.sign
+        if o.side is _BUY:
+            own = self._bids
+            key = -o.price
+        else:
+            own = self._asks
+            key = o.price
+        o.key = key
         levels = own.levels
         lvl = levels.get(key)
         if lvl is None:
@@ -774,14 +783,14 @@ class OrderBook:
         self._orders[o.id] = o
         self._seq += 1
         self._out.append(BookDelta(self.symbol, self._seq, ts, own.side, o.price, lvl.size))
-        if o.cmd.tif is _DAY:
+        if o.day:
             self._add_expiry(o.cmd.expire_at, o.id)  # type: ignore[arg-type]
 
     def _remove_resting(self, o: _Order, ts: int) -> None:
         """Take a resting order out of the book (it stays in its deque, dead) and emit the
         level's delta."""
         own = self._bids if o.side is _BUY else self._asks
-        key = o.price * own.sign
+        key = o.key
         lvl = own.levels[key]
         lvl.size -= o.leaves
         lvl.live -= 1
@@ -1400,6 +1409,7 @@ class OrderBook:
             o = book._from_state(st)
             own = book._bids if o.side is _BUY else book._asks
             key = o.price * own.sign
+            o.key = key
             lvl = own.levels.get(key)
             if lvl is None:
                 lvl = own.levels[key] = _Level(o.price, key)
