@@ -23,6 +23,7 @@ _MODULES: tuple[str, ...] = (
     "orrange.matching._cli",
     "orrange.marketdata._cli",
     "orrange.infra._cli",
+    "orrange.engine._cli",
 )
 
 
