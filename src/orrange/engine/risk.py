@@ -68,6 +68,7 @@ from orrange.runtime import (
     Inbound,
     Input,
     Outbox,
+    Publisher,
     PublishError,
     StreamSpec,
 )
@@ -129,6 +130,7 @@ class RiskActor(Actor):
         self.events_durable = events_durable
         self._events_start_seq = 1
         self._kv: KeyValue | None = None
+        self._claimer_pub: Publisher | None = None
 
     # ------------------------------------------------------------------ wiring
     def streams(self) -> Sequence[StreamSpec]:
@@ -181,6 +183,7 @@ class RiskActor(Actor):
                     description="risk: <user>.<client_order_id> -> CMD stream sequence",
                 )
             )
+        self._claimer_pub = self._new_claimer()
         self._events_start_seq = await self._replay_events()
 
     async def _replay_events(self) -> int:
@@ -248,6 +251,8 @@ class RiskActor(Actor):
         decided: list[tuple[Inbound[Command], str, str, Command | OrderRejected]] = []
         claims: list[tuple[int, str, bytes]] = []  # (index in decided, key, value)
         submits: dict[int, SubmitOrder] = {}
+        keys: set[str] = set()
+        repeats: list[int] = []  # a key claimed earlier in this batch
         for msg in batch:
             symbol = msg.subject[prefix_len:]
             hdrs = msg.headers
@@ -256,7 +261,11 @@ class RiskActor(Actor):
             if isinstance(result, SubmitOrder) and result.client_order_id:
                 key = client_order_key(result.user, result.client_order_id)
                 submits[len(decided)] = result
-                claims.append((len(decided), key, str(msg.stream_seq).encode()))
+                if key in keys:
+                    repeats.append(len(decided))
+                else:
+                    keys.add(key)
+                    claims.append((len(decided), key, str(msg.stream_seq).encode()))
             decided.append((msg, symbol, input_id, result))
         if claims:
             try:
@@ -266,7 +275,7 @@ class RiskActor(Actor):
                     if not isinstance(result, OrderRejected):
                         engine.release(result)
                 raise
-            for index in taken:
+            for index in taken + repeats:
                 msg, symbol, input_id, _ = decided[index]
                 result = submits[index]
                 engine.release(result)
@@ -289,44 +298,47 @@ class RiskActor(Actor):
                 out.publish(f"{BOOK_IN_PREFIX}.{symbol}", msg.payload, msg_id=input_id)
 
     async def _claim(self, claims: Sequence[tuple[int, str, bytes]]) -> list[int]:
-        """Create each key (create-only); returns the indexes whose key another command holds.
-
-        A key already holding this command's own value (a redelivery) counts as claimed.
+        """Create each key (create-only, distinct keys); returns the indexes whose key another
+        command holds. A key already holding this command's own value (a redelivery) counts
+        as claimed. All creates of a call are pipelined (one round trip).
 
         Raises:
             ClaimError: JetStream failed otherwise, ``_CLAIM_ATTEMPTS`` times.
         """
         kv = self._kv
-        if kv is None:
+        if kv is None or self._claimer_pub is None:
             raise ClaimError("client_orders bucket not open (actor not started)")
-        publisher = self.publisher
         headers = {"Nats-Expected-Last-Subject-Sequence": "0"}
-        subject_prefix = f"$KV.{CLIENT_ORDERS_BUCKET}."
+        prefix = f"$KV.{CLIENT_ORDERS_BUCKET}."
         pending = list(claims)
         taken: list[int] = []
+        error: BaseException | None = None
         for attempt in range(1, _CLAIM_ATTEMPTS + 1):
-            results = await asyncio.gather(
-                *(
-                    publisher.publish(subject_prefix + key, value, msg_id=None, headers=headers)
-                    for _, key, value in pending
-                ),
-                return_exceptions=True,
-            )
+            pub = self._claimer_pub
+            failed: dict[str, str] = {}
+            try:
+                for _, key, value in pending:
+                    await pub.submit(prefix + key, value, msg_id=None, headers=headers)
+                await pub.flush()
+            except PublishError as exc:
+                failed = {subject: reason for subject, _, reason in exc.failures}
+                error = exc
+            except Exception as exc:  # connection trouble: a fresh publisher, all again
+                self._claimer_pub = self._new_claimer()
+                failed = {prefix + key: repr(exc) for _, key, _ in pending}
+                error = exc
             retry: list[tuple[int, str, bytes]] = []
-            error: BaseException | None = None
-            for claim, res in zip(pending, results, strict=True):
-                if not isinstance(res, BaseException):
+            for claim in pending:
+                index, key, value = claim
+                reason = failed.get(prefix + key)
+                if reason is None:
                     continue
-                if isinstance(res, PublishError) and any(
-                    reason.startswith(_WRONG_LAST_SEQUENCE) for _, _, reason in res.failures
-                ):
-                    index, key, value = claim
+                if reason.startswith(_WRONG_LAST_SEQUENCE):
                     entry = await kv.get(key)
                     if entry.value != value:
                         taken.append(index)
-                    continue
-                retry.append(claim)
-                error = res
+                else:
+                    retry.append(claim)
             if not retry:
                 return sorted(taken)
             self.log.warning(
@@ -335,6 +347,14 @@ class RiskActor(Actor):
             pending = retry
             await asyncio.sleep(0.1 * attempt)
         raise ClaimError(f"{len(pending)} client order id claim(s) failed: {error!r}")
+
+    def _new_claimer(self) -> Publisher:
+        cfg = self.config
+        return Publisher(
+            self.nc,
+            timeout_ms=cfg.publish_timeout_ms,
+            max_pending=max(cfg.max_publish_pending, 2 * cfg.batch_size),
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
