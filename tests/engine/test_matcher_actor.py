@@ -231,3 +231,28 @@ async def test_orders_rest_across_symbols(nats_url: str) -> None:
     finally:
         await matcher.stop()
         await nc.close()
+
+
+async def test_idle_book_is_snapshotted_by_the_timer(nats_url: str) -> None:
+    cmds = synthetic_flow(30, seed=5)
+    nc = await nats.connect(nats_url)
+    matcher = make_matcher(nats_url, snapshot_every=1_000_000, snapshot_interval_ms=100)
+    try:
+        await matcher.start()
+        await publish_commands(nc, cmds)
+        kv = await nc.jetstream().key_value(SNAPSHOT_BUCKET)
+
+        async def snapshotted() -> bool:
+            try:
+                entry = await kv.get(SYM)
+            except nats.js.errors.KeyNotFoundError:
+                return False
+            snap = msgspec.msgpack.decode(entry.value or b"", type=MatcherSnapshot)
+            return snap.in_seq == len(cmds)
+
+        await wait_for(snapshotted, "a snapshot of the idle book")
+        assert matcher.snapshots_written >= 1
+        assert await last_seq(nc) == matcher.book(SYM).seq
+    finally:
+        await matcher.stop()
+        await nc.close()

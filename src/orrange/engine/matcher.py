@@ -11,14 +11,18 @@ Recovery (``kill -9`` at any moment loses and duplicates nothing):
 * Snapshots go to the KV bucket ``snapshots`` (key ``<SYM>``, a few revisions kept): the book's
   :meth:`~orrange.matching.OrderBook.snapshot` with the ``BOOK_IN`` stream sequence of the last
   command applied. One is taken every ``snapshot_every`` commands or ``snapshot_interval_ms``
-  (at the start of a batch, when every earlier event has been published and acked), and at a
-  clean stop.
+  (at the start of a batch, when every earlier event has been published and acked, or by a
+  timer when the book is idle and all its events are stored), and at a clean stop.
 * At start the matcher reads the last event of ``evt.<SYM>`` (its ``seq`` is ``published``),
   restores the newest snapshot whose book sequence is not above ``published`` (a newer one
   could hold the state of events lost in a crash), recreates its consumer at the next
   ``BOOK_IN`` sequence and replays from there. Re-emitted events with ``seq <= published`` are
   not published again; the others carry the same ``(symbol, seq)`` and ``Nats-Msg-Id`` as
   before, so JetStream also drops any repeat within the duplicate window.
+
+If publishing a batch's events fails (NATS unreachable for ``publish_timeout_ms``) the runtime
+naks the batch; the redelivered commands are not applied again, their events (kept for the last
+50,000 commands) are published again with the same ids.
 
 Book queries are core NATS request/reply on ``book.query.<SYM>``: the request is empty or
 ``{"depth": N}`` (JSON), the answer the :class:`~orrange.matching.L2Book` as JSON, or
@@ -28,6 +32,7 @@ Book queries are core NATS request/reply on ``book.query.<SYM>``: the request is
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -247,6 +252,7 @@ class Matcher(Actor):
                 published_seq=published,
             )
             await self.nc.subscribe(book_query_subject(sym), cb=self._on_query)
+        self.spawn(self._snapshot_timer(), name=f"{self.name}:snapshots")
 
     def inputs(self) -> Sequence[Input[Any]]:
         """One ``matcher-<SYM>`` consumer per symbol, recreated at the next unapplied sequence."""
@@ -325,6 +331,25 @@ class Matcher(Actor):
         await self._kv.put(sym, value)
         self.snapshots_written += 1
         self.log.info("snapshot", symbol=sym, seq=st.book.seq, in_seq=st.in_seq, bytes=len(value))
+
+    async def _snapshot_timer(self) -> None:
+        """Snapshot books idle since their last change for ``snapshot_interval_ms``.
+
+        Only when every event of the book is already stored in ``EVENTS`` (a batch whose
+        events are still being published is left for the next round).
+        """
+        interval = self._snapshot_interval_s
+        while True:
+            await asyncio.sleep(min(interval, 1.0))
+            for sym, st in self._books.items():
+                if not st.since_snapshot or time.monotonic() - st.snapshot_at < interval:
+                    continue
+                try:
+                    async with self.lock:
+                        if st.book.seq <= await last_event_seq(self.js, sym):
+                            await self._snapshot(sym, st)
+                except Exception as exc:
+                    self.log.error("snapshot failed", symbol=sym, error=repr(exc))
 
     def _handler(self, sym: str) -> Any:
         st = self._books[sym]
