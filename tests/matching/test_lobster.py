@@ -415,9 +415,6 @@ def test_cli_human_summary_and_corrupted_row(tmp_path: Path) -> None:
 
 
 def test_cli_errors() -> None:
-    nats = run_cli("--messages", AAPL_MSG, "--orderbook", AAPL_BOOK, "--via", "nats")
-    assert nats.returncode == 2
-    assert "--via nats" in nats.stderr
     deep = run_cli("--messages", AAPL_MSG, "--orderbook", AAPL_BOOK, "--levels", "11")
     assert deep.returncode == 2
     assert "levels" in deep.stderr

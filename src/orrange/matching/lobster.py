@@ -894,11 +894,10 @@ def cli_main(args: argparse.Namespace) -> int:
     """``orrange replay lobster``: print the summary; exit 0 only without any mismatch or
     wrong fill (1), 2 for unusable input or an unsupported ``--via``."""
     if getattr(args, "via", "local") == "nats":
-        print(
-            "orrange replay lobster: --via nats is not available yet; use --via local",
-            file=sys.stderr,
-        )
-        return 2
+        # the NATS side lives with the engine, not in this pure module
+        import orrange.engine.lobster_feed as feed
+
+        return feed.cli_main(args)
     try:
         res = replay(
             args.messages,
