@@ -11,7 +11,7 @@ import pytest
 from store_expect import BookRun, book_run, check_matches_book, dump
 
 from orrange.matching.enums import RejectReason
-from orrange.matching.events import OrderRejected
+from orrange.matching.events import Event, OrderRejected
 from orrange.store import EventWriter, RiskRejection, migrate
 
 
@@ -30,16 +30,16 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await c.close()
 
 
-def _batches(run: BookRun, size: int) -> list[list[tuple[object, bytes]]]:
+def _batches(run: BookRun, size: int) -> list[list[tuple[Event, bytes]]]:
     pairs = run.pairs()
-    return [pairs[i : i + size] for i in range(0, len(pairs), size)]  # type: ignore[misc]
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
 
 
 async def test_a_book_run_is_stored_exactly(conn: asyncpg.Connection, run: BookRun) -> None:
     writer = EventWriter(conn)
     totals = [0, 0]
     for batch in _batches(run, 500):
-        res = await writer.write(batch)  # type: ignore[arg-type]
+        res = await writer.write(batch)
         totals[0] += res.events
         totals[1] += res.fills
         assert (res.rebuilt, res.orphans) == (0, 0)
@@ -53,12 +53,12 @@ async def test_writing_everything_again_changes_nothing(
 ) -> None:
     writer = EventWriter(conn)
     for batch in _batches(run, 700):
-        await writer.write(batch)  # type: ignore[arg-type]
+        await writer.write(batch)
     before = await dump(conn)
     # a fresh writer (a restarted persister), other batch boundaries, duplicates inside a batch
     again = EventWriter(conn)
     for batch in _batches(run, 333):
-        res = await again.write(batch + batch[:10])  # type: ignore[arg-type]
+        res = await again.write(batch + batch[:10])
         assert (res.events, res.fills, res.orders, res.rejections) == (0, 0, 0, 0)
     assert await dump(conn) == before
 
@@ -66,7 +66,7 @@ async def test_writing_everything_again_changes_nothing(
 async def test_batches_out_of_order_converge(conn: asyncpg.Connection, run: BookRun) -> None:
     writer = EventWriter(conn)
     for batch in _batches(run, 400):
-        await writer.write(batch)  # type: ignore[arg-type]
+        await writer.write(batch)
     expected = await dump(conn)
     await conn.execute("TRUNCATE orders, order_events, fills, rejections")
 
@@ -74,7 +74,7 @@ async def test_batches_out_of_order_converge(conn: asyncpg.Connection, run: Book
     random.Random(3).shuffle(shuffled)
     rebuilt = 0
     for batch in shuffled:
-        rebuilt += (await writer.write(batch)).rebuilt  # type: ignore[arg-type]
+        rebuilt += (await writer.write(batch)).rebuilt
     assert rebuilt > 0
     assert await dump(conn) == expected
     await check_matches_book(conn, run)
@@ -100,7 +100,7 @@ async def test_a_bad_value_fails_the_whole_batch(conn: asyncpg.Connection, run: 
     good = run.pairs()[:50]
     bad = OrderRejected("BTC-USD", 1, 2**70, 0, "a", "", "submit", RejectReason.RATE_LIMITED, "")
     with pytest.raises((OverflowError, asyncpg.DataError)):
-        await writer.write([*good, (bad, b"{}")])  # type: ignore[list-item]
+        await writer.write([*good, (bad, b"{}")])
     assert await conn.fetchval("SELECT count(*) FROM order_events") == 0
-    await writer.write(good)  # type: ignore[arg-type]
+    await writer.write(good)
     assert await conn.fetchval("SELECT count(*) FROM order_events") > 0

@@ -1,0 +1,245 @@
+"""The persister actor: book events and risk rejections into PostgreSQL.
+
+Inputs (durable pull consumers, batches of ``batch_size``):
+
+* ``EVENTS`` (``evt.>``), durable ``persister``: every book event;
+* ``REJECTS`` (``rej.>``), durable ``persister-rejects``: risk's rejections.
+
+Each batch is written by :class:`~orrange.store.EventWriter` in one transaction, idempotent on
+``(symbol, seq)`` (rejections on their ``Nats-Msg-Id``), then acked, so a redelivery after a
+crash changes nothing. At start the actor connects to PostgreSQL (waiting up to
+``db_connect_timeout_ms`` for it) and applies the schema migrations.
+
+Failures: a message whose subject does not match its event's symbol is dead-lettered
+(``dlq.persister``); a batch the database refuses as data (a value out of range...) is retried
+one message at a time by the runtime and the offending message dead-lettered. A lost or broken
+database connection is not the input's fault: the batch is retried on a fresh connection with
+backoff (up to 5 s apart) until it is stored, and nothing is acked meanwhile.
+
+Run it with ``python -m actors.persister`` or :func:`main` (``orrange actor persister``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from orrange.engine.streams import EVENTS, EVENTS_PREFIX, REJECTS, REJECTS_PREFIX
+from orrange.matching.events import Event, OrderRejected
+from orrange.runtime import (
+    MSG_ID_HEADER,
+    Actor,
+    ActorConfig,
+    ConsumerSpec,
+    Inbound,
+    Input,
+    Outbox,
+    StreamSpec,
+    run_actor,
+)
+from orrange.store import EventWriter, RiskRejection, WriteResult, migrate
+
+__all__ = ["EVENTS_DURABLE", "REJECTS_DURABLE", "Persister", "main"]
+
+EVENTS_DURABLE = "persister"
+REJECTS_DURABLE = "persister-rejects"
+
+#: Errors after which the batch is retried on a new connection instead of dead-lettered.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+
+class Persister(Actor):
+    """Writes ``evt.>`` and ``rej.>`` into PostgreSQL (see the module docstring).
+
+    Args:
+        config: actor configuration (name normally ``persister``).
+        database_url: ``postgresql://`` URL of the database (migrated at start).
+        batch_size: messages per fetch (None: ``config.batch_size``).
+        db_connect_timeout_ms: how long :meth:`start` waits for PostgreSQL (ms).
+
+    Attributes:
+        totals: running sums of what was stored (events, fills, rejections, orders upserts).
+    """
+
+    def __init__(
+        self,
+        config: ActorConfig,
+        database_url: str,
+        *,
+        batch_size: int | None = None,
+        db_connect_timeout_ms: int = 60_000,
+    ) -> None:
+        super().__init__(config)
+        self.database_url = database_url
+        self.batch_size = batch_size
+        self.db_connect_timeout_ms = db_connect_timeout_ms
+        self._writer: EventWriter | None = None
+        self.totals: dict[str, int] = {
+            "events": 0,
+            "fills": 0,
+            "rejections": 0,
+            "orders": 0,
+            "rebuilt": 0,
+            "orphans": 0,
+        }
+
+    def streams(self) -> Sequence[StreamSpec]:
+        return (EVENTS, REJECTS)
+
+    def inputs(self) -> Sequence[Input[Any]]:
+        wait = self.config.ack_wait_ms
+        return (
+            Input(
+                ConsumerSpec(
+                    stream=EVENTS.name,
+                    durable=EVENTS_DURABLE,
+                    filter_subjects=(f"{EVENTS_PREFIX}.>",),
+                    ack_wait_ms=wait,
+                    description="persister: book events into PostgreSQL",
+                ),
+                Event,
+                self._on_events,
+                self.batch_size,
+            ),
+            Input(
+                ConsumerSpec(
+                    stream=REJECTS.name,
+                    durable=REJECTS_DURABLE,
+                    filter_subjects=(f"{REJECTS_PREFIX}.>",),
+                    ack_wait_ms=wait,
+                    description="persister: risk rejections into PostgreSQL",
+                ),
+                OrderRejected,
+                self._on_rejects,
+                self.batch_size,
+            ),
+        )
+
+    async def on_start(self) -> None:
+        conn = await self._connect_db(self.db_connect_timeout_ms / 1000)
+        applied = await migrate(conn)
+        self.log.info("database ready", migrations_applied=applied)
+        self._writer = EventWriter(conn)
+
+    async def on_stop(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.conn.is_closed():
+            await writer.conn.close()
+
+    async def _connect_db(self, timeout_s: float) -> asyncpg.Connection:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                conn: asyncpg.Connection = await asyncpg.connect(self.database_url, timeout=10)
+                return conn
+            except _TRANSIENT as exc:
+                if time.monotonic() > deadline:
+                    raise
+                self.log.warning("waiting for PostgreSQL", error=repr(exc))
+                await asyncio.sleep(0.5)
+
+    async def _write(
+        self, events: Sequence[tuple[Event, bytes]], rejections: Sequence[RiskRejection]
+    ) -> WriteResult:
+        delay = 0.2
+        while True:
+            writer = self._writer
+            try:
+                if writer is None or writer.conn.is_closed():
+                    writer = self._writer = EventWriter(await self._connect_db(0))
+                result = await writer.write(events, rejections)
+            except _TRANSIENT as exc:
+                self.log.error("database unavailable; batch will be retried", error=repr(exc))
+                if writer is not None:
+                    writer.conn.terminate()
+                self._writer = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for k in self.totals:
+                self.totals[k] += getattr(result, k)
+            if result.orphans or result.rebuilt:
+                self.log.warning(
+                    "events out of order", rebuilt=result.rebuilt, orphans=result.orphans
+                )
+            return result
+
+    async def _on_events(self, batch: Sequence[Inbound[Event]], out: Outbox) -> None:
+        good: list[tuple[Event, bytes]] = []
+        for m in batch:
+            if m.subject != f"{EVENTS_PREFIX}.{m.data.symbol}":
+                out.dead_letter(m, f"event of {m.data.symbol!r} on subject {m.subject!r}")
+                continue
+            good.append((m.data, m.payload))
+        if good:
+            await self._write(good, ())
+
+    async def _on_rejects(self, batch: Sequence[Inbound[OrderRejected]], out: Outbox) -> None:
+        good: list[RiskRejection] = []
+        for m in batch:
+            r = m.data
+            if m.subject != f"{REJECTS_PREFIX}.{r.symbol}":
+                out.dead_letter(m, f"rejection of {r.symbol!r} on subject {m.subject!r}")
+                continue
+            rid = (m.headers or {}).get(MSG_ID_HEADER) or f"{m.stream}:{m.stream_seq}"
+            good.append(RiskRejection(rid, r))
+        if good:
+            await self._write((), good)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``orrange actor persister`` / ``python -m actors.persister``: run until signalled.
+
+    Options: ``--database-url`` / ``--nats-url`` (default: the settings'), ``--config``
+    (settings TOML), ``--name``, ``--batch-size``, ``--metrics-port`` (0: any free port, the
+    default; -1: none). Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad
+    arguments or settings.
+    """
+    from orrange.logging import configure_logging
+    from orrange.settings import SettingsError, load_settings
+
+    p = argparse.ArgumentParser(
+        prog="orrange actor persister",
+        description="write book events and risk rejections into PostgreSQL",
+    )
+    p.add_argument("--database-url", default=None, help="PostgreSQL URL (default: settings)")
+    p.add_argument("--nats-url", default=None, help="NATS URL (default: settings)")
+    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
+    p.add_argument("--name", default="persister", help="actor name (heartbeat, DLQ subject)")
+    p.add_argument("--batch-size", type=int, default=None, help="messages per fetch")
+    p.add_argument(
+        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one, -1: off)"
+    )
+    args = p.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        p.error(str(exc))
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error("--batch-size must be >= 1")
+    configure_logging(settings.log_format, settings.log_level, actor=args.name)
+    overrides: dict[str, Any] = {"nats_url": args.nats_url} if args.nats_url else {}
+    config = ActorConfig.from_settings(
+        args.name,
+        settings,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        **overrides,
+    )
+    actor = Persister(
+        config, args.database_url or settings.effective_database_url, batch_size=args.batch_size
+    )
+    return run_actor(actor)

@@ -1,0 +1,214 @@
+"""The persister actor on a real nats-server and a real PostgreSQL: a real book's events
+published on ``evt.<SYM>`` end up in the tables exactly, redelivery changes nothing, bad input
+is dead-lettered without stopping the actor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import msgspec
+import nats
+import pytest
+from nats.js import JetStreamContext
+from store.store_expect import SYMBOL, BookRun, book_run, check_matches_book, dump
+
+from orrange.engine.persister import EVENTS_DURABLE, REJECTS_DURABLE, Persister, main
+from orrange.engine.streams import EVENTS, REJECTS, events_subject, rejects_subject
+from orrange.matching.enums import OrderType, RejectReason, Side, TimeInForce
+from orrange.matching.events import OrderAccepted, OrderRejected
+from orrange.runtime import DLQ_STREAM, ActorConfig, Publisher, ensure_stream
+
+WAIT_S = 60.0
+
+
+async def _wait_for(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def _drained(js: JetStreamContext) -> bool:
+    for stream, durable in ((EVENTS.name, EVENTS_DURABLE), (REJECTS.name, REJECTS_DURABLE)):
+        info = await js.consumer_info(stream, durable)
+        if info.num_pending or info.num_ack_pending:
+            return False
+    return True
+
+
+def _persister(nats_url: str, database_url: str) -> Persister:
+    config = ActorConfig(name="persister", nats_url=nats_url, metrics_port=None)
+    return Persister(config, database_url, batch_size=500)
+
+
+async def _run_until_drained(persister: Persister, js: JetStreamContext) -> None:
+    await persister.start()
+    try:
+        await _wait_for(lambda: _drained(js), "persister consumers drained")
+    finally:
+        await persister.stop()
+
+
+async def _publish(nc: nats.NATS, run: BookRun, id_prefix: str = "") -> None:
+    pub = Publisher(nc)
+    for i, (e, payload) in enumerate(run.pairs()):
+        await pub.submit(events_subject(e.symbol), payload, msg_id=f"{id_prefix}{e.symbol}:{e.seq}")
+        if i % 1000 == 999:
+            await pub.flush()
+    await pub.flush()
+
+
+def _risk_rejection(i: int) -> OrderRejected:
+    return OrderRejected(
+        SYMBOL,
+        0,
+        1_700_000_000_000 + i,
+        0,
+        f"u{i}",
+        f"c{i}",
+        "submit",
+        RejectReason.RATE_LIMITED,
+        "",
+    )
+
+
+@pytest.fixture(scope="module")
+def run() -> BookRun:
+    return book_run(3000, seed=11)
+
+
+async def test_book_events_end_up_in_postgres_once(
+    nats_url: str, database_url: str, run: BookRun
+) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    for spec in (EVENTS, REJECTS):
+        await ensure_stream(js, spec)
+    await _publish(nc, run)
+    pub = Publisher(nc)
+    for i in range(20):
+        await pub.submit(rejects_subject(SYMBOL), _risk_rejection(i), msg_id=f"rej:u{i}:c{i}")
+    await pub.flush()
+
+    first = _persister(nats_url, database_url)
+    await _run_until_drained(first, js)
+    assert first.totals["events"] > 0 and first.totals["rejections"] > 0
+    conn = await asyncpg.connect(database_url)
+    try:
+        await check_matches_book(conn, run)
+        risk = await conn.fetch(
+            "SELECT id, user_id, client_order_id FROM rejections WHERE source = 'risk' ORDER BY ts"
+        )
+        assert [tuple(r.values()) for r in risk] == [
+            (f"rej:u{i}:c{i}", f"u{i}", f"c{i}") for i in range(20)
+        ]
+        before = await dump(conn)
+
+        # Redelivery: every message again (consumers reset, as after losing their state), and
+        # the events a second time in the stream under other message ids.
+        await js.delete_consumer(EVENTS.name, EVENTS_DURABLE)
+        await js.delete_consumer(REJECTS.name, REJECTS_DURABLE)
+        await _publish(nc, run, id_prefix="again:")
+        second = _persister(nats_url, database_url)
+        await _run_until_drained(second, js)
+        assert second.messages_in == 2 * len(run.events) + 20
+        assert {k: v for k, v in second.totals.items() if v} == {}
+        assert await dump(conn) == before
+    finally:
+        await conn.close()
+        await nc.close()
+
+
+async def test_bad_input_is_dead_lettered_and_the_rest_stored(
+    nats_url: str, database_url: str
+) -> None:
+    run = book_run(400, seed=5)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    for spec in (EVENTS, REJECTS):
+        await ensure_stream(js, spec)
+    pub = Publisher(nc)
+    await pub.submit(events_subject(SYMBOL), b"not json", msg_id="bad:1")
+    wrong_symbol = run.pairs()[0][1]
+    await pub.submit(events_subject("OTHER-USD"), wrong_symbol, msg_id="bad:2")
+    too_big = OrderAccepted(
+        "BAD-USD",
+        1,
+        2**63,
+        1,
+        "u",
+        "",
+        Side.BUY,
+        OrderType.LIMIT,
+        TimeInForce.GTC,
+        1,
+        None,
+        1,
+        False,
+    )
+    await pub.submit(events_subject("BAD-USD"), too_big, msg_id="bad:3")
+    await pub.submit(rejects_subject(SYMBOL), b"{}", msg_id="bad:4")
+    await pub.flush()
+    await _publish(nc, run)
+
+    persister = _persister(nats_url, database_url)
+    await _run_until_drained(persister, js)
+    info = await js.stream_info(DLQ_STREAM)
+    assert info.state.messages == 4
+    dead = [await js.get_msg(DLQ_STREAM, s) for s in range(1, 5)]
+    assert {m.subject for m in dead} == {"dlq.persister"}
+    assert sorted(m.data or b"" for m in dead) == sorted(
+        [b"not json", wrong_symbol, msgspec.json.encode(too_big), b"{}"]
+    )
+    conn = await asyncpg.connect(database_url)
+    try:
+        await check_matches_book(conn, run)
+    finally:
+        await conn.close()
+        await nc.close()
+
+
+async def test_a_lost_database_connection_is_retried_not_dead_lettered(
+    nats_url: str, database_url: str
+) -> None:
+    run = book_run(1200, seed=9)
+    pairs = run.pairs()
+    half = len(pairs) // 2
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    for spec in (EVENTS, REJECTS):
+        await ensure_stream(js, spec)
+    pub = Publisher(nc)
+    for e, payload in pairs[:half]:
+        await pub.submit(events_subject(e.symbol), payload, msg_id=f"{e.symbol}:{e.seq}")
+    await pub.flush()
+    persister = _persister(nats_url, database_url)
+    await persister.start()
+    admin = await asyncpg.connect(database_url)
+    try:
+        await _wait_for(lambda: _drained(js), "first half stored")
+        writer = persister._writer
+        assert writer is not None
+        # the server drops the persister's session (as on a PostgreSQL restart)
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", writer.conn.get_server_pid())
+        for e, payload in pairs[half:]:
+            await pub.submit(events_subject(e.symbol), payload, msg_id=f"{e.symbol}:{e.seq}")
+        await pub.flush()
+        await _wait_for(lambda: _drained(js), "second half stored")
+        assert persister._writer is not writer
+        await check_matches_book(admin, run)
+        assert (await js.stream_info(DLQ_STREAM)).state.messages == 0
+    finally:
+        await persister.stop()
+        await admin.close()
+        await nc.close()
+
+
+def test_main_refuses_a_bad_batch_size() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--batch-size", "0"])
+    assert exc.value.code == 2
