@@ -256,3 +256,19 @@ async def test_idle_book_is_snapshotted_by_the_timer(nats_url: str) -> None:
     finally:
         await matcher.stop()
         await nc.close()
+
+
+async def test_a_stop_requested_while_starting_is_kept(nats_url: str) -> None:
+    """SIGTERM during start (e.g. a Ctrl-C of ``orrange up`` right after launch) stops the
+    matcher once started instead of being forgotten."""
+    matcher = make_matcher(nats_url)
+    run = asyncio.create_task(matcher.run())
+    matcher.request_stop()
+    await asyncio.wait_for(run, 60)  # a hang guard: without the stop, run() never returns
+    assert matcher.stopping
+    matcher2 = make_matcher(nats_url)
+    await matcher2.start()
+    await matcher2.stop()
+    await matcher2.start()  # a restart after stop() runs again
+    assert not matcher2.stopping
+    await matcher2.stop()

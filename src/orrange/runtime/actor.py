@@ -456,6 +456,9 @@ class Actor:
             ProvisioningError: a stream or consumer could not be provisioned.
         """
         cfg = self.config
+        if self._stopped.is_set():  # a restart after stop(); a stop requested during start holds
+            self._stopping.clear()
+            self._stopped.clear()
         self._started_ms = _now_ms()
         self.metrics.messages_out.labels(self.name)
         self.metrics.duplicates.labels(self.name)
@@ -477,8 +480,6 @@ class Actor:
         inputs = list(self.inputs())
         for inp in inputs:
             await ensure_consumer(self._js, inp.consumer)
-        self._stopping.clear()
-        self._stopped.clear()
         for inp in inputs:
             self._loops.append(
                 asyncio.create_task(self._consume(inp), name=f"{self.name}:{inp.consumer.durable}")
