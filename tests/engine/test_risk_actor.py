@@ -426,47 +426,12 @@ async def test_open_order_cap_follows_real_events_and_survives_a_restart(nats_ur
 
 
 async def test_actor_process_runs_and_stops_on_sigterm(nats_url: str, tmp_path: Path) -> None:
-    markets = tmp_path / "markets.toml"
-    markets.write_text(
-        "[[market]]\n"
-        + "".join(
-            f'{k} = "{getattr(SPEC, k)}"\n'
-            for k in ("symbol", "base", "quote", "tick_size", "lot_size", "min_qty", "max_qty")
-        )
-        + f'min_notional = "{SPEC.min_notional}"\nprice_band_bps = {SPEC.price_band_bps}\n'
-    )
-    env = dict(os.environ, ORRANGE_NATS_URL=nats_url, ORRANGE_LOG_FORMAT="json")
     log = tmp_path / "risk.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "actors.risk",
-                "--markets",
-                str(markets),
-                "--max-open-orders",
-                "1",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+    markets = write_markets(tmp_path / "markets.toml")
+    proc = start_risk_process(nats_url, markets, log, "--max-open-orders", "1")
     nc = await nats.connect(nats_url)
     try:
-        js = nc.jetstream()
-
-        async def consumer_ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"risk exited with {proc.returncode}: {log.read_text()}")
-            try:
-                await js.consumer_info("CMD", RISK_DURABLE)
-            except nats.js.errors.NotFoundError:
-                return False
-            return True
-
-        await wait_for(consumer_ready, "the risk process's consumer")
+        await wait_ready(nc, proc, log)
         out = await send(nc, [(submit("p1"), "alice:p1"), (submit("p2"), "alice:p2")])
         assert out[0][2]["Nats-Msg-Id"] == "alice:p1"
         assert rejection(out[1]).reason is RejectReason.TOO_MANY_OPEN_ORDERS  # --max-open-orders
@@ -476,3 +441,112 @@ async def test_actor_process_runs_and_stops_on_sigterm(nats_url: str, tmp_path: 
         code = await asyncio.to_thread(proc.wait, 30)
     assert code == 0, log.read_text()
     assert '"actor stopped"' in log.read_text()
+
+
+def start_risk_process(
+    nats_url: str, markets: Path, log: Path, *args: str
+) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        ORRANGE_NATS_URL=nats_url,
+        ORRANGE_LOG_FORMAT="json",
+        ORRANGE_RUNTIME_BATCH_SIZE="100",
+    )
+    with log.open("ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "actors.risk", "--markets", str(markets), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def wait_ready(nc: NATS, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until the risk process created its ``CMD`` consumer (fails if it exited)."""
+    js = nc.jetstream()
+
+    async def consumer_ready() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"risk exited with {proc.returncode}: {log.read_text()}")
+        try:
+            await js.consumer_info(CMD.name, RISK_DURABLE)
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
+
+    await wait_for(consumer_ready, "the risk process's consumer")
+
+
+def write_markets(path: Path) -> Path:
+    path.write_text(
+        "[[market]]\n"
+        + "".join(
+            f'{k} = "{getattr(SPEC, k)}"\n'
+            for k in ("symbol", "base", "quote", "tick_size", "lot_size", "min_qty", "max_qty")
+        )
+        + f'min_notional = "{SPEC.min_notional}"\nprice_band_bps = {SPEC.price_band_bps}\n'
+    )
+    return path
+
+
+async def test_kill_9_forwards_each_client_order_id_once(nats_url: str, tmp_path: Path) -> None:
+    """SIGKILL the risk process under load, restart it: every command is answered exactly once
+    and every (user, client order id) reaches BOOK_IN once, duplicates are refused."""
+    markets = write_markets(tmp_path / "markets.toml")
+    log = tmp_path / "risk.log"
+    limits = ("--max-open-orders", "1000000", "--rate", "1000000", "--burst", "1000000")
+    n = 6000
+    items: list[tuple[Command | bytes, str]] = []
+    expected_forward: set[str] = set()
+    for i in range(n):
+        user = f"u{i % 50}"
+        # one in 20 repeats the id of the user's order 50 commands earlier (never a repeat)
+        repeat = i % 10 == 9 and i % 100 >= 50
+        cid = f"c{i - 50}" if repeat else f"c{i}"
+        msg_id = f"{user}:{cid}:{i}"
+        items.append((submit(cid, user=user, ts=T0 + i), msg_id))
+        if not repeat:
+            expected_forward.add(msg_id)
+    proc = start_risk_process(nats_url, markets, log, *limits)
+    nc = await nats.connect(nats_url)
+    try:
+        await wait_ready(nc, proc, log)
+        pub = Publisher(nc)
+        for cmd, msg_id in items:
+            await pub.submit(cmd_subject(SYM), cmd, msg_id=msg_id)
+        await pub.flush()
+
+        async def some_done() -> bool:
+            return await outputs(nc) >= n // 4
+
+        await wait_for(some_done, "a quarter of the commands handled")
+        proc.kill()
+        await asyncio.to_thread(proc.wait, 30)
+        handled_before = await outputs(nc)
+        assert handled_before < n, "the kill came too late to test anything"
+
+        proc = start_risk_process(nats_url, markets, log, *limits)
+
+        async def all_done() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"risk exited with {proc.returncode}: {log.read_text()}")
+            return await outputs(nc) >= n
+
+        await wait_for(all_done, "every command answered after the restart")
+        forwarded = [h["Nats-Msg-Id"] for _, _, h in await read_stream(nc, BOOK_IN.name)]
+        rejected = await read_stream(nc, REJECTS.name)
+        assert len(forwarded) + len(rejected) == n
+        assert sorted(forwarded) == sorted(expected_forward)
+        assert len(rejected) == n - len(expected_forward)
+        assert {rejection(m).reason for m in rejected} == {RejectReason.DUPLICATE_CLIENT_ORDER_ID}
+        book_in = [
+            msgspec.json.decode(d, type=SubmitOrder)
+            for _, d, _ in await read_stream(nc, BOOK_IN.name)
+        ]
+        pairs = [(o.user, o.client_order_id) for o in book_in]
+        assert len(pairs) == len(set(pairs))
+    finally:
+        await nc.close()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 30)

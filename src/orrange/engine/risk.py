@@ -22,10 +22,13 @@ created the key (a crash between forwarding and acking) is forwarded again with 
 ``Nats-Msg-Id``, which ``BOOK_IN`` de-duplicates. Refused commands never claim their id. The
 claims of one batch are pipelined (one round trip per batch, not per order).
 
-Restart: at start risk replays ``EVENTS`` from its first message to its last (an ordered
-consumer), then recreates ``risk-events`` to start right after it, so open-order counts and last
-prices are exactly those of the books. Rate buckets start full again and submits forwarded by
-the previous process but not yet accepted are not counted in flight.
+Restart (also after ``kill -9``): at start risk replays ``EVENTS`` from its first message to its
+last (an ordered consumer), then recreates ``risk-events`` to start right after it, so
+open-order counts and last prices are exactly those of the books. It recreates ``risk`` right
+after that consumer's ack floor, so commands are decided again strictly in ``CMD`` order; the
+ones a killed process had already forwarded or rejected are published again with the same
+``Nats-Msg-Id`` and dropped by JetStream. Rate buckets start full again and submits forwarded
+by the previous process but not yet accepted are not counted in flight.
 
 Bad input (undecodable JSON, unknown command type) goes to ``dlq.risk`` and never stops the
 actor. Run it with :func:`main` (``python -m actors.risk``) or embed :class:`RiskActor`.
@@ -39,7 +42,7 @@ from typing import Any
 
 import msgspec
 from nats.js import api as js_api
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from orrange.engine.matcher import default_markets_path
@@ -129,6 +132,7 @@ class RiskActor(Actor):
         self.durable = durable
         self.events_durable = events_durable
         self._events_start_seq = 1
+        self._cmd_start_seq: int | None = None
         self._kv: KeyValue | None = None
         self._claimer_pub: Publisher | None = None
 
@@ -148,14 +152,17 @@ class RiskActor(Actor):
         return tuple(events_subject(s) for s in self.symbols)
 
     def inputs(self) -> Sequence[Input[Any]]:
-        """Commands (``risk`` on ``CMD``) and events (``risk-events`` on ``EVENTS``, recreated
-        at the first event after the replay of :meth:`on_start`)."""
+        """Commands (``risk`` on ``CMD``, resumed right after its ack floor) and events
+        (``risk-events`` on ``EVENTS``, recreated at the first event after the replay of
+        :meth:`on_start`)."""
         cmd = ConsumerSpec(
             stream=CMD.name,
             durable=self.durable,
             filter_subjects=self._cmd_filters(),
             ack_wait_ms=self.config.ack_wait_ms,
             ack_policy="all",
+            start_seq=self._cmd_start_seq,
+            recreate=self._cmd_start_seq is not None,
             description="risk: commands to check",
         )
         evt = ConsumerSpec(
@@ -185,6 +192,20 @@ class RiskActor(Actor):
             )
         self._claimer_pub = self._new_claimer()
         self._events_start_seq = await self._replay_events()
+        self._cmd_start_seq = await self._resume_commands()
+
+    async def _resume_commands(self) -> int | None:
+        """The CMD sequence after the ``risk`` consumer's ack floor, or None if it is new.
+
+        Recreating the consumer there keeps the commands in stream order after a crash (the
+        unacked ones of a dead process would otherwise come back only after ``ack_wait_ms``,
+        behind newer ones); the repeated forwards carry their original ``Nats-Msg-Id``.
+        """
+        try:
+            info = await self.js.consumer_info(CMD.name, self.durable)
+        except NotFoundError:
+            return None
+        return int(info.ack_floor.stream_seq or 0) + 1 if info.ack_floor else 1
 
     async def _replay_events(self) -> int:
         """Apply every stored event of the hosted symbols; returns the next EVENTS sequence."""
