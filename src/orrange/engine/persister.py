@@ -101,33 +101,22 @@ class Persister(Actor):
         return (EVENTS, REJECTS)
 
     def inputs(self) -> Sequence[Input[Any]]:
-        wait = self.config.ack_wait_ms
         return (
-            Input(
-                ConsumerSpec(
-                    stream=EVENTS.name,
-                    durable=EVENTS_DURABLE,
-                    filter_subjects=(f"{EVENTS_PREFIX}.>",),
-                    ack_wait_ms=wait,
-                    description="persister: book events into PostgreSQL",
-                ),
-                Event,
-                self._on_events,
-                self.batch_size,
-            ),
-            Input(
-                ConsumerSpec(
-                    stream=REJECTS.name,
-                    durable=REJECTS_DURABLE,
-                    filter_subjects=(f"{REJECTS_PREFIX}.>",),
-                    ack_wait_ms=wait,
-                    description="persister: risk rejections into PostgreSQL",
-                ),
-                OrderRejected,
-                self._on_rejects,
-                self.batch_size,
-            ),
+            self._input(EVENTS, EVENTS_DURABLE, EVENTS_PREFIX, Event, self._on_events),
+            self._input(REJECTS, REJECTS_DURABLE, REJECTS_PREFIX, OrderRejected, self._on_rejects),
         )
+
+    def _input(
+        self, stream: StreamSpec, durable: str, prefix: str, kind: Any, handler: Any
+    ) -> Input[Any]:
+        spec = ConsumerSpec(
+            stream=stream.name,
+            durable=durable,
+            filter_subjects=(f"{prefix}.>",),
+            ack_wait_ms=self.config.ack_wait_ms,
+            description=f"persister: {prefix}.> into PostgreSQL",
+        )
+        return Input(spec, kind, handler, self.batch_size)
 
     async def on_start(self) -> None:
         conn = await self._connect_db(self.db_connect_timeout_ms / 1000)
