@@ -22,7 +22,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import api as js_api
 
-from orrange.engine.risk import RISK_DURABLE, RISK_EVENTS_DURABLE, RiskActor
+from orrange.engine.risk import RISK_DURABLE, RISK_EVENTS_DURABLE, RiskActor, load_risk_limits
 from orrange.engine.streams import (
     BOOK_IN,
     CLIENT_ORDERS_BUCKET,
@@ -44,6 +44,7 @@ from orrange.matching.events import (
 )
 from orrange.risk import RiskLimits, client_order_key
 from orrange.runtime import DLQ_STREAM, ActorConfig, Publisher, ensure_stream
+from orrange.settings import SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 SYM = "T-USD"
@@ -550,3 +551,25 @@ async def test_kill_9_forwards_each_client_order_id_once(nats_url: str, tmp_path
         await nc.close()
         proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(proc.wait, 30)
+
+
+def test_limits_from_the_risk_table_and_the_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "orrange.toml"
+    cfg.write_text(
+        'data_dir = "./var"\n[risk]\nmax_open_orders = 7\nburst = 9\n'
+        'exempt_users = ["lobster", "lobster-taker"]\nunrelated = 1\n'
+    )
+    assert load_risk_limits(cfg, env={}) == RiskLimits(
+        max_open_orders=7, burst=9, exempt_users=frozenset({"lobster", "lobster-taker"})
+    )
+    env = {"ORRANGE_RISK_RATE_PER_S": "3", "ORRANGE_RISK_EXEMPT_USERS": "a, b,"}
+    assert load_risk_limits(cfg, env=env) == RiskLimits(
+        max_open_orders=7, rate_per_s=3, burst=9, exempt_users=frozenset({"a", "b"})
+    )
+    assert load_risk_limits(cfg, env={}).rate_per_s == 50  # the default
+    with pytest.raises(SettingsError):
+        load_risk_limits(cfg, env={"ORRANGE_RISK_BURST": "0"})
+    with pytest.raises(SettingsError):
+        load_risk_limits(cfg, env={"ORRANGE_RISK_BURST": "many"})
+    with pytest.raises(SettingsError):
+        load_risk_limits(tmp_path / "missing.toml", env={})

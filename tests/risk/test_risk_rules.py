@@ -433,3 +433,20 @@ def test_client_order_key_charset_and_injectivity(user: str, cid: str, user2: st
     assert not key.startswith(".") and not key.endswith(".")
     if user2 != user:
         assert client_order_key(user2, cid) != key
+
+
+def test_exempt_users_skip_the_cap_and_the_rate_limit_only() -> None:
+    risk = RiskEngine(
+        {SYM: SPEC},
+        RiskLimits(max_open_orders=1, rate_per_s=1, burst=1, exempt_users=frozenset({"mm"})),
+    )
+    for oid in range(1, 4):
+        risk.apply(accepted(oid, user="mm"))
+    assert risk.open_orders("mm") == 3
+    for _ in range(5):
+        assert not isinstance(risk.check(SYM, submit(user="mm")), OrderRejected)
+        amend = AmendOrder(ts=T0, user="mm", order_id=1, quantity=5)
+        assert risk.check(SYM, amend) is amend
+    assert reason(risk.check(SYM, submit(user="mm", qty=0))) is RejectReason.INVALID_QUANTITY
+    assert not isinstance(risk.check(SYM, submit()), OrderRejected)
+    assert reason(risk.check(SYM, submit())) is RejectReason.TOO_MANY_OPEN_ORDERS

@@ -71,6 +71,9 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
             rate, tokens per second of command time).
         burst: rate bucket capacity: how many submits/amends a user may send at once after a
             quiet period.
+        exempt_users: users exempt from the open-order cap and the rate limit (market makers,
+            replays such as the LOBSTER feed's ``lobster``, ``lobster-seed`` and
+            ``lobster-taker``); the market checks and client order id idempotency still apply.
 
     Raises:
         ValueError: a limit is not positive.
@@ -79,6 +82,7 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_open_orders: int = 100
     rate_per_s: int = 50
     burst: int = 100
+    exempt_users: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.max_open_orders <= 0 or self.rate_per_s <= 0 or self.burst <= 0:
@@ -178,6 +182,7 @@ class RiskEngine:
     def __init__(self, markets: Mapping[str, MarketSpec], limits: RiskLimits | None = None) -> None:
         self.markets: dict[str, MarketSpec] = dict(markets)
         self.limits = limits or RiskLimits()
+        self._exempt = self.limits.exempt_users
         #: last trade price in ticks per symbol (absent before the first fill)
         self.last_price: dict[str, int] = {}
         #: owner of every open order, by (symbol, order_id)
@@ -249,6 +254,8 @@ class RiskEngine:
             if rejected is not None:
                 return rejected
         user = cmd.user
+        if user in self._exempt:
+            return cmd
         cap = self.limits.max_open_orders
         if self._open_count.get(user, 0) + self._in_flight.get(user, 0) >= cap:
             return reject(
@@ -277,7 +284,7 @@ class RiskEngine:
             rejected = self._band(symbol, cmd, price, last, band)
             if rejected is not None:
                 return rejected
-        if not self._take(cmd.user, cmd.ts):
+        if cmd.user not in self._exempt and not self._take(cmd.user, cmd.ts):
             return self._rate_limited(symbol, cmd)
         return cmd
 
