@@ -152,17 +152,25 @@ async def test_bad_input_is_dead_lettered_and_the_rest_stored(
     )
     await pub.submit(events_subject("BAD-USD"), too_big, msg_id="bad:3")
     await pub.submit(rejects_subject(SYMBOL), b"{}", msg_id="bad:4")
+    seq_zero = _risk_rejection(0)  # a risk rejection (seq 0) on the events subject
+    await pub.submit(events_subject(SYMBOL), seq_zero, msg_id="bad:5")
     await pub.flush()
     await _publish(nc, run)
 
     persister = _persister(nats_url, database_url)
     await _run_until_drained(persister, js)
     info = await js.stream_info(DLQ_STREAM)
-    assert info.state.messages == 4
-    dead = [await js.get_msg(DLQ_STREAM, s) for s in range(1, 5)]
+    assert info.state.messages == 5
+    dead = [await js.get_msg(DLQ_STREAM, s) for s in range(1, 6)]
     assert {m.subject for m in dead} == {"dlq.persister"}
     assert sorted(m.data or b"" for m in dead) == sorted(
-        [b"not json", wrong_symbol, msgspec.json.encode(too_big), b"{}"]
+        [
+            b"not json",
+            wrong_symbol,
+            msgspec.json.encode(too_big),
+            b"{}",
+            msgspec.json.encode(seq_zero),
+        ]
     )
     conn = await asyncpg.connect(database_url)
     try:

@@ -10,11 +10,12 @@ Each batch is written by :class:`~orrange.store.EventWriter` in one transaction,
 crash changes nothing. At start the actor connects to PostgreSQL (waiting up to
 ``db_connect_timeout_ms`` for it) and applies the schema migrations.
 
-Failures: a message whose subject does not match its event's symbol is dead-lettered
-(``dlq.persister``); a batch the database refuses as data (a value out of range...) is retried
-one message at a time by the runtime and the offending message dead-lettered. A lost or broken
-database connection is not the input's fault: the batch is retried on a fresh connection with
-backoff (up to 5 s apart) until it is stored, and nothing is acked meanwhile.
+Failures: a message whose subject does not match its event's symbol, or a book event with
+``seq < 1``, is dead-lettered (``dlq.<actor>``); a batch the database refuses as data (a value
+out of range...) is retried one message at a time by the runtime and the offending message
+dead-lettered. A lost or broken database connection is not the input's fault: the batch is
+retried on a fresh connection with backoff (up to 5 s apart) until it is stored, and nothing is
+acked meanwhile (a stop request waits for that too).
 
 Run it with ``python -m actors.persister`` or :func:`main` (``orrange actor persister``).
 """
@@ -88,6 +89,7 @@ class Persister(Actor):
         self.batch_size = batch_size
         self.db_connect_timeout_ms = db_connect_timeout_ms
         self._writer: EventWriter | None = None
+        self._db_lock = asyncio.Lock()  # one connection: writes of the two inputs never overlap
         self.totals: dict[str, int] = {
             "events": 0,
             "fills": 0,
@@ -144,6 +146,12 @@ class Persister(Actor):
     async def _write(
         self, events: Sequence[tuple[Event, bytes]], rejections: Sequence[RiskRejection]
     ) -> WriteResult:
+        async with self._db_lock:
+            return await self._write_locked(events, rejections)
+
+    async def _write_locked(
+        self, events: Sequence[tuple[Event, bytes]], rejections: Sequence[RiskRejection]
+    ) -> WriteResult:
         delay = 0.2
         while True:
             writer = self._writer
@@ -172,6 +180,9 @@ class Persister(Actor):
         for m in batch:
             if m.subject != f"{EVENTS_PREFIX}.{m.data.symbol}":
                 out.dead_letter(m, f"event of {m.data.symbol!r} on subject {m.subject!r}")
+                continue
+            if m.data.seq < 1:
+                out.dead_letter(m, f"book event with seq {m.data.seq} (must be >= 1)")
                 continue
             good.append((m.data, m.payload))
         if good:
