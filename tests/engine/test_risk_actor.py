@@ -404,6 +404,14 @@ async def test_open_order_cap_follows_real_events_and_survives_a_restart(nats_ur
             # the book accepts x2: still 2 open, no longer in flight
             await publish_events(nc, [accepted(3, seq=5)])
             assert (actor.engine.open_orders("alice"), actor.engine.in_flight("alice")) == (2, 0)
+            # an undecodable event is dead-lettered live and skipped by the replay below
+            dlq_before = await count(nc, DLQ_STREAM)
+            await Publisher(nc).publish(events_subject(SYM), b"{not json", msg_id="junk")
+
+            async def dead_lettered() -> bool:
+                return await count(nc, DLQ_STREAM) > dlq_before
+
+            await wait_for(dead_lettered, "the bad event in the DLQ")
 
         # restart: open orders (2 and 3) and the last price (10000) come back from EVENTS
         async with running_risk(nats_url, limits) as actor:

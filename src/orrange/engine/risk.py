@@ -232,6 +232,10 @@ class RiskActor(Actor):
         async def on_msg(msg: Any) -> None:
             nonlocal applied
             meta = msg.metadata
+            seq = meta.sequence.stream
+            if seq > last:  # newer than the replay: the durable consumer delivers it
+                done.set()
+                return
             if wanted is None or msg.subject in wanted:
                 try:
                     engine.apply(_event_decoder.decode(msg.data))
@@ -240,10 +244,10 @@ class RiskActor(Actor):
                     self.log.warning(
                         "undecodable event skipped in replay",
                         subject=msg.subject,
-                        seq=meta.sequence.stream,
+                        seq=seq,
                         error=str(exc),
                     )
-            if meta.sequence.stream >= last or meta.num_pending == 0:
+            if seq >= last or meta.num_pending == 0:
                 done.set()
 
         sub = await self.js.subscribe(
