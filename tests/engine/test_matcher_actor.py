@@ -7,12 +7,14 @@ process and kills it with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.api import DiscardPolicy
 
 from orrange.engine.matcher import BookQuery, Matcher, MatcherSnapshot
 from orrange.engine.streams import (
@@ -272,3 +274,38 @@ async def test_a_stop_requested_while_starting_is_kept(nats_url: str) -> None:
     await matcher2.start()  # a restart after stop() runs again
     assert not matcher2.stopping
     await matcher2.stop()
+
+
+async def test_failed_publishes_are_retried_in_order(nats_url: str) -> None:
+    """While EVENTS refuses writes the batches are nak'ed; once it accepts them again every
+    event is stored once, in sequence order, and no command is applied twice."""
+    cmds = synthetic_flow(1_000, seed=9)
+    expected = pure_events(cmds)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    matcher = make_matcher(nats_url)
+    try:
+        await matcher.start()
+        info = await js.stream_info(EVENTS.name)
+        cfg = info.config
+        await js.update_stream(dataclasses.replace(cfg, max_msgs=150, discard=DiscardPolicy.NEW))
+        await publish_commands(nc, cmds)
+        failures = matcher.metrics.batch_failures.labels("matcher", f"matcher-{SYM}")
+
+        async def refused_twice() -> bool:
+            return failures._value.get() >= 2
+
+        await wait_for(refused_twice, "two refused batches")
+        await js.update_stream(cfg)  # accept writes again
+
+        async def done() -> bool:
+            return await last_seq(nc) >= len(expected)
+
+        await wait_for(done, "all events")
+        assert await read_events(nc) == expected
+        pure = OrderBook(BENCH_SPEC)
+        pure.process_many(cmds)
+        assert matcher.book(SYM).snapshot_state() == pure.snapshot_state()
+    finally:
+        await matcher.stop()
+        await nc.close()

@@ -20,9 +20,10 @@ Recovery (``kill -9`` at any moment loses and duplicates nothing):
   not published again; the others carry the same ``(symbol, seq)`` and ``Nats-Msg-Id`` as
   before, so JetStream also drops any repeat within the duplicate window.
 
-If publishing a batch's events fails (NATS unreachable for ``publish_timeout_ms``) the runtime
-naks the batch; the redelivered commands are not applied again, their events (kept for the last
-50,000 commands) are published again with the same ids.
+If publishing a batch's events fails (e.g. NATS unreachable for ``publish_timeout_ms``) the
+runtime naks the batch. The next batch of that symbol, whether the redelivery or newer commands,
+first publishes every event applied but missing from ``EVENTS`` (events of the last 50,000
+commands are kept for this), in seq order; redelivered commands are not applied again.
 
 Book queries are core NATS request/reply on ``book.query.<SYM>``: the request is empty or
 ``{"depth": N}`` (JSON), the answer the :class:`~orrange.matching.L2Book` as JSON, or
@@ -265,7 +266,7 @@ class Matcher(Actor):
                 filter_subjects=(book_in_subject(sym),),
                 ack_policy="all",
                 ack_wait_ms=self.config.ack_wait_ms,
-                max_ack_pending=max(4 * self.config.batch_size, 1_000),
+                max_ack_pending=self.config.batch_size,
                 start_seq=st.in_seq + 1,
                 recreate=True,
                 description=f"matcher of {sym}",
@@ -274,10 +275,16 @@ class Matcher(Actor):
         return out
 
     async def on_stop(self) -> None:
-        """Snapshot every book that changed since its last snapshot."""
+        """Snapshot every book that changed since its last snapshot and whose events are all
+        stored in ``EVENTS``."""
         for sym, st in self._books.items():
-            if st.since_snapshot:
-                await self._snapshot(sym, st)
+            if not st.since_snapshot:
+                continue
+            try:
+                if st.book.seq <= await last_event_seq(self.js, sym):
+                    await self._snapshot(sym, st)
+            except Exception as exc:
+                self.log.error("snapshot failed", symbol=sym, error=repr(exc))
 
     # -- public views ------------------------------------------------------------------------
 
@@ -351,16 +358,52 @@ class Matcher(Actor):
                 except Exception as exc:
                     self.log.error("snapshot failed", symbol=sym, error=repr(exc))
 
+    def _failures(self, sym: str) -> float:
+        """Batches of ``sym`` the runtime could not publish so far (its metric)."""
+        value = self.metrics.registry.get_sample_value(
+            "orrange_actor_batch_failures_total",
+            {"actor": self.name, "consumer": matcher_durable(sym)},
+        )
+        return value or 0.0
+
+    async def _republish(self, sym: str, st: _BookState, out: Outbox) -> None:
+        """After a failed publish: queue, in order, every event applied but not in EVENTS."""
+        stored = await last_event_seq(self.js, sym)
+        missing = [e for evs in st.recent.values() for e in evs if e.seq > stored]
+        first = missing[0].seq if missing else st.book.seq + 1
+        if first != stored + 1 and st.book.seq > stored:
+            self.log.error(
+                "events to republish are no longer cached; restart the matcher to replay them",
+                symbol=sym,
+                seq=stored + 1,
+                cached_from=first,
+            )
+        self.log.warning(
+            "republishing events of a failed batch", symbol=sym, seq=stored + 1, count=len(missing)
+        )
+        subject = events_subject(sym)
+        for e in missing:
+            out.publish(subject, e, msg_id=f"{sym}:{e.seq}")
+
     def _handler(self, sym: str) -> Any:
         st = self._books[sym]
         subject = events_subject(sym)
+        failures = self._failures(sym)
 
         async def handle(batch: Sequence[Inbound[Command]], out: Outbox) -> None:
-            # Every earlier batch of this symbol is published and acked here: snapshot now.
-            if st.since_snapshot and (
+            nonlocal failures
+            # The previous batch of this symbol is done here: published and acked, or (a
+            # publish failed) nak'ed. After a failure, newer commands may come before the
+            # redelivered ones: publish what EVENTS lacks first, so it stays in seq order.
+            now_failures = self._failures(sym)
+            if now_failures != failures or batch[0].stream_seq <= st.in_seq:
+                failures = now_failures
+                await self._republish(sym, st, out)
+            elif st.since_snapshot and (
                 st.since_snapshot >= self._snapshot_every
                 or time.monotonic() - st.snapshot_at >= self._snapshot_interval_s
             ):
+                # every event applied so far is stored: the state may be snapshotted
                 try:
                     await self._snapshot(sym, st)
                 except Exception as exc:
@@ -368,10 +411,7 @@ class Matcher(Actor):
             for msg in batch:
                 seq = msg.stream_seq
                 if seq <= st.in_seq:
-                    # a redelivery after a failed publish: publish the same events again
-                    for e in st.recent.get(seq, ()):
-                        out.publish(subject, e, msg_id=f"{sym}:{e.seq}")
-                    continue
+                    continue  # a redelivery: applied already, its events were queued above
                 try:
                     events = st.book.process(msg.data)
                 except Exception as exc:
