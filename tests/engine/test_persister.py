@@ -5,6 +5,7 @@ is dead-lettered without stopping the actor."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -214,6 +215,33 @@ async def test_a_lost_database_connection_is_retried_not_dead_lettered(
         await persister.stop()
         await admin.close()
         await nc.close()
+
+
+async def test_start_waits_for_the_database_to_exist(nats_url: str, database_url: str) -> None:
+    name = "t_late_" + uuid.uuid4().hex[:12]
+    late_url = database_url.rsplit("/", 1)[0] + "/" + name
+    admin = await asyncpg.connect(database_url)
+    persister = _persister(nats_url, late_url)
+    starting = asyncio.create_task(persister.start())
+    try:
+        await asyncio.sleep(0.3)  # let it find no database (not an assertion: it may be slower)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await starting
+        run = book_run(200, seed=2)
+        nc = await nats.connect(nats_url)
+        await _publish(nc, run)
+        await nc.close()
+        await _wait_for(lambda: _drained(persister.js), "events stored")
+        await persister.stop()
+        conn = await asyncpg.connect(late_url)
+        try:
+            await check_matches_book(conn, run)
+        finally:
+            await conn.close()
+    finally:
+        await persister.stop()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 def test_main_refuses_a_bad_batch_size() -> None:

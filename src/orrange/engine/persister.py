@@ -62,6 +62,10 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
 )
 
+#: Errors :meth:`Persister.start` waits out: the transient ones, and a database not created yet
+#: (PostgreSQL starting beside the persister under ``orrange up``).
+_CONNECT_WAIT: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncpg.InvalidCatalogNameError)
+
 
 class Persister(Actor):
     """Writes ``evt.>`` and ``rej.>`` into PostgreSQL (see the module docstring).
@@ -137,7 +141,7 @@ class Persister(Actor):
             try:
                 conn: asyncpg.Connection = await asyncpg.connect(self.database_url, timeout=10)
                 return conn
-            except _TRANSIENT as exc:
+            except _CONNECT_WAIT as exc:
                 if time.monotonic() > deadline:
                     raise
                 self.log.warning("waiting for PostgreSQL", error=repr(exc))
