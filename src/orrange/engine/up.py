@@ -329,7 +329,7 @@ def run_up(
     only: Iterable[str] | None = None,
     stop_timeout_s: float = 8.0,
 ) -> int:
-    """``orrange up``: run the Procfile until SIGINT/SIGTERM; returns the exit code.
+    """``orrange up``: run the Procfile until SIGINT/SIGTERM/SIGHUP; returns the exit code.
 
     Raises:
         UpError: missing/malformed Procfile or an unknown name in ``only``.
@@ -341,7 +341,7 @@ def run_up(
     def on_signal(signum: int, frame: FrameType | None) -> None:
         sup.request_stop(signal.Signals(signum).name + " received")
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     sup.say(f"data directory {settings.data_path}")
     return sup.run()
