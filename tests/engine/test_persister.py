@@ -5,8 +5,12 @@ is dead-lettered without stopping the actor."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -22,6 +26,7 @@ from orrange.matching.events import OrderAccepted, OrderRejected
 from orrange.runtime import DLQ_STREAM, ActorConfig, Publisher, ensure_stream
 
 WAIT_S = 60.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _wait_for(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -242,6 +247,53 @@ async def test_start_waits_for_the_database_to_exist(nats_url: str, database_url
         await persister.stop()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def _spawn(nats_url: str, database_url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ORRANGE_RUNTIME_ACK_WAIT_MS": "1000",  # redeliver the killed process's batch soon
+        "ORRANGE_LOG_LEVEL": "WARNING",
+    }
+    args = ["--database-url", database_url, "--nats-url", nats_url, "--metrics-port", "-1"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "actors.persister", *args],
+        cwd=ROOT,
+        env=env,
+    )
+
+
+async def test_kill_9_mid_run_then_restart_stores_everything_once(
+    nats_url: str, database_url: str
+) -> None:
+    run = book_run(8000, seed=13)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    for spec in (EVENTS, REJECTS):
+        await ensure_stream(js, spec)
+    await _publish(nc, run)
+    conn = await asyncpg.connect(database_url)
+    proc = _spawn(nats_url, database_url)
+    try:
+
+        async def some_stored() -> bool:
+            exists = await conn.fetchval("SELECT to_regclass('order_events') IS NOT NULL")
+            return bool(exists) and bool(await conn.fetchval("SELECT count(*) FROM order_events"))
+
+        await _wait_for(some_stored, "a first batch stored")
+        proc.kill()
+        proc.wait()
+        proc = _spawn(nats_url, database_url)
+        await _wait_for(lambda: _drained(js), "everything stored after the restart")
+        await check_matches_book(conn, run)
+        proc.terminate()
+        assert proc.wait(timeout=WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await conn.close()
+        await nc.close()
 
 
 def test_main_refuses_a_bad_batch_size() -> None:
