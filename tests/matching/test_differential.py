@@ -44,7 +44,11 @@ def _compare(spec: MarketSpec, cmds: list[Command], depth_every: int = 1) -> int
     return n_fills
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(ops=ops_strategy(full=False, max_size=80))
 def test_engine_matches_reference_on_random_streams(ops: list[Op]) -> None:
     spec = make_spec(market_protection_bps=300)

@@ -45,7 +45,7 @@ SPECS = [
 ALL = 10**9
 RESTING_TYPES = {OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT}
 SETTINGS = settings(
-    max_examples=120,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -236,7 +236,11 @@ def test_invariants_on_random_streams(spec: MarketSpec, ops: list[Op]) -> None:
     run.check_final()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(
     spec=st.sampled_from(SPECS),
     ops=ops_strategy(full=True),
@@ -261,7 +265,11 @@ def test_snapshot_restore_replay_equals_uninterrupted_run(
     assert restored.open_orders() == whole.open_orders()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(spec=st.sampled_from(SPECS), ops=ops_strategy(full=True))
 def test_replay_is_deterministic_and_rejections_change_nothing(
     spec: MarketSpec, ops: list[Op]
