@@ -383,23 +383,28 @@ async def recent_trades(
     return [_trade(r) for r in rows]
 
 
-_TICKER = """
+_WINDOW = "FROM fills WHERE symbol = $1 AND ts >= $2 AND ts <= $3"
+_TICKER = f"""
 SELECT
-    (array_agg(price ORDER BY seq ASC))[1] AS open,
-    max(price) AS high,
-    min(price) AS low,
-    (array_agg(price ORDER BY seq DESC))[1] AS last,
-    coalesce(sum(quantity), 0) AS volume,
-    coalesce(sum(price::numeric * quantity), 0) AS quote_volume,
-    count(*) AS count
-FROM fills
-WHERE symbol = $1 AND ts >= $2 AND ts <= $3
+    (SELECT price {_WINDOW} ORDER BY ts, seq LIMIT 1) AS open,
+    (SELECT price {_WINDOW} ORDER BY ts DESC, seq DESC LIMIT 1) AS last,
+    agg.*
+FROM (
+    SELECT
+        max(price) AS high,
+        min(price) AS low,
+        coalesce(sum(quantity), 0) AS volume,
+        coalesce(sum(price::numeric * quantity), 0) AS quote_volume,
+        count(*) AS count
+    {_WINDOW}
+) AS agg
 """
 
 
 async def ticker_24h(db: Db, symbol: str, now_ms: int) -> Ticker:
     """Open/high/low/last, volume, quote volume and count of ``symbol``'s fills over the
-    24 h up to ``now_ms`` (ms UTC, inclusive at both ends); open and last by sequence."""
+    24 h up to ``now_ms`` (ms UTC, inclusive at both ends); open and last are the first and
+    the latest fill by ``(ts, seq)``."""
     start = now_ms - DAY_MS
     r = await db.fetchrow(_TICKER, symbol, start, now_ms)
     assert r is not None  # an aggregate always returns one row
