@@ -403,7 +403,9 @@ class OrderBook:
         return self._halted
 
     def process(self, cmd: Command) -> list[Event]:
-        """Apply one command; return its events in order (never empty).
+        """Apply one command; return its events in order (empty only when the command had
+        nothing to do: an :class:`AdvanceTime` with nothing due, a :class:`CancelAll` with no
+        open order).
 
         Raises:
             TypeError: ``cmd`` is not one of the :data:`~orrange.matching.commands.Command`
