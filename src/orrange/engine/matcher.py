@@ -266,7 +266,7 @@ class Matcher(Actor):
                 filter_subjects=(book_in_subject(sym),),
                 ack_policy="all",
                 ack_wait_ms=self.config.ack_wait_ms,
-                max_ack_pending=self.config.batch_size,
+                max_ack_pending=max(4 * self.config.batch_size, 1_000),
                 start_seq=st.in_seq + 1,
                 recreate=True,
                 description=f"matcher of {sym}",
