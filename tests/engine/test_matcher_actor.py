@@ -309,3 +309,50 @@ async def test_failed_publishes_are_retried_in_order(nats_url: str) -> None:
     finally:
         await matcher.stop()
         await nc.close()
+
+
+async def test_restore_skips_corrupt_and_ahead_revisions(nats_url: str) -> None:
+    """The newest usable revision is restored: not a corrupt one, not one ahead of EVENTS."""
+    cmds = synthetic_flow(700, seed=21)
+    expected = pure_events(cmds)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        first = make_matcher(nats_url)
+        await first.start()
+        await publish_commands(nc, cmds[:500])
+        n500 = len(pure_events(cmds[:500]))
+
+        async def first_done() -> bool:
+            return await last_seq(nc) >= n500
+
+        await wait_for(first_done, "events of 500 commands")
+        await first.stop()  # snapshot at in_seq 500
+        kv = await js.key_value(SNAPSHOT_BUCKET)
+        ahead = OrderBook(BENCH_SPEC)
+        ahead.process_many(cmds[:600])
+        await kv.put(
+            SYM,
+            msgspec.msgpack.encode(
+                MatcherSnapshot(SYM, 600, ahead.seq, 0, "none", ahead.snapshot())
+            ),
+        )
+        await kv.put(SYM, b"\x93garbage")
+        await kv.put(
+            SYM, msgspec.msgpack.encode(MatcherSnapshot(SYM, 400, 1, 0, "zlib", b"not zlib"))
+        )
+        second = make_matcher(nats_url)
+        await second.start()
+        try:
+            assert second.applied_seq(SYM) == 500
+            await publish_commands(nc, cmds[500:], first_id=500)
+
+            async def done() -> bool:
+                return await last_seq(nc) >= len(expected)
+
+            await wait_for(done, "all events")
+        finally:
+            await second.stop()
+        assert await read_events(nc) == expected
+    finally:
+        await nc.close()

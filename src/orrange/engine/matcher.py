@@ -152,11 +152,15 @@ async def last_event_seq(js: Any, symbol: str) -> int:
     return seq
 
 
-async def load_snapshot(kv: KeyValue, symbol: str, max_book_seq: int) -> MatcherSnapshot | None:
-    """The newest snapshot of ``symbol`` whose book sequence is at most ``max_book_seq``.
+async def load_snapshot(
+    kv: KeyValue, spec: MarketSpec, max_book_seq: int
+) -> tuple[MatcherSnapshot, OrderBook] | None:
+    """The newest snapshot of ``spec.symbol`` whose book sequence is at most ``max_book_seq``,
+    with the book it restores.
 
-    Revisions that cannot be decoded are skipped. Returns None when there is none.
+    Revisions that cannot be decoded or restored are skipped. Returns None when there is none.
     """
+    symbol = spec.symbol
     try:
         entries = await kv.history(symbol)
     except (KeyNotFoundError, NoKeysError, NotFoundError):
@@ -166,10 +170,11 @@ async def load_snapshot(kv: KeyValue, symbol: str, max_book_seq: int) -> Matcher
             continue
         try:
             snap = _snap_decoder.decode(entry.value)
-        except msgspec.DecodeError:
+            if snap.symbol != symbol or snap.book_seq > max_book_seq:
+                continue
+            return snap, snap.restore(spec)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, zlib.error):
             continue
-        if snap.symbol == symbol and snap.book_seq <= max_book_seq:
-            return snap
     return None
 
 
@@ -238,11 +243,11 @@ class Matcher(Actor):
         for sym in self.symbols:
             spec = self._specs[sym]
             published = await last_event_seq(self.js, sym)
-            snap = await load_snapshot(self._kv, sym, published)
-            if snap is None:
+            found = await load_snapshot(self._kv, spec, published)
+            if found is None:
                 st = _BookState(spec, OrderBook(spec))
             else:
-                st = _BookState(spec, snap.restore(spec), in_seq=snap.in_seq)
+                st = _BookState(spec, found[1], in_seq=found[0].in_seq)
             st.published = published
             self._books[sym] = st
             self.log.info(
