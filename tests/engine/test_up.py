@@ -178,3 +178,15 @@ def test_plan_rejects_unknown_names() -> None:
     lines = [ProcLine("nats", "orrange infra nats", True)]
     with pytest.raises(UpError, match="not in the Procfile: api"):
         plan(lines, load_settings(env={}), ["api"])
+
+
+def test_actor_command_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
+    from orrange.cli import main
+
+    assert main(["actor", "no_such_actor"]) == 2
+    assert "no actor 'no_such_actor'" in capsys.readouterr().err
+    assert main(["actor", "../matcher"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["actor", "matcher", "--symbols", "NOPE-USD"])
+    assert exc.value.code == 2  # a usage error: config/markets.toml has no such market
+    assert "no market spec for NOPE-USD" in capsys.readouterr().err
