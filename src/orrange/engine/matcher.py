@@ -487,11 +487,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    settings = load_settings(args.config)
-    configure_logging(settings.log_format, settings.log_level, actor=args.name)
     try:
+        settings = load_settings(args.config)
         markets = load_markets(args.markets or default_markets_path())
-        config = ActorConfig.from_settings(args.name, settings, metrics_port=args.metrics_port)
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
+    missing = [s for s in symbols if s not in markets]
+    if not symbols or missing:
+        p.error(f"no market spec for {', '.join(missing)}" if missing else "no symbol given")
+    # before the actor exists: its logger binds the configuration in force
+    configure_logging(settings.log_format, settings.log_level, actor=args.name)
+    config = ActorConfig.from_settings(args.name, settings, metrics_port=args.metrics_port)
+    try:
         matcher = Matcher(
             config,
             markets,
@@ -499,6 +506,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             snapshot_every=args.snapshot_every,
             snapshot_interval_ms=args.snapshot_interval_ms,
         )
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         p.error(str(exc))
     return run_actor(matcher)
