@@ -81,7 +81,7 @@ async def query_book(url: str, proc: subprocess.Popen[bytes], limit_s: float = 9
 def stop_up(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    code = proc.wait(timeout=15)
+    code = proc.wait(timeout=12)  # two stop stages of at most 5 s each, then SIGKILL
     return code, time.monotonic() - t0
 
 

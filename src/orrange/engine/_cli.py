@@ -81,7 +81,7 @@ def register(cli: CommandTree) -> None:
     p.add_argument(
         "--stop-timeout",
         type=float,
-        default=8.0,
+        default=5.0,
         help="seconds each shutdown stage waits before SIGKILL",
     )
     a = cli.command(

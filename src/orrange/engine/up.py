@@ -153,7 +153,7 @@ class Supervisor:
         cwd: str | Path | None = None,
         out: IO[str] | None = None,
         ready_timeout_s: float = 120.0,
-        stop_timeout_s: float = 8.0,
+        stop_timeout_s: float = 5.0,
     ) -> None:
         self.lines = list(lines)
         self.settings = settings
@@ -327,7 +327,7 @@ def run_up(
     *,
     procfile: str | Path | None = None,
     only: Iterable[str] | None = None,
-    stop_timeout_s: float = 8.0,
+    stop_timeout_s: float = 5.0,
 ) -> int:
     """``orrange up``: run the Procfile until SIGINT/SIGTERM/SIGHUP; returns the exit code.
 
