@@ -1,0 +1,891 @@
+"""End-to-end pipeline benchmark: the whole engine as real processes (``orrange up``).
+
+Each run starts ``orrange up`` with its own temporary data directory and free ports (embedded
+nats-server with JetStream file storage, embedded PostgreSQL, matcher, risk, persister, and the
+API when ``orrange api`` exists), then measures:
+
+1. **Burst throughput** (``AMZN-USD``, a fresh book): ``--orders`` commands of the seeded
+   synthetic mix of :func:`orrange.matching.flow.synthetic_flow` (55 % limit, 35 % cancels of
+   live orders by book-assigned id, 10 % market; 1,000 users, within the default risk limits)
+   are offered at once on ``cmd.order.AMZN-USD`` with the pipelined :class:`Publisher`
+   (``Nats-Msg-Id`` per command). Timed from the first publish until (a) the last event is in
+   ``EVENTS`` (its JetStream timestamp; the matcher is done) and (b) the persister's durable
+   consumer has acked every event and the ``fills`` rows equal those of a pure replay of the same
+   commands (PostgreSQL is done). The final book sequence and the fill count are checked
+   against the pure replay.
+2. **REST** (``POST /api/v1/orders`` with a JWT, many concurrent ``httpx.AsyncClient`` clients)
+   when the API process is available; otherwise recorded as not measured, with the reason.
+3. **Latency at fixed offered rates** (``BTC-USDT``): pairs of crossing limit orders (a resting
+   maker, then a taker from another user at the same price), paced at ``R`` orders/s. Latency is
+   from the publish of the taker to the receipt of its ``OrderFilled`` on ``evt.BTC-USDT``
+   through a core NATS subscription. A rate is *sustained* when the fill backlog (takers sent
+   but not filled yet) and the persister's backlog do not grow over the second half of the
+   window and end below 0.5 s of offered load. The highest sustained rate is searched by
+   doubling from 2,000 orders/s and then bisecting.
+
+Figures are medians over ``--runs`` runs, each on a fresh stack. The machine is shared, so
+the load average and per-process CPU seconds are recorded with the results.
+
+Writes ``bench/results/pipeline.json`` and ``bench/results/pipeline.md``.
+
+    .venv/bin/python bench/bench_pipeline.py [--quick] [--runs 3] [--orders 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats
+import uvloop
+from nats.js.errors import NotFoundError
+
+from orrange.engine.streams import BOOK_IN, CMD, EVENTS, cmd_subject, events_subject
+from orrange.markets import load_markets
+from orrange.matching import OrderBook
+from orrange.matching.commands import SubmitOrder
+from orrange.matching.enums import Side
+from orrange.matching.events import OrderFilled
+from orrange.matching.flow import synthetic_flow
+from orrange.runtime import Publisher
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+BURST_SYMBOL = "AMZN-USD"
+LAT_SYMBOL = "BTC-USDT"
+#: BTC-USDT: 30,000.00 USDT, 0.001 BTC (30 USDT notional, above the 5 USDT minimum).
+LAT_PRICE = 3_000_000
+LAT_QTY = 100
+LAT_USERS = 2_000  # makers and as many takers: at 10k orders/s, 2.5 submits/s per user
+JWT_SECRET = "bench-pipeline-secret"
+_json = msgspec.json.Encoder()
+_fill_decoder = msgspec.json.Decoder(OrderFilled)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _api_available() -> bool:
+    """True when this checkout's ``orrange`` has the ``api`` sub-command."""
+    out = subprocess.run(
+        [sys.executable, "-m", "orrange.cli", "api", "--help"],
+        capture_output=True,
+        cwd=ROOT,
+        check=False,
+    )
+    return out.returncode == 0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------ stack
+@dataclass
+class Stack:
+    """A running ``orrange up`` (see :func:`start_stack`)."""
+
+    proc: subprocess.Popen[bytes]
+    tmp: Path
+    env: dict[str, str]
+    nats_url: str
+    database_url: str
+    api_url: str | None
+    log: Path
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def read_pids(self) -> None:
+        """Child pids from the supervisor's ``<name> started (pid=N)`` lines."""
+        for m in re.finditer(
+            r"(\w+) started \(pid=(\d+)\)", self.log.read_text("utf-8", "replace")
+        ):
+            self.pids[m.group(1)] = int(m.group(2))
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds per process so far (nats-server and postgres included via their
+        ``orrange infra`` parents' children when visible)."""
+        out = {name: _cpu_s(pid) for name, pid in self.pids.items()}
+        for name in ("nats", "postgres"):
+            pid = self.pids.get(name)
+            if pid is None:
+                continue
+            with contextlib.suppress(OSError):
+                for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                    out[name] += _cpu_s(int(child))
+                    # postgres backends are grandchildren
+                    with contextlib.suppress(OSError):
+                        kids = Path(f"/proc/{child}/task/{child}/children").read_text().split()
+                        out[name] += sum(_cpu_s(int(k)) for k in kids)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+async def _quiet(exc: Exception) -> None:
+    pass
+
+
+async def start_stack(with_api: bool, timeout_s: float = 240.0) -> Stack:
+    """``orrange up`` in a temporary data directory with free ports; returns once every actor's
+    durable consumer exists (and the API answers ``/ready`` when it runs)."""
+    tmp = Path(tempfile.mkdtemp(prefix="orrange-bench-"))
+    ports = {k: _free_port() for k in ("nats", "mon", "pg", "api")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("ORRANGE_NATS_URL", "ORRANGE_DATABASE_URL")
+    }
+    env.update(
+        ORRANGE_DATA_DIR=str(tmp / "var"),
+        ORRANGE_NATS_PORT=str(ports["nats"]),
+        ORRANGE_NATS_MONITOR_PORT=str(ports["mon"]),
+        ORRANGE_POSTGRES_PORT=str(ports["pg"]),
+        ORRANGE_API_PORT=str(ports["api"]),
+        ORRANGE_JWT_SECRET=JWT_SECRET,
+        ORRANGE_LOG_FORMAT="json",
+        ORRANGE_LOG_LEVEL="WARNING",
+    )
+    cmd = [sys.executable, "-m", "orrange.cli", "up"]
+    if not with_api:
+        cmd += ["--only", "nats,postgres,matcher,risk,persister"]
+    log = tmp / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stack = Stack(
+        proc=proc,
+        tmp=tmp,
+        env=env,
+        nats_url=f"nats://127.0.0.1:{ports['nats']}",
+        database_url=f"postgresql://postgres@127.0.0.1:{ports['pg']}/orrange",
+        api_url=f"http://127.0.0.1:{ports['api']}" if with_api else None,
+        log=log,
+    )
+    wanted = [
+        (CMD.name, "risk"),
+        (BOOK_IN.name, f"matcher-{BURST_SYMBOL}"),
+        (BOOK_IN.name, f"matcher-{LAT_SYMBOL}"),
+        (EVENTS.name, "persister"),
+        (EVENTS.name, "risk-events"),
+    ]
+    deadline = time.monotonic() + timeout_s
+    nc = None
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"orrange up exited: {log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stack not ready: {log.read_text()[-3000:]}")
+            try:
+                if nc is None:
+                    nc = await nats.connect(
+                        stack.nats_url,
+                        connect_timeout=1,
+                        allow_reconnect=False,
+                        error_cb=_quiet,
+                    )
+                js = nc.jetstream()
+                for stream, durable in wanted:
+                    await js.consumer_info(stream, durable)
+            except Exception:
+                await asyncio.sleep(0.5)
+                continue
+            break
+        if with_api:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=2) as http:
+                while True:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get(f"{stack.api_url}/ready")).status_code == 200:
+                            break
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise RuntimeError(f"API not ready: {log.read_text()[-3000:]}")
+                    await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # let every actor's pull requests settle
+        stack.read_pids()
+        return stack
+    except BaseException:
+        stack.stop()
+        raise
+    finally:
+        if nc is not None:
+            await nc.close()
+
+
+# ------------------------------------------------------------------------------------ burst
+@dataclass
+class Burst:
+    commands: list[bytes]
+    ids: list[str]
+    final_seq: int
+    fills: int
+    submits: int
+
+
+def make_burst(n: int, seed: int) -> Burst:
+    """The synthetic mix on ``AMZN-USD`` and what a pure replay of it produces."""
+    spec = load_markets(ROOT / "config" / "markets.toml")[BURST_SYMBOL]
+    cmds = synthetic_flow(n, seed, spec=spec, users=1000, start_ts=int(time.time() * 1000))
+    book = OrderBook(spec)
+    fills = 0
+    for c in cmds:
+        for e in book.process(c):
+            if type(e) is OrderFilled:
+                fills += 1
+    return Burst(
+        commands=[_json.encode(c) for c in cmds],
+        ids=[f"bench:{seed}:{i}" for i in range(n)],
+        final_seq=book.seq,
+        fills=fills,
+        submits=sum(isinstance(c, SubmitOrder) for c in cmds),
+    )
+
+
+async def _consumer_drained(js: Any, stream: str, durable: str) -> bool:
+    info = await js.consumer_info(stream, durable)
+    last = (await js.stream_info(stream)).state.last_seq
+    return bool(
+        info.num_pending == 0 and info.num_ack_pending == 0 and info.ack_floor.stream_seq >= last
+    )
+
+
+async def run_burst(stack: Stack, burst: Burst) -> dict[str, Any]:
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    db = await asyncpg.connect(stack.database_url)
+    try:
+        pub = Publisher(nc, timeout_ms=60_000, max_pending=20_000)
+        subject = cmd_subject(BURST_SYMBOL)
+        cpu0 = stack.cpu()
+        t0 = time.time()
+        for payload, mid in zip(burst.commands, burst.ids, strict=True):
+            await pub.submit(subject, payload, msg_id=mid)
+        await pub.flush()
+        t_pub = time.time()
+        evt_subject = events_subject(BURST_SYMBOL)
+        deadline = time.monotonic() + 900
+        matcher_done = None
+        while matcher_done is None:
+            with contextlib.suppress(NotFoundError):
+                last = await js.get_last_msg(EVENTS.name, evt_subject)
+                seq = json.loads(last.data)["seq"]
+                if seq >= burst.final_seq:
+                    matcher_done = last.time.timestamp() if last.time else time.time()
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("matcher did not finish the burst")
+            await asyncio.sleep(0.01)
+        t_matcher_seen = time.time()
+        while True:
+            if await _consumer_drained(js, EVENTS.name, "persister"):
+                n = await db.fetchval("SELECT count(*) FROM fills WHERE symbol = $1", BURST_SYMBOL)
+                if n >= burst.fills:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("persister did not finish the burst")
+            await asyncio.sleep(0.02)
+        persister_done = time.time()
+        cpu1 = stack.cpu()
+        rejects = (await js.stream_info("REJECTS")).state.messages
+        stored_fills = await db.fetchval(
+            "SELECT count(*) FROM fills WHERE symbol = $1", BURST_SYMBOL
+        )
+        orders_rows = await db.fetchval(
+            "SELECT count(*) FROM orders WHERE symbol = $1", BURST_SYMBOL
+        )
+        last = await js.get_last_msg(EVENTS.name, evt_subject)
+        n = len(burst.commands)
+        return {
+            "commands": n,
+            "submits": burst.submits,
+            "publish_s": t_pub - t0,
+            "publish_per_s": n / (t_pub - t0),
+            "matcher_s": matcher_done - t0,
+            "matcher_orders_per_s": n / (matcher_done - t0),
+            "matcher_seen_s": t_matcher_seen - t0,
+            "persister_s": persister_done - t0,
+            "persister_orders_per_s": n / (persister_done - t0),
+            "events": json.loads(last.data)["seq"],
+            "expected_events": burst.final_seq,
+            "fills": stored_fills,
+            "expected_fills": burst.fills,
+            "orders_rows": orders_rows,
+            "rejections": rejects,
+            "cpu_s": {k: round(cpu1.get(k, 0.0) - v, 2) for k, v in cpu0.items()},
+        }
+    finally:
+        await db.close()
+        await nc.close()
+
+
+# ------------------------------------------------------------------------------------ latency
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def _slope(points: Sequence[tuple[float, float]]) -> float:
+    if len(points) < 2:
+        return 0.0
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
+
+
+class LatencyProbe:
+    """Paced pairs of crossing orders on ``LAT_SYMBOL`` and their takers' fill latencies."""
+
+    def __init__(self, nc: Any, js: Any) -> None:
+        self.nc = nc
+        self.js = js
+        self.sent: dict[str, deque[float]] = {}
+        self.latencies: list[float] = []
+        self.filled = 0
+        self.pairs_total = 0
+        self.ts = int(time.time() * 1000)
+
+    async def start(self) -> None:
+        await self.nc.subscribe(
+            events_subject(LAT_SYMBOL),
+            cb=self._on_event,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+        self.pub = Publisher(self.nc, timeout_ms=60_000, max_pending=50_000)
+
+    async def _on_event(self, msg: Any) -> None:
+        now = time.perf_counter()
+        data = msg.data
+        if b'"fill"' not in data[:20]:
+            return
+        fill = _fill_decoder.decode(data)
+        if fill.taker_leaves != 0:
+            return
+        q = self.sent.get(fill.taker_user)
+        if q:
+            self.latencies.append(now - q.popleft())
+            self.filled += 1
+
+    async def offer(self, rate: float, duration_s: float, drain_s: float = 10.0) -> dict[str, Any]:
+        """Offer ``rate`` orders/s (``rate / 2`` pairs/s) for ``duration_s``."""
+        self.latencies = []
+        self.filled = 0
+        subject = cmd_subject(LAT_SYMBOL)
+        pair_rate = rate / 2
+        sent = 0
+        samples: list[tuple[float, float]] = []  # (t, fill backlog)
+        pers: list[tuple[float, float]] = []  # (t, persister pending)
+        pub = self.pub
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        next_sample = t0
+        while True:
+            now = loop.time()
+            el = now - t0
+            if el >= duration_s:
+                break
+            due = int(pair_rate * el) + 1
+            while sent < due:
+                k = self.pairs_total
+                maker = f"m{k % LAT_USERS}"
+                taker = f"t{k % LAT_USERS}"
+                self.ts += 1
+                m = SubmitOrder(
+                    ts=self.ts, user=maker, side=Side.SELL, quantity=LAT_QTY, price=LAT_PRICE
+                )
+                t = SubmitOrder(
+                    ts=self.ts, user=taker, side=Side.BUY, quantity=LAT_QTY, price=LAT_PRICE
+                )
+                await pub.submit(subject, m, msg_id=f"lat:m:{k}")
+                self.sent.setdefault(taker, deque()).append(time.perf_counter())
+                await pub.submit(subject, t, msg_id=f"lat:t:{k}")
+                self.pairs_total += 1
+                sent += 1
+            if now >= next_sample:
+                samples.append((el, sent - self.filled))
+                with contextlib.suppress(Exception):
+                    info = await self.js.consumer_info(EVENTS.name, "persister")
+                    pers.append((el, float(info.num_pending + info.num_ack_pending)))
+                next_sample = now + 0.1
+            await pub.flush()
+            await asyncio.sleep(0.001)
+        t_end = loop.time()
+        backlog_end = sent - self.filled
+        offered = 2 * sent / (t_end - t0)
+        # drain: every taker filled and the persister caught up, before the next window
+        deadline = loop.time() + drain_s
+        while self.filled < sent and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        drained_fills = self.filled
+        while loop.time() < deadline:
+            with contextlib.suppress(Exception):
+                if await _consumer_drained(self.js, EVENTS.name, "persister"):
+                    break
+            await asyncio.sleep(0.05)
+        half = [p for p in samples if p[0] >= duration_s / 2]
+        phalf = [p for p in pers if p[0] >= duration_s / 2]
+        fill_slope = _slope(half)  # pairs/s of growth
+        pers_slope = _slope(phalf)  # events/s of growth
+        pers_end = pers[-1][1] if pers else 0.0
+        lat = sorted(self.latencies)
+        ok = (
+            fill_slope < 0.02 * pair_rate
+            and backlog_end < 0.5 * pair_rate
+            and drained_fills == sent
+            and pers_slope < 0.02 * 5 * pair_rate
+            and pers_end < 0.5 * 5 * pair_rate
+        )
+        for q in self.sent.values():
+            q.clear()  # unfilled takers (a failed window) must not skew the next one
+        return {
+            "offered_orders_per_s": rate,
+            "achieved_offer_per_s": round(offered, 1),
+            "pairs": sent,
+            "filled": drained_fills,
+            "p50_ms": _percentile(lat, 0.50) * 1000,
+            "p99_ms": _percentile(lat, 0.99) * 1000,
+            "max_ms": (lat[-1] * 1000) if lat else float("nan"),
+            "fill_backlog_end": backlog_end,
+            "fill_backlog_slope_per_s": round(fill_slope, 1),
+            "persister_pending_end": pers_end,
+            "persister_pending_slope_per_s": round(pers_slope, 1),
+            "sustained": ok,
+        }
+
+
+async def run_latency(
+    stack: Stack, rates: Sequence[float], duration_s: float, search: bool, search_steps: int
+) -> dict[str, Any]:
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    try:
+        probe = LatencyProbe(nc, js)
+        await probe.start()
+        await probe.offer(500, 2.0)  # warm-up (connections, book, first trade price)
+        fixed = [await probe.offer(r, duration_s) for r in rates]
+        out: dict[str, Any] = {"fixed": fixed}
+        if search:
+            tried: list[dict[str, Any]] = []
+            lo, hi = 0.0, None
+            rate = 2_000.0
+            while hi is None and rate <= 128_000:
+                r = await probe.offer(rate, duration_s)
+                tried.append(r)
+                if r["sustained"]:
+                    lo, rate = rate, rate * 2
+                else:
+                    hi = rate
+            for _ in range(search_steps if hi is not None else 0):
+                assert hi is not None
+                mid = round((lo + hi) / 2 / 500) * 500
+                if mid in (lo, hi):
+                    break
+                r = await probe.offer(mid, duration_s)
+                tried.append(r)
+                if r["sustained"]:
+                    lo = mid
+                else:
+                    hi = mid
+            out["search"] = tried
+            out["max_sustained_orders_per_s"] = lo
+        return out
+    finally:
+        await nc.close()
+
+
+# ------------------------------------------------------------------------------------ REST
+def _token(user: str) -> str:
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, JWT_SECRET, algorithm="HS256")
+
+
+async def run_rest(stack: Stack, n: int, clients: int) -> dict[str, Any]:
+    """``n`` limit orders (passive, no fills) by ``clients`` concurrent clients, each its own
+    user and connection; rate from the first request to the last answer."""
+    import httpx
+
+    assert stack.api_url is not None
+    statuses: dict[int, int] = {}
+    lat: list[float] = []
+    per_client = n // clients
+
+    async def client(i: int) -> None:
+        headers = {"Authorization": f"Bearer {_token(f'rest{i}')}"}
+        async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=30) as http:
+            for k in range(per_client):
+                side = "buy" if k % 2 else "sell"
+                price = "99.00" if side == "buy" else "101.00"
+                body = {
+                    "symbol": BURST_SYMBOL,
+                    "side": side,
+                    "type": "limit",
+                    "quantity": "1",
+                    "price": price,
+                    "client_order_id": f"r{i}-{k}",
+                }
+                t = time.perf_counter()
+                try:
+                    r = await http.post("/api/v1/orders", json=body)
+                    code = r.status_code
+                except httpx.HTTPError:
+                    code = 0
+                lat.append(time.perf_counter() - t)
+                statuses[code] = statuses.get(code, 0) + 1
+                if code in (200, 201) and k % 40 == 39:
+                    # keep each user under the open-order cap: cancel everything
+                    with contextlib.suppress(httpx.HTTPError):
+                        await http.delete(f"/api/v1/orders/{BURST_SYMBOL}")
+
+    t0 = time.time()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.time() - t0
+    ok = statuses.get(201, 0) + statuses.get(200, 0)
+    lat.sort()
+    return {
+        "requests": per_client * clients,
+        "clients": clients,
+        "elapsed_s": elapsed,
+        "orders_per_s": ok / elapsed,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "p50_ms": _percentile(lat, 0.5) * 1000,
+        "p99_ms": _percentile(lat, 0.99) * 1000,
+    }
+
+
+# ------------------------------------------------------------------------------------ main
+def _nats_version() -> str:
+    from orrange.infra import nats_server_binary
+
+    with contextlib.suppress(Exception):
+        out = subprocess.run(
+            [str(nats_server_binary()), "--version"], capture_output=True, text=True
+        )
+        return out.stdout.strip().split()[-1]
+    return "?"
+
+
+async def one_run(
+    i: int, args: argparse.Namespace, burst: Burst, with_api: bool, search: bool
+) -> dict[str, Any]:
+    t = time.monotonic()
+    stack = await start_stack(with_api)
+    print(f"run {i}: stack up in {time.monotonic() - t:.1f} s ({stack.tmp})", flush=True)
+    ok = False
+    try:
+        res: dict[str, Any] = {"burst": await run_burst(stack, burst)}
+        b = res["burst"]
+        print(
+            f"run {i}: burst {b['commands']:,} cmds: matcher {b['matcher_orders_per_s']:,.0f}/s, "
+            f"persister {b['persister_orders_per_s']:,.0f}/s, publish {b['publish_per_s']:,.0f}/s "
+            f"(events {b['events']}/{b['expected_events']}, fills {b['fills']}/"
+            f"{b['expected_fills']}, rejections {b['rejections']}) cpu {b['cpu_s']}",
+            flush=True,
+        )
+        lat = await run_latency(stack, args.rates, args.duration, search, args.search_steps)
+        res["latency"] = lat
+        for r in lat["fixed"] + lat.get("search", []):
+            print(
+                f"run {i}: {r['offered_orders_per_s']:>8,.0f}/s offered "
+                f"({r['achieved_offer_per_s']:,.0f}): p50 {r['p50_ms']:.2f} ms, p99 "
+                f"{r['p99_ms']:.2f} ms, backlog end {r['fill_backlog_end']}, persister pending "
+                f"{r['persister_pending_end']:.0f}, sustained {r['sustained']}",
+                flush=True,
+            )
+        if search:
+            print(
+                f"run {i}: highest sustained {lat['max_sustained_orders_per_s']:,.0f}/s", flush=True
+            )
+        if with_api:
+            res["rest"] = await run_rest(stack, args.rest_orders, args.rest_clients)
+            print(f"run {i}: REST {res['rest']}", flush=True)
+        ok = True
+        return res
+    finally:
+        stack.stop()
+        if ok and not args.keep:
+            shutil.rmtree(stack.tmp, ignore_errors=True)
+        else:
+            print(f"run {i}: stack log kept in {stack.log}", flush=True)
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(runs: list[dict[str, Any]], rates: Sequence[float]) -> dict[str, Any]:
+    bursts = [r["burst"] for r in runs]
+    out: dict[str, Any] = {
+        "pipeline_matcher_orders_per_s": _median([b["matcher_orders_per_s"] for b in bursts]),
+        "pipeline_persister_orders_per_s": _median([b["persister_orders_per_s"] for b in bursts]),
+        "publish_per_s": _median([b["publish_per_s"] for b in bursts]),
+    }
+    lat = {}
+    for k, rate in enumerate(rates):
+        rs = [r["latency"]["fixed"][k] for r in runs]
+        lat[str(int(rate))] = {
+            "p50_ms": _median([x["p50_ms"] for x in rs]),
+            "p99_ms": _median([x["p99_ms"] for x in rs]),
+            "sustained_runs": sum(bool(x["sustained"]) for x in rs),
+            "runs": len(rs),
+        }
+    out["latency"] = lat
+    sus = [
+        r["latency"]["max_sustained_orders_per_s"]
+        for r in runs
+        if "max_sustained_orders_per_s" in r["latency"]
+    ]
+    out["max_sustained_orders_per_s"] = _median(sus) if sus else None
+    rest = [r["rest"]["orders_per_s"] for r in runs if "rest" in r]
+    out["rest_orders_per_s"] = _median(rest) if rest else None
+    return out
+
+
+def write_results(doc: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "pipeline.json").write_text(json.dumps(doc, indent=2) + "\n")
+    s = doc["summary"]
+    runs = doc["runs"]
+    cfg = doc["config"]
+
+    def runs_of(key: str) -> str:
+        return ", ".join(f"{r['burst'][key]:,.0f}" for r in runs)
+
+    def met(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+    rest = s["rest_orders_per_s"]
+    p99_5k = s["latency"].get("5000", {}).get("p99_ms")
+    rest_text = "not measured (see 2.)" if rest is None else f"{rest:,.0f} orders/s"
+    lines = [
+        "# Pipeline benchmark (whole stack, real processes)",
+        "",
+        f"{doc['date']}, Python {doc['python']}, {doc['cpus']} CPUs (shared and noisy: load "
+        f"average before {doc['loadavg_before']}, after {doc['loadavg_after']}), nats-server "
+        f"{doc['nats_server']} with JetStream file storage, embedded PostgreSQL. Median of "
+        f"{len(runs)} run(s), each on a fresh `orrange up` (temporary data directory, free ports; "
+        f"embedded nats-server and PostgreSQL, matcher, risk, persister"
+        f"{', API' if cfg['api'] else ''}). Produced by `bench/bench_pipeline.py"
+        f"{' --quick' if cfg['quick'] else ''}`.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured (median) | met |",
+        "| --- | ---: | --- |",
+        f"| >= 20,000 orders/s through risk, matcher and persister | "
+        f"{s['pipeline_persister_orders_per_s']:,.0f} orders/s to PostgreSQL "
+        f"({s['pipeline_matcher_orders_per_s']:,.0f} to EVENTS) | "
+        f"{met(s['pipeline_persister_orders_per_s'] >= 20_000)} |",
+        f"| >= 5,000 orders/s through REST | "
+        f"{rest_text}"
+        f" | {met(None if rest is None else rest >= 5_000)} |",
+        f"| p99 < 10 ms at 5,000 orders/s | "
+        f"{'n/a' if p99_5k is None else f'{p99_5k:.2f} ms'} | "
+        f"{met(None if p99_5k is None else p99_5k < 10)} |",
+        "",
+        "## 1. Burst through the pipeline",
+        "",
+        f"{cfg['orders']:,} commands of the seeded synthetic mix (55 % limit, 35 % cancel, 10 % "
+        f"market; 1,000 users within the default risk limits, no client order ids) on "
+        f"`cmd.order.{BURST_SYMBOL}`, published with the pipelined `Publisher` "
+        "(`Nats-Msg-Id` each), all at once. *Matcher done*: the JetStream timestamp of the last "
+        "event in EVENTS; *persister done*: the `persister` consumer acked every event and "
+        "`fills` holds every fill of the pure replay (polled every 20 ms). The event sequence and "
+        "fill count are checked against a pure replay of the same commands.",
+        "",
+        "| figure | median | runs |",
+        "| --- | ---: | --- |",
+        f"| orders/s, first publish -> last event in EVENTS | "
+        f"{s['pipeline_matcher_orders_per_s']:,.0f} | {runs_of('matcher_orders_per_s')} |",
+        f"| orders/s, first publish -> every fill/order row in PostgreSQL | "
+        f"{s['pipeline_persister_orders_per_s']:,.0f} | {runs_of('persister_orders_per_s')} |",
+        f"| publish rate of the burst (CMD acks) | {s['publish_per_s']:,.0f} | "
+        f"{runs_of('publish_per_s')} |",
+        "",
+        "| run | events (expected) | fills (expected) | risk rejections | CPU s per process |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for k, r in enumerate(runs):
+        b = r["burst"]
+        cpu = ", ".join(f"{n} {v:.1f}" for n, v in sorted(b["cpu_s"].items()))
+        lines.append(
+            f"| {k + 1} | {b['events']:,} ({b['expected_events']:,}) | {b['fills']:,} "
+            f"({b['expected_fills']:,}) | {b['rejections']} | {cpu} |"
+        )
+    lines += [
+        "",
+        "## 2. REST",
+        "",
+    ]
+    if rest is None:
+        lines.append(f"Not measured: {doc['rest_not_measured']}.")
+    else:
+        lines += [
+            f"`POST /api/v1/orders` with a JWT, {cfg['rest_clients']} concurrent "
+            f"`httpx.AsyncClient` clients (one user and connection each), {cfg['rest_orders']:,} "
+            "passive limit orders; each answer waits for the order's acceptance on the events "
+            "stream.",
+            "",
+            "| run | orders/s | p50 ms | p99 ms | statuses |",
+            "| --- | ---: | ---: | ---: | --- |",
+        ]
+        for k, r in enumerate(runs):
+            x = r["rest"]
+            lines.append(
+                f"| {k + 1} | {x['orders_per_s']:,.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | "
+                f"{x['statuses']} |"
+            )
+    lines += [
+        "",
+        "## 3. Order-to-fill latency at fixed offered rates",
+        "",
+        f"Pairs of crossing limit orders on `{LAT_SYMBOL}` (a maker, then a taker of another "
+        f"user at the same price; {LAT_USERS:,} makers and {LAT_USERS:,} takers), paced for "
+        f"{cfg['duration_s']} s per rate from the benchmark process. Latency: publish of the "
+        f"taker -> receipt of its `OrderFilled` on `evt.{LAT_SYMBOL}` (core NATS subscription in "
+        "the same process, which also paces the load). *Sustained*: the fill backlog and the "
+        "persister's pending events do not grow over the second half of the window and end "
+        "below 0.5 s of offered load.",
+        "",
+        "| offered orders/s | p50 ms (median) | p99 ms (median) | sustained (runs) "
+        "| runs p50 / p99 ms |",
+        "| ---: | ---: | ---: | --- | --- |",
+    ]
+    for k, rate in enumerate(cfg["rates"]):
+        m = s["latency"][str(int(rate))]
+        per = ", ".join(
+            f"{r['latency']['fixed'][k]['p50_ms']:.2f} / {r['latency']['fixed'][k]['p99_ms']:.2f}"
+            for r in runs
+        )
+        lines.append(
+            f"| {rate:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
+            f"{m['sustained_runs']}/{m['runs']} | {per} |"
+        )
+    if s["max_sustained_orders_per_s"] is not None:
+        tried = "; ".join(
+            ", ".join(
+                f"{x['offered_orders_per_s']:,.0f}{'' if x['sustained'] else ' (no)'}"
+                for x in r["latency"].get("search", [])
+            )
+            for r in runs
+        )
+        sus = ", ".join(f"{r['latency'].get('max_sustained_orders_per_s', 0):,.0f}" for r in runs)
+        lines += [
+            "",
+            f"Highest sustained offered rate (median): **{s['max_sustained_orders_per_s']:,.0f} "
+            f"orders/s** (runs: {sus}; rates tried per run: {tried}).",
+        ]
+    if doc.get("notes"):
+        lines += ["", "## Notes", ""] + [f"* {n}" for n in doc["notes"]]
+    (RESULTS / "pipeline.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1 run, 20k orders, short windows")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--orders", type=int, default=100_000)
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per offered rate")
+    p.add_argument("--rates", default="1000,5000,10000", help="fixed offered rates, orders/s")
+    p.add_argument("--search-steps", type=int, default=2, help="bisection steps of the search")
+    p.add_argument("--no-search", action="store_true", help="skip the highest-rate search")
+    p.add_argument("--search-runs", type=int, default=None, help="runs with the search (all)")
+    p.add_argument("--rest-orders", type=int, default=20_000)
+    p.add_argument("--rest-clients", type=int, default=64)
+    p.add_argument("--no-api", action="store_true", help="do not start the API")
+    p.add_argument("--keep", action="store_true", help="keep the temporary data directories")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--note", action="append", default=[], help="a note for the report")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.runs, args.orders, args.duration = 1, min(args.orders, 20_000), 4.0
+        args.rest_orders = min(args.rest_orders, 4_000)
+        args.search_steps = 1
+    args.rates = [float(x) for x in args.rates.split(",")]
+    api = _api_available() and not args.no_api
+    rest_reason = ""
+    if not api:
+        rest_reason = (
+            "disabled with --no-api"
+            if args.no_api
+            else "`orrange api` is not registered in this checkout (the API in src/orrange/api/ "
+            "is not committed yet), so `orrange up` runs without it"
+        )
+    loadavg_before = [round(x, 2) for x in os.getloadavg()]
+    burst = make_burst(args.orders, args.seed)
+    runs = []
+    search_runs = args.runs if args.search_runs is None else args.search_runs
+    for i in range(args.runs):
+        search = not args.no_search and i < search_runs
+        runs.append(uvloop.run(one_run(i + 1, args, burst, api, search)))
+    doc = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "nats_server": _nats_version(),
+        "loadavg_before": loadavg_before,
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "config": {
+            "quick": args.quick,
+            "runs": args.runs,
+            "orders": args.orders,
+            "duration_s": args.duration,
+            "rates": args.rates,
+            "api": api,
+            "rest_orders": args.rest_orders,
+            "rest_clients": args.rest_clients,
+            "seed": args.seed,
+        },
+        "rest_not_measured": rest_reason or None,
+        "summary": summarize(runs, args.rates),
+        "runs": runs,
+        "notes": args.note,
+    }
+    write_results(doc)
+    print(json.dumps(doc["summary"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
