@@ -172,6 +172,29 @@ def test_up_stops_everything_when_a_process_dies(private_dir: Path) -> None:
     assert not tcp_open("127.0.0.1", int(env["ORRANGE_NATS_PORT"]))
 
 
+def test_a_killed_supervisor_leaves_no_orphan(private_dir: Path) -> None:
+    procfile = private_dir / "Procfile"
+    procfile.write_text("nats: orrange infra nats\n")
+    env = up_env(private_dir / "var")
+    port = int(env["ORRANGE_NATS_PORT"])
+    proc = start_up(env, private_dir / "up.log", "--procfile", str(procfile))
+    try:
+        deadline = time.monotonic() + 60
+        while not tcp_open("127.0.0.1", port):
+            assert proc.poll() is None and time.monotonic() < deadline, "nats never came up"
+            time.sleep(0.2)
+        proc.kill()  # SIGKILL: orrange up cannot stop its children itself
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while tcp_open("127.0.0.1", port):
+            assert time.monotonic() < deadline, "nats-server outlived orrange up"
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_plan_rejects_unknown_names() -> None:
     from orrange.engine.up import UpError
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime
 import os
 import signal
@@ -67,6 +68,18 @@ class ProcLine:
     name: str
     command: str
     infra: bool
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: ask Linux to send SIGTERM when ``orrange up`` dies, so even a
+    ``kill -9`` of the supervisor leaves no orphaned server or actor (prctl(2),
+    ``PR_SET_PDEATHSIG``; a no-op elsewhere)."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def default_procfile() -> Path:
@@ -203,6 +216,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         colour = next(self._colours)
         assert proc.stdout is not None
