@@ -24,6 +24,7 @@ _MODULES: tuple[str, ...] = (
     "orrange.marketdata._cli",
     "orrange.infra._cli",
     "orrange.engine._cli",
+    "orrange.api._cli",
 )
 
 

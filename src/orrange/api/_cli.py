@@ -1,0 +1,88 @@
+"""``orrange api`` (the HTTP/WebSocket API on uvicorn with uvloop) and ``orrange token``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import msgspec
+
+from orrange.cli import CommandTree
+from orrange.settings import SettingsError, load_settings
+
+__all__ = ["register"]
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from orrange.api.app import create_app
+    from orrange.api.auth import AuthError
+    from orrange.logging import configure_logging
+
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"orrange api: {exc}", file=sys.stderr)
+        return 2
+    if args.host is not None:
+        settings = msgspec.structs.replace(settings, api_host=args.host)
+    if args.port is not None:
+        settings = msgspec.structs.replace(settings, api_port=args.port)
+    configure_logging(settings.log_format, settings.log_level, actor="api")
+    try:
+        app = create_app(settings)
+    except AuthError as exc:
+        print(f"orrange api: {exc.message}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from orrange.api.auth import AuthError, issue_token, resolve_jwt_secret
+
+    try:
+        settings = load_settings(args.config)
+        secret = resolve_jwt_secret(settings)
+        print(issue_token(secret, args.user, role=args.role, ttl_s=args.ttl))
+    except (SettingsError, ValueError) as exc:
+        print(f"orrange token: {exc}", file=sys.stderr)
+        return 2
+    except AuthError as exc:
+        print(f"orrange token: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(cli: CommandTree) -> None:
+    """Add ``orrange api`` and ``orrange token``."""
+    p = cli.command(
+        "api",
+        _api,
+        "run the REST and WebSocket API (uvicorn + uvloop) on api_host:api_port; needs "
+        "ORRANGE_JWT_SECRET (or ORRANGE_ENV=dev for the development secret)",
+    )
+    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
+    p.add_argument("--host", default=None, help="overrides ORRANGE_API_HOST")
+    p.add_argument("--port", type=int, default=None, help="overrides ORRANGE_API_PORT")
+    t = cli.command(
+        "token",
+        _token,
+        "print a development HS256 JWT for USER, signed with ORRANGE_JWT_SECRET (with "
+        "ORRANGE_ENV=dev and no secret: the public development secret)",
+    )
+    t.add_argument("user", metavar="USER", help="user id ([A-Za-z0-9_-], 1-64 characters)")
+    t.add_argument("--role", default="trader", choices=["trader", "mediator"], help="token role")
+    t.add_argument("--ttl", type=int, default=24 * 3600, help="validity in seconds (default 1 day)")
+    t.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")

@@ -1,0 +1,55 @@
+"""Prometheus metrics of the API process (its own registry, served at ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["ApiMetrics"]
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ApiMetrics:
+    """Counters and gauges of the HTTP API, the event hub and the WebSocket fan-out."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_responses = Counter(
+            "orrange_api_http_responses", "HTTP responses", ["method", "status"], registry=r
+        )
+        self.order_roundtrip = Histogram(
+            "orrange_api_order_roundtrip_seconds",
+            "Command publish to engine answer (accepted/rejected/canceled/amended)",
+            ["command"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.order_timeouts = Counter(
+            "orrange_api_order_timeouts", "Commands not answered in time", ["command"], registry=r
+        )
+        self.events_in = Counter(
+            "orrange_api_events_in",
+            "Events and rejections received by the hub",
+            ["stream"],
+            registry=r,
+        )
+        self.event_gaps = Counter(
+            "orrange_api_event_gaps", "Gaps seen in a book's event sequence", registry=r
+        )
+        self.ws_clients = Gauge("orrange_api_ws_clients", "Connected WebSocket clients", registry=r)
+        self.ws_messages_out = Counter(
+            "orrange_api_ws_messages_out", "WebSocket messages sent", registry=r
+        )
+        self.ws_slow_closed = Counter(
+            "orrange_api_ws_slow_closed",
+            "WebSocket clients closed because they could not keep up",
+            registry=r,
+        )
+        self.book_resyncs = Counter(
+            "orrange_api_book_resyncs", "Book mirror (re)synchronisations", registry=r
+        )
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,562 @@
+"""HTTP route handlers of the API (see :mod:`orrange.api.app` for the route table)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING, Annotated, Any
+
+import asyncpg
+from litestar import Request, Response, delete, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from orrange.api.auth import AuthError, Principal, decode_token
+from orrange.api.errors import ApiError
+from orrange.api.hub import BookUnavailable, OrderTracker
+from orrange.api.schemas import (
+    AmendIn,
+    AmendOut,
+    BookOut,
+    CancelOut,
+    FillOut,
+    OrderIn,
+    OrderOut,
+    OrderPage,
+    TickerOut,
+    TradeOut,
+    amend_command,
+    book_levels,
+    check_client_order_id,
+    fee_string,
+    reject_field,
+    reject_status,
+    submit_command,
+)
+from orrange.engine.streams import cmd_subject
+from orrange.markets import MarketSpec
+from orrange.matching import (
+    CancelOrder,
+    OrderAmended,
+    OrderCanceled,
+    OrderRejected,
+)
+from orrange.runtime import PublishError
+from orrange.store.queries import (
+    InvalidCursorError,
+    NotOwnerError,
+    OrderRecord,
+    Ticker,
+    TradeRecord,
+    client_order_status,
+    get_order,
+    list_open_orders,
+    list_order_history,
+    order_fills,
+    recent_trades,
+)
+from orrange.store.state import OrderStatus
+
+if TYPE_CHECKING:
+    from orrange.api.app import ApiContext
+
+__all__ = ["MARKET_HANDLERS", "ORDER_HANDLERS", "PROBE_HANDLERS", "now_ms", "ticker_out"]
+
+
+def now_ms() -> int:
+    """Wall-clock ms since the Unix epoch (UTC)."""
+    return time.time_ns() // 1_000_000
+
+
+def _ctx(request: Request[Any, Any, Any]) -> ApiContext:
+    ctx: ApiContext = request.app.state["api"]
+    return ctx
+
+
+def _principal(request: Request[Any, Any, Any]) -> Principal:
+    header = request.headers.get("authorization")
+    challenge = {"WWW-Authenticate": 'Bearer realm="orrange"'}
+    if not header:
+        raise ApiError(
+            401,
+            "authorization",
+            "missing_token",
+            "Authorization: Bearer <token> required",
+            challenge,
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "authorization",
+            "invalid_token",
+            "expected Authorization: Bearer <token>",
+            challenge,
+        )
+    try:
+        return decode_token(_ctx(request).jwt_secret, token.strip())
+    except AuthError as exc:
+        raise ApiError(401, "authorization", exc.reason, exc.message, challenge) from exc
+
+
+_AUTH = {"principal": Provide(_principal, sync_to_thread=False)}
+
+
+def _market(ctx: ApiContext, symbol: str, status: int = 404) -> MarketSpec:
+    spec = ctx.markets.get(symbol)
+    if spec is None:
+        raise ApiError(status, "symbol", "unknown_market", f"no market {symbol!r}")
+    return spec
+
+
+def _order_out(spec: MarketSpec, o: OrderRecord, fills: list[FillOut] | None = None) -> OrderOut:
+    p, q = spec.ticks_to_price, spec.lots_to_qty
+    return OrderOut(
+        order_id=o.order_id,
+        symbol=o.symbol,
+        client_order_id=o.client_order_id,
+        side=o.side,
+        type=o.order_type,
+        tif=o.tif,
+        price=None if o.price is None else p(o.price),
+        trigger_price=None if o.trigger_price is None else p(o.trigger_price),
+        quantity=q(o.quantity),
+        filled_quantity=q(o.filled),
+        leaves_quantity=q(o.leaves),
+        status=o.status.value,
+        created_at=o.created_ts,
+        updated_at=o.updated_ts,
+        reason=o.reason,
+        fills=fills or [],
+    )
+
+
+def _tracked_out(t: OrderTracker) -> OrderOut:
+    a = t.accepted
+    record = OrderRecord(
+        symbol=a.symbol,
+        order_id=a.order_id,
+        user=a.user,
+        client_order_id=a.client_order_id,
+        side=a.side,
+        order_type=a.order_type,
+        tif=a.tif,
+        price=t.price,
+        trigger_price=a.trigger_price,
+        quantity=t.quantity,
+        leaves=t.leaves,
+        filled=t.filled,
+        status=OrderStatus(t.status),
+        reason=t.reason,
+        created_ts=a.ts,
+        updated_ts=t.updated,
+        last_seq=a.seq,
+    )
+    return _order_out(t.spec, record, list(t.fills))
+
+
+def _fill_out(spec: MarketSpec, f: TradeRecord, order_id: int) -> FillOut:
+    maker = f.maker_order_id == order_id
+    return FillOut(
+        seq=f.seq,
+        ts=f.ts,
+        price=spec.ticks_to_price(f.price),
+        quantity=spec.lots_to_qty(f.quantity),
+        fee=fee_string(spec, f.maker_fee if maker else f.taker_fee),
+        liquidity="maker" if maker else "taker",
+    )
+
+
+def ticker_out(spec: MarketSpec, t: Ticker) -> TickerOut:
+    """A store :class:`~orrange.store.queries.Ticker` as decimal strings."""
+
+    def p(v: int | None) -> str | None:
+        return None if v is None else spec.ticks_to_price(v)
+
+    return TickerOut(
+        symbol=t.symbol,
+        open=p(t.open),
+        high=p(t.high),
+        low=p(t.low),
+        last=p(t.last),
+        volume=spec.lots_to_qty(t.volume),
+        quote_volume=spec.units_to_quote(t.quote_volume),
+        trades=t.count,
+        from_ts=t.from_ts,
+        to_ts=t.to_ts,
+    )
+
+
+def _rejected(ev: OrderRejected) -> ApiError:
+    reason = str(ev.reason)
+    return ApiError(reject_status(reason), reject_field(reason), reason, ev.message)
+
+
+def _engine_timeout(ctx: ApiContext, command: str, what: str) -> ApiError:
+    ctx.metrics.order_timeouts.labels(command).inc()
+    return ApiError(
+        504,
+        "engine",
+        "timeout",
+        f"no answer from the engine within {ctx.options.order_timeout_s:g} s; {what}",
+    )
+
+
+async def _publish(ctx: ApiContext, symbol: str, cmd: Any, msg_id: str) -> bool:
+    """Publish a command; True when JetStream stored it, False for a duplicate msg id."""
+    try:
+        ack = await ctx.publisher.publish(cmd_subject(symbol), cmd, msg_id=msg_id)
+    except PublishError as exc:
+        raise ApiError(503, "engine", "unavailable", f"cannot publish the command: {exc}") from exc
+    return not ack.duplicate
+
+
+async def _wait(ctx: ApiContext, fut: asyncio.Future[Any]) -> Any:
+    return await asyncio.wait_for(asyncio.shield(fut), ctx.options.order_timeout_s)
+
+
+# ---------------------------------------------------------------------------------- orders
+
+
+@post("/orders", dependencies=_AUTH, status_code=201, summary="Submit an order")
+async def submit_order(
+    request: Request[Any, Any, Any], data: JSONBody[OrderIn], principal: NamedDependency[Principal]
+) -> OrderOut:
+    """Submit an order; answers once the engine accepted it (201, with its engine id, status
+    and the fills of its arrival) or rejected it (4xx naming the field and the reason)."""
+    ctx = _ctx(request)
+    spec = _market(ctx, data.symbol, status=400)
+    user = principal.user
+    cid = check_client_order_id(data.client_order_id or uuid.uuid4().hex)
+    cmd = submit_command(spec, data, user, cid, now_ms())
+    hub = ctx.hub
+    if hub.submit_in_flight(user, cid):
+        raise ApiError(
+            409, "client_order_id", "duplicate_client_order_id", f"{cid} is already in flight"
+        )
+    fut = hub.expect_submit(user, cid)
+    started = time.perf_counter()
+    try:
+        if not await _publish(ctx, spec.symbol, cmd, f"{user}:{cid}"):
+            raise ApiError(
+                409,
+                "client_order_id",
+                "duplicate_client_order_id",
+                f"client_order_id {cid} was already submitted",
+            )
+        try:
+            outcome = await _wait(ctx, fut)
+        except TimeoutError as exc:
+            raise _engine_timeout(
+                ctx, "submit", f"look it up with GET /api/v1/orders/by-client-id/{cid}"
+            ) from exc
+    finally:
+        hub.forget_submit(user, cid)
+    ctx.metrics.order_roundtrip.labels("submit").observe(time.perf_counter() - started)
+    if isinstance(outcome, OrderRejected):
+        raise _rejected(outcome)
+    tracker: OrderTracker = outcome
+    try:
+        # the matcher's current sequence covers every event of this order's arrival
+        # (fills, IOC remainder...); wait until the hub has seen them
+        book = await hub.query_book(spec.symbol, 1)
+        await hub.wait_seq(spec.symbol, book.seq, ctx.options.book_query_timeout_s)
+    except BookUnavailable:
+        pass
+    finally:
+        hub.untrack(tracker)
+    return _tracked_out(tracker)
+
+
+@delete(
+    "/orders/{symbol:str}/{order_id:int}", dependencies=_AUTH, status_code=200, summary="Cancel"
+)
+async def cancel_order(
+    request: Request[Any, Any, Any],
+    symbol: FromPath[str],
+    order_id: FromPath[int],
+    principal: NamedDependency[Principal],
+) -> CancelOut:
+    """Cancel one of my orders; answers what left the book (404 unknown, 403 not mine)."""
+    ctx = _ctx(request)
+    spec = _market(ctx, symbol)
+    cmd = CancelOrder(ts=now_ms(), user=principal.user, order_id=order_id)
+    ev = await _order_command(ctx, "cancel", spec, order_id, cmd, principal.user)
+    if isinstance(ev, OrderRejected):
+        raise await _order_rejection(ctx, ev, spec, order_id, principal.user)
+    assert isinstance(ev, OrderCanceled)
+    return CancelOut(
+        order_id=order_id,
+        symbol=symbol,
+        status="canceled" if ev.leaves == 0 else "partially_filled",
+        canceled_quantity=spec.lots_to_qty(ev.canceled_qty),
+        leaves_quantity=spec.lots_to_qty(ev.leaves),
+    )
+
+
+@patch("/orders/{symbol:str}/{order_id:int}", dependencies=_AUTH, summary="Amend")
+async def amend_order(
+    request: Request[Any, Any, Any],
+    symbol: FromPath[str],
+    order_id: FromPath[int],
+    data: JSONBody[AmendIn],
+    principal: NamedDependency[Principal],
+) -> AmendOut:
+    """Amend the total quantity and/or limit price of one of my orders."""
+    ctx = _ctx(request)
+    spec = _market(ctx, symbol)
+    cmd = amend_command(spec, data, principal.user, order_id, now_ms())
+    ev = await _order_command(ctx, "amend", spec, order_id, cmd, principal.user)
+    if isinstance(ev, OrderRejected):
+        raise await _order_rejection(ctx, ev, spec, order_id, principal.user)
+    assert isinstance(ev, OrderAmended)
+    return AmendOut(
+        order_id=order_id,
+        symbol=symbol,
+        price=None if ev.price is None else spec.ticks_to_price(ev.price),
+        quantity=spec.lots_to_qty(ev.quantity),
+        leaves_quantity=spec.lots_to_qty(ev.leaves),
+        priority_kept=ev.priority_kept,
+    )
+
+
+async def _order_command(
+    ctx: ApiContext, kind: str, spec: MarketSpec, order_id: int, cmd: Any, user: str
+) -> Any:
+    hub = ctx.hub
+    fut = hub.expect_order(kind, spec.symbol, order_id)
+    started = time.perf_counter()
+    try:
+        await _publish(ctx, spec.symbol, cmd, f"{user}:{uuid.uuid4().hex}")
+        try:
+            ev = await _wait(ctx, fut)
+        except TimeoutError as exc:
+            raise _engine_timeout(ctx, kind, "check the order with GET") from exc
+    finally:
+        hub.forget_order(kind, spec.symbol, order_id, fut)
+    ctx.metrics.order_roundtrip.labels(kind).observe(time.perf_counter() - started)
+    return ev
+
+
+async def _order_rejection(
+    ctx: ApiContext, ev: OrderRejected, spec: MarketSpec, order_id: int, user: str
+) -> ApiError:
+    """The error of a refused cancel/amend; an order the book no longer holds is looked up in
+    the store so that another user's order is 403 and a closed one of mine 409."""
+    if str(ev.reason) == "unknown_order":
+        try:
+            rec = await get_order(ctx.pool, order_id, user=user, symbol=spec.symbol)
+        except NotOwnerError:
+            return ApiError(403, "order_id", "not_owner", f"order {order_id} is not yours")
+        if rec is not None:
+            return ApiError(
+                409, "order_id", "order_closed", f"order {order_id} is {rec.status.value}"
+            )
+    return _rejected(ev)
+
+
+@get("/orders/{symbol:str}/{order_id:int}", dependencies=_AUTH, summary="Get one of my orders")
+async def get_my_order(
+    request: Request[Any, Any, Any],
+    symbol: FromPath[str],
+    order_id: FromPath[int],
+    principal: NamedDependency[Principal],
+) -> OrderOut:
+    """One of my orders with its fills (404 unknown, 403 another user's)."""
+    ctx = _ctx(request)
+    spec = _market(ctx, symbol)
+    try:
+        rec = await get_order(ctx.pool, order_id, user=principal.user, symbol=symbol)
+        if rec is None:
+            raise ApiError(404, "order_id", "unknown_order", f"no order {order_id} in {symbol}")
+        fills = await order_fills(ctx.pool, symbol, order_id, user=principal.user)
+    except NotOwnerError as exc:
+        raise ApiError(403, "order_id", "not_owner", f"order {order_id} is not yours") from exc
+    return _order_out(spec, rec, [_fill_out(spec, f, order_id) for f in fills])
+
+
+@get("/orders/by-client-id/{client_order_id:str}", dependencies=_AUTH, summary="By client id")
+async def get_by_client_id(
+    request: Request[Any, Any, Any],
+    client_order_id: FromPath[str],
+    principal: NamedDependency[Principal],
+    symbol: FromQuery[str | None] = None,
+) -> OrderOut:
+    """My order with this client order id (a rejected one answers its rejection, 404 if none
+    is stored yet)."""
+    ctx = _ctx(request)
+    check_client_order_id(client_order_id)
+    st = await client_order_status(ctx.pool, principal.user, client_order_id, symbol=symbol)
+    if st is None:
+        raise ApiError(
+            404, "client_order_id", "unknown_order", f"no order with client id {client_order_id}"
+        )
+    if st.order is None:
+        assert st.rejection is not None
+        r = st.rejection
+        reason = str(r.reason)
+        raise ApiError(reject_status(reason), reject_field(reason), reason, r.message)
+    spec = _market(ctx, st.order.symbol)
+    fills = await order_fills(ctx.pool, spec.symbol, st.order.order_id, user=principal.user)
+    return _order_out(spec, st.order, [_fill_out(spec, f, st.order.order_id) for f in fills])
+
+
+@get("/orders", dependencies=_AUTH, summary="List my orders")
+async def list_orders(
+    request: Request[Any, Any, Any],
+    principal: NamedDependency[Principal],
+    status: FromQuery[str] = "open",
+    symbol: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    cursor: FromQuery[str | None] = None,
+) -> OrderPage:
+    """My orders, newest first: ``status=open`` (default), ``all``, or one status (``filled``,
+    ``canceled``...); paginated with ``limit`` and ``cursor`` (``next_cursor`` of a page)."""
+    ctx = _ctx(request)
+    if symbol is not None:
+        _market(ctx, symbol, status=400)
+    try:
+        if status == "open":
+            page = await list_open_orders(
+                ctx.pool, principal.user, symbol=symbol, limit=limit, cursor=cursor
+            )
+        else:
+            statuses = None
+            if status != "all":
+                try:
+                    statuses = [OrderStatus(status)]
+                except ValueError as exc:
+                    raise ApiError(
+                        400, "status", "invalid_value", "status: open, all or an order status"
+                    ) from exc
+            page = await list_order_history(
+                ctx.pool,
+                principal.user,
+                symbol=symbol,
+                statuses=statuses,
+                limit=limit,
+                cursor=cursor,
+            )
+    except InvalidCursorError as exc:
+        raise ApiError(400, "cursor", "invalid_cursor", str(exc)) from exc
+    out = [_order_out(ctx.markets[o.symbol], o) for o in page.items if o.symbol in ctx.markets]
+    return OrderPage(orders=out, next_cursor=page.next_cursor)
+
+
+# ---------------------------------------------------------------------------------- markets
+
+
+@get("/markets", summary="Markets")
+async def list_markets(request: Request[Any, Any, Any]) -> list[MarketSpec]:
+    """Every market with its tick and lot sizes, limits and fees (decimal strings)."""
+    return list(_ctx(request).markets.values())
+
+
+@get("/markets/{symbol:str}", summary="One market")
+async def get_market(request: Request[Any, Any, Any], symbol: FromPath[str]) -> MarketSpec:
+    """One market's spec."""
+    return _market(_ctx(request), symbol)
+
+
+@get("/markets/{symbol:str}/book", summary="L2 book")
+async def get_book(
+    request: Request[Any, Any, Any],
+    symbol: FromPath[str],
+    depth: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+) -> BookOut:
+    """The L2 book from the matcher: ``depth`` levels per side, best first, at ``seq``."""
+    ctx = _ctx(request)
+    spec = _market(ctx, symbol)
+    try:
+        l2 = await ctx.hub.query_book(symbol, depth)
+    except BookUnavailable as exc:
+        raise ApiError(503, "symbol", "book_unavailable", str(exc)) from exc
+    return BookOut(
+        symbol=symbol, seq=l2.seq, bids=book_levels(spec, l2.bids), asks=book_levels(spec, l2.asks)
+    )
+
+
+@get("/markets/{symbol:str}/trades", summary="Recent trades")
+async def get_trades(
+    request: Request[Any, Any, Any],
+    symbol: FromPath[str],
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    before_seq: FromQuery[int | None] = None,
+) -> list[TradeOut]:
+    """The latest trades, newest first; ``before_seq`` pages back."""
+    ctx = _ctx(request)
+    spec = _market(ctx, symbol)
+    rows = await recent_trades(ctx.pool, symbol, limit=limit, before_seq=before_seq)
+    return [
+        TradeOut(
+            seq=r.seq,
+            ts=r.ts,
+            price=spec.ticks_to_price(r.price),
+            quantity=spec.lots_to_qty(r.quantity),
+            side=r.aggressor,
+        )
+        for r in rows
+    ]
+
+
+@get("/markets/{symbol:str}/ticker", summary="24 h ticker")
+async def get_ticker(request: Request[Any, Any, Any], symbol: FromPath[str]) -> TickerOut:
+    """Open, high, low, last, volume and quote volume of the last 24 h."""
+    ctx = _ctx(request)
+    return await ctx.ticker(_market(ctx, symbol))
+
+
+# ---------------------------------------------------------------------------------- probes
+
+
+@get("/health", summary="Health", include_in_schema=True)
+async def health() -> dict[str, str]:
+    """The process serves HTTP."""
+    return {"status": "ok"}
+
+
+@get("/live", summary="Liveness")
+async def live(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """200 while the event hub runs (else 503)."""
+    if not _ctx(request).hub.running:
+        raise ApiError(503, "hub", "stopped", "the event hub is not running")
+    return {"status": "ok"}
+
+
+@get("/ready", summary="Readiness")
+async def ready(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """200 when NATS and PostgreSQL are reachable (else 503 naming the one that is not)."""
+    ctx = _ctx(request)
+    if not ctx.nc.is_connected:
+        raise ApiError(503, "nats", "unreachable", "not connected to NATS")
+    try:
+        await asyncio.wait_for(ctx.nc.flush(), 2)
+    except Exception as exc:
+        raise ApiError(503, "nats", "unreachable", f"NATS did not answer: {exc!r}") from exc
+    try:
+        async with asyncio.timeout(2):
+            await ctx.pool.fetchval("SELECT 1")
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise ApiError(503, "postgres", "unreachable", f"PostgreSQL: {exc!r}") from exc
+    return {"status": "ok", "nats": "ok", "postgres": "ok"}
+
+
+@get("/metrics", summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text exposition of the API's metrics."""
+    body = _ctx(request).metrics.render()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+ORDER_HANDLERS = [
+    submit_order,
+    list_orders,
+    get_by_client_id,
+    get_my_order,
+    cancel_order,
+    amend_order,
+]
+MARKET_HANDLERS = [list_markets, get_market, get_book, get_trades, get_ticker]
+PROBE_HANDLERS = [health, live, ready, metrics]
