@@ -177,6 +177,19 @@ async def test_order_round_trip_and_ownership(nats_url: str, database_url: str) 
         r = await s.http.delete(url, headers=s.auth("alice"))
         assert (r.status_code, error_of(r)["reason"]) == (409, "order_closed")
 
+        # cancel-all: every open order of the caller in the market, nobody else's
+        for price in ("1.00", "2.00"):
+            assert (await s.place("gina", side="buy", quantity="1", price=price)).status_code == 201
+        await s.place("hank", side="buy", quantity="1", price="1.50")
+        r = await s.http.delete(f"/api/v1/orders/{SYM}", headers=s.auth("gina"))
+        assert (r.status_code, r.json()["status"]) == (202, "submitted")
+
+        async def gina_done() -> bool:
+            r = await s.http.get(f"/api/v1/markets/{SYM}/book", params={"depth": 10})
+            return r.json()["bids"] == [["1.50", "1"]]
+
+        await wait_for(gina_done, "gina's orders to leave the book")
+
         # post-only crossing is refused by the book, naming the price
         await s.place("carol", side="sell", quantity="2", price="105.00")
         r = await s.place("dave", side="buy", quantity="1", price="105.00", post_only=True)

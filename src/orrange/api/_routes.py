@@ -7,7 +7,6 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
-import asyncpg
 from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -20,6 +19,7 @@ from orrange.api.schemas import (
     AmendIn,
     AmendOut,
     BookOut,
+    CancelAllOut,
     CancelOut,
     FillOut,
     OrderIn,
@@ -38,6 +38,7 @@ from orrange.api.schemas import (
 from orrange.engine.streams import cmd_subject
 from orrange.markets import MarketSpec
 from orrange.matching import (
+    CancelAll,
     CancelOrder,
     OrderAmended,
     OrderCanceled,
@@ -296,6 +297,21 @@ async def cancel_order(
     )
 
 
+@delete("/orders/{symbol:str}", dependencies=_AUTH, status_code=202, summary="Cancel all my orders")
+async def cancel_all(
+    request: Request[Any, Any, Any], symbol: FromPath[str], principal: NamedDependency[Principal]
+) -> CancelAllOut:
+    """Cancel every open order of mine in ``symbol`` (202 once the command is stored; each
+    cancellation arrives as a ``canceled`` event with reason ``cancel_all`` on the WebSocket
+    ``orders`` channel, and in the order listings)."""
+    ctx = _ctx(request)
+    spec = _market(ctx, symbol)
+    request_id = uuid.uuid4().hex
+    cmd = CancelAll(ts=now_ms(), user=principal.user)
+    await _publish(ctx, spec.symbol, cmd, f"{principal.user}:{request_id}")
+    return CancelAllOut(symbol=symbol, request_id=request_id, status="submitted")
+
+
 @patch("/orders/{symbol:str}/{order_id:int}", dependencies=_AUTH, summary="Amend")
 async def amend_order(
     request: Request[Any, Any, Any],
@@ -538,7 +554,7 @@ async def ready(request: Request[Any, Any, Any]) -> dict[str, str]:
     try:
         async with asyncio.timeout(2):
             await ctx.pool.fetchval("SELECT 1")
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+    except Exception as exc:  # any failure to answer SELECT 1 means not ready
         raise ApiError(503, "postgres", "unreachable", f"PostgreSQL: {exc!r}") from exc
     return {"status": "ok", "nats": "ok", "postgres": "ok"}
 
@@ -556,6 +572,7 @@ ORDER_HANDLERS = [
     get_by_client_id,
     get_my_order,
     cancel_order,
+    cancel_all,
     amend_order,
 ]
 MARKET_HANDLERS = [list_markets, get_market, get_book, get_trades, get_ticker]

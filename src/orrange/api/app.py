@@ -10,6 +10,7 @@ Routes (JSON bodies are msgspec structs of :mod:`orrange.api.schemas`):
 ``GET    /api/v1/orders/{symbol}/{id}``        one of my orders with its fills
 ``PATCH  /api/v1/orders/{symbol}/{id}``        amend quantity and/or price
 ``DELETE /api/v1/orders/{symbol}/{id}``        cancel
+``DELETE /api/v1/orders/{symbol}``             cancel all my orders in a market (202)
 ``GET    /api/v1/orders/by-client-id/{cid}``   my order by client order id
 ``GET    /api/v1/markets``                     markets and their specs
 ``GET    /api/v1/markets/{symbol}``            one market's spec

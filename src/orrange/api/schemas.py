@@ -38,6 +38,7 @@ __all__ = [
     "AmendIn",
     "AmendOut",
     "BookOut",
+    "CancelAllOut",
     "CancelOut",
     "FillOut",
     "OrderIn",
@@ -166,6 +167,14 @@ class AmendOut(msgspec.Struct, frozen=True, kw_only=True):
     quantity: str
     leaves_quantity: str
     priority_kept: bool
+
+
+class CancelAllOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A cancel-all command stored for the engine (``status`` is ``submitted``)."""
+
+    symbol: str
+    request_id: str
+    status: Literal["submitted"]
 
 
 class CancelOut(msgspec.Struct, frozen=True, kw_only=True):
