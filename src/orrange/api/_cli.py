@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import msgspec
 
@@ -11,6 +15,30 @@ from orrange.cli import CommandTree
 from orrange.settings import SettingsError, load_settings
 
 __all__ = ["register"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, exiting 0 after a graceful SIGTERM/SIGINT shutdown (uvicorn
+        re-raises the signal after shutting down, which would end the process with -15)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -35,7 +63,7 @@ def _api(args: argparse.Namespace) -> int:
     except AuthError as exc:
         print(f"orrange api: {exc.message}", file=sys.stderr)
         return 2
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.api_host,
         port=settings.api_port,
@@ -46,7 +74,9 @@ def _api(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    return 0
+    server = _server_class()(config)
+    server.run()
+    return 0 if server.started else 1
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -123,7 +123,7 @@ class FillOut(msgspec.Struct, frozen=True, kw_only=True):
     liquidity: Literal["maker", "taker"]
 
 
-class OrderOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class OrderOut(msgspec.Struct, frozen=True, kw_only=True):
     """An order as the API reports it.
 
     ``status`` is ``new``, ``partially_filled``, ``filled``, ``canceled``, ``expired``,
