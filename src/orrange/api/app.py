@@ -74,6 +74,7 @@ class ApiOptions(msgspec.Struct, frozen=True, kw_only=True):
         ticker_interval_s: at most one ``ticker.<SYM>`` push per symbol per interval.
         db_pool_size: maximum PostgreSQL connections.
         migrate: apply the store's schema migrations at start.
+        connect_timeout_s: how long startup retries reaching NATS and PostgreSQL.
     """
 
     order_timeout_s: float = 5.0
@@ -84,6 +85,7 @@ class ApiOptions(msgspec.Struct, frozen=True, kw_only=True):
     ticker_interval_s: float = 1.0
     db_pool_size: int = 10
     migrate: bool = True
+    connect_timeout_s: float = 60.0
 
 
 class ApiContext:
@@ -145,13 +147,30 @@ class ApiContext:
         return await self.ticker(spec), (last[0].seq if last else 0)
 
     async def start(self) -> None:
-        """Connect to NATS and PostgreSQL, provision the engine streams, start the hub."""
-        self._nc = await nats.connect(
-            self.settings.effective_nats_url,
-            name="orrange-api",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-        )
+        """Connect to NATS and PostgreSQL (retrying for ``connect_timeout_s``), provision the
+        engine streams, apply the store's migrations, start the hub.
+
+        Raises:
+            OSError, nats.errors.NoServersError, asyncpg.PostgresError: a server stayed
+                unreachable for ``connect_timeout_s``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.connect_timeout_s
+        while True:
+            try:
+                self._nc = await nats.connect(
+                    self.settings.effective_nats_url,
+                    name="orrange-api",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                )
+                break
+            except Exception as exc:
+                if loop.time() > deadline:
+                    raise
+                _log.warning("waiting for NATS", error=repr(exc))
+                await asyncio.sleep(0.5)
         js = self._nc.jetstream()
         for spec in ENGINE_STREAMS:
             await ensure_stream(js, spec)
@@ -161,9 +180,17 @@ class ApiContext:
             min_size=0,
             max_size=self.options.db_pool_size,
         )
-        if self.options.migrate:
-            async with self._pool.acquire() as conn:
-                await migrate(conn)
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    if self.options.migrate:
+                        await migrate(conn)
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if loop.time() > deadline:
+                    raise
+                _log.warning("waiting for PostgreSQL", error=repr(exc))
+                await asyncio.sleep(0.5)
         self._hub = EventHub(
             self._nc,
             self.markets,

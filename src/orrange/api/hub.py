@@ -14,8 +14,11 @@ process. Each event is dispatched synchronously (no awaiting per client) to:
 * WebSocket :class:`Subscriber` objects: public trades, 24 h tickers and private order events
   go to a bounded per-client queue; book deltas are conflated per client (last size per level).
 
-Events are de-duplicated on ``(symbol, seq)``; a gap in a book's sequence (events the hub never
-saw) triggers a resynchronisation of the mirror and a fresh snapshot to its subscribers.
+A mirror starts from the matcher's best :data:`MIRROR_DEPTH` levels per side and then holds
+every level changed since (a level deeper than that which never changes after the sync is not
+in it). Events are de-duplicated on ``(symbol, seq)``; a gap in a book's sequence (events the
+hub never saw) triggers a resynchronisation of the mirror and a fresh snapshot to its
+subscribers.
 
 Book message protocol: a ``snapshot`` carries ``seq``; each ``delta`` carries ``prev_seq`` and
 ``seq`` and applies to the book at ``prev_seq`` (levels are absolute sizes, ``"0"`` removes
