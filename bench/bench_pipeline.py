@@ -57,6 +57,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
+import nats.errors
 import uvloop
 from nats.js.errors import NotFoundError
 
@@ -161,7 +162,12 @@ async def _quiet(exc: Exception) -> None:
     pass
 
 
-async def start_stack(with_api: bool, timeout_s: float = 240.0) -> Stack:
+async def start_stack(
+    with_api: bool,
+    timeout_s: float = 240.0,
+    extra_env: dict[str, str] | None = None,
+    procfile: str | None = None,
+) -> Stack:
     """``orrange up`` in a temporary data directory with free ports; returns once every actor's
     durable consumer exists (and the API answers ``/ready`` when it runs)."""
     tmp = Path(tempfile.mkdtemp(prefix="orrange-bench-"))
@@ -179,7 +185,10 @@ async def start_stack(with_api: bool, timeout_s: float = 240.0) -> Stack:
         ORRANGE_LOG_FORMAT="json",
         ORRANGE_LOG_LEVEL="WARNING",
     )
+    env.update(extra_env or {})
     cmd = [sys.executable, "-m", "orrange.cli", "up"]
+    if procfile:
+        cmd += ["--procfile", str(Path(procfile).resolve())]
     if not with_api:
         cmd += ["--only", "nats,postgres,matcher,risk,persister"]
     log = tmp / "up.log"
@@ -278,8 +287,11 @@ def make_burst(n: int, seed: int) -> Burst:
 
 
 async def _consumer_drained(js: Any, stream: str, durable: str) -> bool:
-    info = await js.consumer_info(stream, durable)
-    last = (await js.stream_info(stream)).state.last_seq
+    try:
+        info = await js.consumer_info(stream, durable)
+        last = (await js.stream_info(stream)).state.last_seq
+    except nats.errors.TimeoutError:  # a loaded server answers late: ask again
+        return False
     return bool(
         info.num_pending == 0 and info.num_ack_pending == 0 and info.ack_floor.stream_seq >= last
     )
@@ -287,7 +299,7 @@ async def _consumer_drained(js: Any, stream: str, durable: str) -> bool:
 
 async def run_burst(stack: Stack, burst: Burst) -> dict[str, Any]:
     nc = await nats.connect(stack.nats_url)
-    js = nc.jetstream()
+    js = nc.jetstream(timeout=20)
     db = await asyncpg.connect(stack.database_url)
     try:
         pub = Publisher(nc, timeout_ms=60_000, max_pending=20_000)
@@ -302,7 +314,7 @@ async def run_burst(stack: Stack, burst: Burst) -> dict[str, Any]:
         deadline = time.monotonic() + 900
         matcher_done = None
         while matcher_done is None:
-            with contextlib.suppress(NotFoundError):
+            with contextlib.suppress(NotFoundError, nats.errors.TimeoutError):
                 last = await js.get_last_msg(EVENTS.name, evt_subject)
                 seq = json.loads(last.data)["seq"]
                 if seq >= burst.final_seq:
@@ -497,7 +509,7 @@ async def run_latency(
     stack: Stack, rates: Sequence[float], duration_s: float, search: bool, search_steps: int
 ) -> dict[str, Any]:
     nc = await nats.connect(stack.nats_url)
-    js = nc.jetstream()
+    js = nc.jetstream(timeout=20)
     try:
         probe = LatencyProbe(nc, js)
         await probe.start()
@@ -534,63 +546,102 @@ async def run_latency(
 
 
 # ------------------------------------------------------------------------------------ REST
+REST_USERS = [f"rest{i}" for i in range(64)]
+REST_BODIES = (
+    b'{"symbol":"AMZN-USD","side":"buy","type":"limit","quantity":"1","price":"50.00"}',
+    b'{"symbol":"AMZN-USD","side":"sell","type":"limit","quantity":"1","price":"150.00"}',
+)
+_WRK_LUA = """
+local tokens = {%(tokens)s}
+local bodies = {'%(buy)s', '%(sell)s'}
+local n = 0
+local hdrs = {}
+for i, t in ipairs(tokens) do
+  hdrs[i] = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. t}
+end
+request = function()
+  n = n + 1
+  return wrk.format("POST", "/api/v1/orders", hdrs[(n %% #tokens) + 1], bodies[(n %% 2) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRK {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"non_2xx\\": %%d, "
+    .. "\\"socket_errors\\": %%d, "
+    .. "\\"p50_us\\": %%d, \\"p99_us\\": %%d, \\"max_us\\": %%d}\\n",
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
 def _token(user: str) -> str:
-    import jwt
+    from orrange.api.auth import issue_token
 
-    now = int(time.time())
-    return jwt.encode({"sub": user, "iat": now, "exp": now + 3600}, JWT_SECRET, algorithm="HS256")
+    return issue_token(JWT_SECRET, user, ttl_s=3600)
 
 
-async def run_rest(stack: Stack, n: int, clients: int) -> dict[str, Any]:
-    """``n`` limit orders (passive, no fills) by ``clients`` concurrent clients, each its own
-    user and connection; rate from the first request to the last answer."""
+async def run_rest(stack: Stack, duration_s: float, connections: int) -> dict[str, Any]:
+    """``POST /api/v1/orders`` from ``wrk`` (one thread, ``connections`` keep-alive
+    connections, each request a passive limit order of one of :data:`REST_USERS`, alternating
+    sides, no client order id so the API generates one) for ``duration_s``; every answer comes
+    after the engine accepted the order. Counts the 201 answers per second."""
+    assert stack.api_url is not None
+    # one check request first: the body is valid and answered 201
     import httpx
 
-    assert stack.api_url is not None
-    statuses: dict[int, int] = {}
-    lat: list[float] = []
-    per_client = n // clients
-
-    async def client(i: int) -> None:
-        headers = {"Authorization": f"Bearer {_token(f'rest{i}')}"}
-        async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=30) as http:
-            for k in range(per_client):
-                side = "buy" if k % 2 else "sell"
-                price = "99.00" if side == "buy" else "101.00"
-                body = {
-                    "symbol": BURST_SYMBOL,
-                    "side": side,
-                    "type": "limit",
-                    "quantity": "1",
-                    "price": price,
-                    "client_order_id": f"r{i}-{k}",
-                }
-                t = time.perf_counter()
-                try:
-                    r = await http.post("/api/v1/orders", json=body)
-                    code = r.status_code
-                except httpx.HTTPError:
-                    code = 0
-                lat.append(time.perf_counter() - t)
-                statuses[code] = statuses.get(code, 0) + 1
-                if code in (200, 201) and k % 40 == 39:
-                    # keep each user under the open-order cap: cancel everything
-                    with contextlib.suppress(httpx.HTTPError):
-                        await http.delete(f"/api/v1/orders/{BURST_SYMBOL}")
-
-    t0 = time.time()
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    elapsed = time.time() - t0
-    ok = statuses.get(201, 0) + statuses.get(200, 0)
-    lat.sort()
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+        r = await http.post(
+            "/api/v1/orders",
+            content=REST_BODIES[0],
+            headers={
+                "Authorization": f"Bearer {_token(REST_USERS[0])}",
+                "Content-Type": "application/json",
+            },
+        )
+        if r.status_code != 201:
+            raise RuntimeError(f"REST check order: {r.status_code} {r.text}")
+    script = stack.tmp / "orders.lua"
+    script.write_text(
+        _WRK_LUA
+        % {
+            "tokens": ", ".join(f"'{_token(u)}'" for u in REST_USERS),
+            "buy": REST_BODIES[0].decode(),
+            "sell": REST_BODIES[1].decode(),
+        }
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        stack.api_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    text = out.decode()
+    line = next((ln for ln in text.splitlines() if ln.startswith("WRK ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk: {text}")
+    w = json.loads(line[4:])
+    ok = w["requests"] - w["non_2xx"]
+    elapsed = w["duration_us"] / 1e6
     return {
-        "requests": per_client * clients,
-        "clients": clients,
+        "tool": "wrk -t1",
+        "connections": connections,
+        "requests": w["requests"],
+        "non_2xx": w["non_2xx"],
+        "socket_errors": w["socket_errors"],
         "elapsed_s": elapsed,
         "orders_per_s": ok / elapsed,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "p50_ms": _percentile(lat, 0.5) * 1000,
-        "p99_ms": _percentile(lat, 0.99) * 1000,
+        "p50_ms": w["p50_us"] / 1000,
+        "p99_ms": w["p99_us"] / 1000,
+        "max_ms": w["max_us"] / 1000,
     }
 
 
@@ -610,7 +661,7 @@ async def one_run(
     i: int, args: argparse.Namespace, burst: Burst, with_api: bool, search: bool
 ) -> dict[str, Any]:
     t = time.monotonic()
-    stack = await start_stack(with_api)
+    stack = await start_stack(with_api, extra_env=args.env_vars, procfile=args.procfile)
     print(f"run {i}: stack up in {time.monotonic() - t:.1f} s ({stack.tmp})", flush=True)
     ok = False
     try:
@@ -623,6 +674,20 @@ async def one_run(
             f"{b['expected_fills']}, rejections {b['rejections']}) cpu {b['cpu_s']}",
             flush=True,
         )
+        if args.burst_only:
+            ok = True
+            return res
+        if with_api:
+            cpu0 = stack.cpu()
+            res["rest"] = await run_rest(stack, args.rest_duration, args.rest_connections)
+            x = res["rest"]
+            x["cpu_s"] = {k: round(v - cpu0.get(k, 0.0), 2) for k, v in stack.cpu().items()}
+            print(
+                f"run {i}: REST {x['orders_per_s']:,.0f} orders/s ({x['requests']:,} requests, "
+                f"{x['non_2xx']} non-2xx, {x['socket_errors']} socket errors), p50 "
+                f"{x['p50_ms']:.1f} ms, p99 {x['p99_ms']:.1f} ms, cpu {x['cpu_s']}",
+                flush=True,
+            )
         lat = await run_latency(stack, args.rates, args.duration, search, args.search_steps)
         res["latency"] = lat
         for r in lat["fixed"] + lat.get("search", []):
@@ -637,9 +702,6 @@ async def one_run(
             print(
                 f"run {i}: highest sustained {lat['max_sustained_orders_per_s']:,.0f}/s", flush=True
             )
-        if with_api:
-            res["rest"] = await run_rest(stack, args.rest_orders, args.rest_clients)
-            print(f"run {i}: REST {res['rest']}", flush=True)
         ok = True
         return res
     finally:
@@ -762,19 +824,23 @@ def write_results(doc: dict[str, Any]) -> None:
         lines.append(f"Not measured: {doc['rest_not_measured']}.")
     else:
         lines += [
-            f"`POST /api/v1/orders` with a JWT, {cfg['rest_clients']} concurrent "
-            f"`httpx.AsyncClient` clients (one user and connection each), {cfg['rest_orders']:,} "
-            "passive limit orders; each answer waits for the order's acceptance on the events "
-            "stream.",
+            f"`POST /api/v1/orders` with a JWT from `wrk` (one thread, "
+            f"{cfg['rest_connections']} keep-alive connections, {cfg['rest_duration_s']} s, Lua "
+            f"script), passive limit orders on `{BURST_SYMBOL}` alternating sides, rotating over "
+            f"{len(REST_USERS)} users (exempt from the per-user rate limit and open-order cap); "
+            "no client order id, so the API generates one and risk claims it in the KV bucket. "
+            "Each answer (201) comes once the order is accepted on the events stream. "
+            "orders/s counts 201 answers.",
             "",
-            "| run | orders/s | p50 ms | p99 ms | statuses |",
-            "| --- | ---: | ---: | ---: | --- |",
+            "| run | orders/s | requests | non-2xx | socket errors | p50 ms | p99 ms | CPU s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for k, r in enumerate(runs):
             x = r["rest"]
+            cpu = ", ".join(f"{n} {v:.1f}" for n, v in sorted(x.get("cpu_s", {}).items()))
             lines.append(
-                f"| {k + 1} | {x['orders_per_s']:,.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | "
-                f"{x['statuses']} |"
+                f"| {k + 1} | {x['orders_per_s']:,.0f} | {x['requests']:,} | {x['non_2xx']} | "
+                f"{x['socket_errors']} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {cpu} |"
             )
     lines += [
         "",
@@ -831,27 +897,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--search-steps", type=int, default=2, help="bisection steps of the search")
     p.add_argument("--no-search", action="store_true", help="skip the highest-rate search")
     p.add_argument("--search-runs", type=int, default=None, help="runs with the search (all)")
-    p.add_argument("--rest-orders", type=int, default=20_000)
-    p.add_argument("--rest-clients", type=int, default=64)
+    p.add_argument("--rest-duration", type=float, default=10.0, help="seconds of wrk load")
+    p.add_argument("--rest-connections", type=int, default=128, help="wrk connections")
     p.add_argument("--no-api", action="store_true", help="do not start the API")
     p.add_argument("--keep", action="store_true", help="keep the temporary data directories")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--note", action="append", default=[], help="a note for the report")
+    p.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the stack (e.g. batch size)"
+    )
+    p.add_argument("--procfile", default=None, help="another Procfile for `orrange up`")
+    p.add_argument("--burst-only", action="store_true", help="only part 1 (no results written)")
     args = p.parse_args(argv)
     if args.quick:
         args.runs, args.orders, args.duration = 1, min(args.orders, 20_000), 4.0
-        args.rest_orders = min(args.rest_orders, 4_000)
+        args.rest_duration = 5.0
         args.search_steps = 1
     args.rates = [float(x) for x in args.rates.split(",")]
-    api = _api_available() and not args.no_api
+    args.env_vars = dict(kv.split("=", 1) for kv in args.env)
+    api = _api_available() and not args.no_api and shutil.which("wrk") is not None
     rest_reason = ""
-    if not api:
+    if args.no_api:
+        rest_reason = "disabled with --no-api"
+    elif not _api_available():
         rest_reason = (
-            "disabled with --no-api"
-            if args.no_api
-            else "`orrange api` is not registered in this checkout (the API in src/orrange/api/ "
-            "is not committed yet), so `orrange up` runs without it"
+            "`orrange api` is not registered in this checkout, so `orrange up` runs without it"
         )
+    elif shutil.which("wrk") is None:
+        rest_reason = "the load generator `wrk` is not installed (apt-get install wrk)"
+    # the REST users are exempt from the per-user rate limit and open-order cap, as the
+    # market-maker accounts of the default configuration are
+    exempt = ["lobster", "lobster-seed", "lobster-taker", *REST_USERS]
+    args.env_vars.setdefault("ORRANGE_RISK_EXEMPT_USERS", ",".join(exempt))
     loadavg_before = [round(x, 2) for x in os.getloadavg()]
     burst = make_burst(args.orders, args.seed)
     runs = []
@@ -859,6 +936,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i in range(args.runs):
         search = not args.no_search and i < search_runs
         runs.append(uvloop.run(one_run(i + 1, args, burst, api, search)))
+    if args.burst_only:
+        for key in ("matcher_orders_per_s", "persister_orders_per_s"):
+            print(key, f"{_median([r['burst'][key] for r in runs]):,.0f}")
+        return 0
     doc = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
@@ -873,9 +954,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "duration_s": args.duration,
             "rates": args.rates,
             "api": api,
-            "rest_orders": args.rest_orders,
-            "rest_clients": args.rest_clients,
+            "rest_duration_s": args.rest_duration,
+            "rest_connections": args.rest_connections,
             "seed": args.seed,
+            "env": args.env_vars,
+            "procfile": args.procfile,
         },
         "rest_not_measured": rest_reason or None,
         "summary": summarize(runs, args.rates),
