@@ -47,7 +47,10 @@ def _free_port() -> int:
         return port
 
 
-def test_orrange_api_process_serves_and_stops(nats_url: str, database_url: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_orrange_api_process_serves_and_stops(
+    nats_url: str, database_url: str, workers: int
+) -> None:
     port = _free_port()
     env = {
         **os.environ,
@@ -57,7 +60,7 @@ def test_orrange_api_process_serves_and_stops(nats_url: str, database_url: str) 
         "ORRANGE_API_PORT": str(port),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orrange.cli", "api"],
+        [sys.executable, "-m", "orrange.cli", "api", "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 
 from orrange.cli import CommandTree
 from orrange.settings import SettingsError, load_settings
 
-__all__ = ["register"]
+__all__ = ["app_from_env", "register"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -41,11 +43,23 @@ def _server_class() -> type:
     return Server
 
 
+def app_from_env() -> Any:
+    """The app factory of ``orrange api --workers N``: each worker process builds its own app
+    (its own NATS connection and event subscription) from ``ORRANGE_CONFIG`` and the
+    environment."""
+    from orrange.api.app import create_app
+    from orrange.logging import configure_logging
+
+    settings = load_settings(os.environ.get("ORRANGE_CONFIG") or None)
+    configure_logging(settings.log_format, settings.log_level, actor="api")
+    return create_app(settings)
+
+
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from orrange.api.app import create_app
-    from orrange.api.auth import AuthError
+    from orrange.api.auth import AuthError, resolve_jwt_secret
     from orrange.logging import configure_logging
 
     try:
@@ -58,6 +72,28 @@ def _api(args: argparse.Namespace) -> int:
     if args.port is not None:
         settings = msgspec.structs.replace(settings, api_port=args.port)
     configure_logging(settings.log_format, settings.log_level, actor="api")
+    common: dict[str, Any] = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+    }
+    if args.workers > 1:
+        try:
+            resolve_jwt_secret(settings)
+        except AuthError as exc:
+            print(f"orrange api: {exc.message}", file=sys.stderr)
+            return 2
+        if args.config is not None:
+            os.environ["ORRANGE_CONFIG"] = str(args.config)
+        os.environ["ORRANGE_API_HOST"] = settings.api_host
+        os.environ["ORRANGE_API_PORT"] = str(settings.api_port)
+        uvicorn.run("orrange.api._cli:app_from_env", factory=True, workers=args.workers, **common)
+        return 0
     try:
         app = create_app(settings)
     except AuthError as exc:
@@ -65,14 +101,7 @@ def _api(args: argparse.Namespace) -> int:
         return 2
     config = uvicorn.Config(
         app,
-        host=settings.api_host,
-        port=settings.api_port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
+        **common,
     )
     server = _server_class()(config)
     server.run()
@@ -106,6 +135,12 @@ def register(cli: CommandTree) -> None:
     p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
     p.add_argument("--host", default=None, help="overrides ORRANGE_API_HOST")
     p.add_argument("--port", type=int, default=None, help="overrides ORRANGE_API_PORT")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port (each with its own event subscription)",
+    )
     t = cli.command(
         "token",
         _token,

@@ -239,6 +239,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        """Connections and the hub live from startup to shutdown."""
         await ctx.start()
         try:
             yield
@@ -246,6 +247,7 @@ def create_app(
             await ctx.stop()
 
     async def count_response(message: Message, scope: Scope) -> None:
+        """Count every HTTP response by method and status."""
         if message["type"] == "http.response.start":
             ctx.metrics.http_responses.labels(scope.get("method", ""), str(message["status"])).inc()
 

@@ -265,6 +265,7 @@ class _Mirror:
         return False
 
     def snapshot(self) -> bytes:
+        """The mirror as a ``snapshot`` message at its ``seq``."""
         spec = self.spec
         return _json.encode(
             {

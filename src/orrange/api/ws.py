@@ -182,6 +182,7 @@ async def ws_handler(socket: WebSocket[Any, Any, Any]) -> None:
     writer = asyncio.create_task(session.writer(), name="ws-writer")
 
     async def reader() -> None:
+        """Handle client messages until the client leaves or is closed."""
         while sub.closed is None:
             raw = await socket.receive_data(mode="text")
             await session.handle(raw)
