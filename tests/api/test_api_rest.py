@@ -9,6 +9,7 @@ import time
 import pytest
 from api_stack import SPEC, SYM, Stack, api_stack, error_of, wait_for
 
+from orrange.api import ApiOptions
 from orrange.api.auth import issue_token
 
 pytestmark = pytest.mark.timeout(120)
@@ -274,3 +275,21 @@ async def test_listing_market_data_probes(nats_url: str, database_url: str) -> N
         schema = (await s.http.get("/schema/openapi.json")).json()
         assert "/api/v1/orders" in schema["paths"]
         assert "/api/v1/markets/{symbol}/book" in schema["paths"]
+
+
+async def test_engine_down_is_504_and_503(nats_url: str, database_url: str) -> None:
+    options = ApiOptions(order_timeout_s=0.5, book_query_timeout_s=0.5)
+    async with api_stack(nats_url, database_url, engine=False, options=options) as s:
+        r = await s.place("ivan", side="buy", quantity="1", price="1.00", client_order_id="i-1")
+        assert r.status_code == 504
+        err = error_of(r)
+        assert (err["field"], err["reason"]) == ("engine", "timeout")
+        assert "/api/v1/orders/by-client-id/i-1" in err["message"]
+        r = await s.http.delete(f"/api/v1/orders/{SYM}/1", headers=s.auth("ivan"))
+        assert (r.status_code, error_of(r)["reason"]) == (504, "timeout")
+        r = await s.http.get(f"/api/v1/markets/{SYM}/book")
+        assert (r.status_code, error_of(r)["reason"]) == (503, "book_unavailable")
+        r = await s.http.get("/api/v1/orders/by-client-id/i-1", headers=s.auth("ivan"))
+        assert (r.status_code, error_of(r)["reason"]) == (404, "unknown_order")
+        metrics = (await s.http.get("/metrics")).text
+        assert 'orrange_api_order_timeouts_total{command="submit"} 1.0' in metrics
