@@ -21,7 +21,8 @@ API when ``orrange api`` exists), then measures:
    through a core NATS subscription. A rate is *sustained* when the fill backlog (takers sent
    but not filled yet) and the persister's backlog do not grow over the second half of the
    window and end below 0.5 s of offered load. The highest sustained rate is searched by
-   doubling from 2,000 orders/s and then bisecting.
+   doubling from 1,000 orders/s and then bisecting. After every window the benchmark waits
+   until the pipeline is idle again (every taker filled, the persister drained).
 
 Figures are medians over ``--runs`` runs, each on a fresh stack. The machine is shared, so
 the load average and per-process CPU seconds are recorded with the results.
@@ -395,6 +396,7 @@ class LatencyProbe:
         self.filled = 0
         self.pairs_total = 0
         self.ts = int(time.time() * 1000)
+        self.window = 0
 
     async def start(self) -> None:
         await self.nc.subscribe(
@@ -418,8 +420,13 @@ class LatencyProbe:
             self.latencies.append(now - q.popleft())
             self.filled += 1
 
-    async def offer(self, rate: float, duration_s: float, drain_s: float = 10.0) -> dict[str, Any]:
-        """Offer ``rate`` orders/s (``rate / 2`` pairs/s) for ``duration_s``."""
+    async def offer(self, rate: float, duration_s: float, drain_s: float = 300.0) -> dict[str, Any]:
+        """Offer ``rate`` orders/s (``rate / 2`` pairs/s) for ``duration_s``, then wait until
+        every taker is filled and the persister is drained (at most ``drain_s``) so that the
+        next window starts on an idle pipeline. Each window has its own users, so a late fill
+        of an earlier window can never be taken for one of this window."""
+        self.window += 1
+        window = self.window
         self.latencies = []
         self.filled = 0
         subject = cmd_subject(LAT_SYMBOL)
@@ -429,6 +436,7 @@ class LatencyProbe:
         pers: list[tuple[float, float]] = []  # (t, persister pending)
         pub = self.pub
         loop = asyncio.get_running_loop()
+        cpu0 = time.process_time()
         t0 = loop.time()
         next_sample = t0
         while True:
@@ -439,8 +447,8 @@ class LatencyProbe:
             due = int(pair_rate * el) + 1
             while sent < due:
                 k = self.pairs_total
-                maker = f"m{k % LAT_USERS}"
-                taker = f"t{k % LAT_USERS}"
+                maker = f"m{window}-{k % LAT_USERS}"
+                taker = f"t{window}-{k % LAT_USERS}"
                 self.ts += 1
                 m = SubmitOrder(
                     ts=self.ts, user=maker, side=Side.SELL, quantity=LAT_QTY, price=LAT_PRICE
@@ -462,10 +470,12 @@ class LatencyProbe:
             await pub.flush()
             await asyncio.sleep(0.001)
         t_end = loop.time()
+        client_cpu = time.process_time() - cpu0
         backlog_end = sent - self.filled
         offered = 2 * sent / (t_end - t0)
         # drain: every taker filled and the persister caught up, before the next window
-        deadline = loop.time() + drain_s
+        t_drain = loop.time()
+        deadline = t_drain + drain_s
         while self.filled < sent and loop.time() < deadline:
             await asyncio.sleep(0.01)
         drained_fills = self.filled
@@ -474,6 +484,7 @@ class LatencyProbe:
                 if await _consumer_drained(self.js, EVENTS.name, "persister"):
                     break
             await asyncio.sleep(0.05)
+        drain_time = loop.time() - t_drain
         half = [p for p in samples if p[0] >= duration_s / 2]
         phalf = [p for p in pers if p[0] >= duration_s / 2]
         fill_slope = _slope(half)  # pairs/s of growth
@@ -501,6 +512,8 @@ class LatencyProbe:
             "fill_backlog_slope_per_s": round(fill_slope, 1),
             "persister_pending_end": pers_end,
             "persister_pending_slope_per_s": round(pers_slope, 1),
+            "drain_s": round(drain_time, 2),
+            "client_cpu_s": round(client_cpu, 2),
             "sustained": ok,
         }
 
@@ -519,7 +532,7 @@ async def run_latency(
         if search:
             tried: list[dict[str, Any]] = []
             lo, hi = 0.0, None
-            rate = 2_000.0
+            rate = 1_000.0
             while hi is None and rate <= 128_000:
                 r = await probe.offer(rate, duration_s)
                 tried.append(r)
@@ -695,7 +708,8 @@ async def one_run(
                 f"run {i}: {r['offered_orders_per_s']:>8,.0f}/s offered "
                 f"({r['achieved_offer_per_s']:,.0f}): p50 {r['p50_ms']:.2f} ms, p99 "
                 f"{r['p99_ms']:.2f} ms, backlog end {r['fill_backlog_end']}, persister pending "
-                f"{r['persister_pending_end']:.0f}, sustained {r['sustained']}",
+                f"{r['persister_pending_end']:.0f}, drain {r['drain_s']} s, sustained "
+                f"{r['sustained']}",
                 flush=True,
             )
         if search:
@@ -908,7 +922,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--procfile", default=None, help="another Procfile for `orrange up`")
     p.add_argument("--burst-only", action="store_true", help="only part 1 (no results written)")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite pipeline.md from pipeline.json (with the --note lines)",
+    )
     args = p.parse_args(argv)
+    if args.render_only:
+        doc = json.loads((RESULTS / "pipeline.json").read_text())
+        doc["notes"] = args.note or doc.get("notes", [])
+        write_results(doc)
+        return 0
     if args.quick:
         args.runs, args.orders, args.duration = 1, min(args.orders, 20_000), 4.0
         args.rest_duration = 5.0
