@@ -1,0 +1,229 @@
+"""The feed actor on a real nats-server and PostgreSQL, beside a real matcher (in-process):
+ticks and index prices are published, the index reaches the matcher as its reference price and
+triggers an index-driven stop order, and the candles built from external trades and our own
+fills are stored exactly as the pure core builds them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats
+import pytest
+
+from orrange.engine.feed import FEED_DURABLE, Feed, index_configs, main
+from orrange.engine.matcher import Matcher, default_markets_path
+from orrange.engine.streams import book_in_subject
+from orrange.feeds import FeedConfig, decode_tick
+from orrange.feeds.ticks import BestBidOffer, Trade
+from orrange.marketdata.candles import Candle, CandleAggregator, CandleClosed, CandleEvent
+from orrange.marketdata.index import IndexPrice
+from orrange.markets import load_markets
+from orrange.matching import Event, OrderFilled, OrderTriggered, SubmitOrder
+from orrange.matching.enums import OrderType, Side, TriggerSource
+from orrange.runtime import ActorConfig, Publisher
+from orrange.store.candles import query_candles
+
+WAIT_S = 60.0
+MARKETS = {
+    k: v for k, v in load_markets(default_markets_path()).items() if k in ("BTC-USDT", "ETH-USDT")
+}
+BTC, ETH = MARKETS["BTC-USDT"], MARKETS["ETH-USDT"]
+
+
+async def wait_for(check: Callable[[], Awaitable[bool] | bool], what: str) -> None:
+    """Poll ``check`` until true (a hang guard after WAIT_S, not a timed assertion)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while True:
+        res = check()
+        if not isinstance(res, bool):
+            res = await res
+        if res:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def _replay_csv(path: Path, now: int, n: int) -> list[tuple[int, int, int, bool]]:
+    """Binance aggTrades rows of ETH-USDT over the last ~3 minutes; returns (ts, ticks, lots,
+    buyer_is_maker) of each."""
+    rows, trades = [], []
+    start = now - 180_000
+    for i in range(n):
+        ts = start + i * (170_000 // n)
+        ticks = 190_000 + (i * 37) % 500 - 250
+        lots = 1 + (i * 13) % 90
+        maker = i % 3 == 0
+        trades.append((ts, ticks, lots, maker))
+        rows.append(
+            f"{i},{ETH.ticks_to_price(ticks)},{ETH.lots_to_qty(lots)},{i},{i},{ts},"
+            f"{'True' if maker else 'False'},True"
+        )
+    path.write_text("\n".join(rows) + "\n")
+    return trades
+
+
+def _key(c: Candle) -> tuple[Any, ...]:
+    return (isinstance(c, CandleClosed), *msgspec.structs.astuple(c))
+
+
+async def test_feed_ticks_index_reference_stop_and_candles(
+    nats_url: str, database_url: str, tmp_path: Path
+) -> None:
+    now = time.time_ns() // 1_000_000
+    replay = _replay_csv(tmp_path / "eth.csv", now, 240)
+    sources = [
+        FeedConfig(
+            name="synthetic",
+            kind="random_walk",
+            seed=3,
+            interval_ms=20,
+            max_step_ticks=5,
+            start_prices={"BTC-USDT": "65000.00"},
+        ),
+        FeedConfig(
+            name="replay", kind="replay", path=str(tmp_path / "eth.csv"), market="ETH-USDT", speed=0
+        ),
+    ]
+
+    def cfg(name: str) -> ActorConfig:
+        return ActorConfig(name=name, nats_url=nats_url, metrics_port=None, fetch_timeout_ms=50)
+
+    matcher = Matcher(cfg("matcher"), MARKETS, ["BTC-USDT", "ETH-USDT"])
+    feed = Feed(
+        cfg("feed"),
+        database_url,
+        MARKETS,
+        sources,
+        index_interval_ms=50,
+        candle_lateness_ms=3_600_000,
+    )
+    nc = await nats.connect(nats_url)
+    seen: dict[str, list[bytes]] = {"tick": [], "index": [], "evt": [], "candle": []}
+
+    def collector(kind: str) -> Callable[[Any], Awaitable[None]]:
+        async def cb(msg: Any) -> None:
+            seen[kind].append(msg.data)
+
+        return cb
+
+    for kind, subject in (
+        ("tick", "md.tick.synthetic.BTC-USDT"),
+        ("index", "md.index.BTC-USDT"),
+        ("evt", "evt.BTC-USDT"),
+        ("candle", "md.candle.1m.ETH-USDT"),
+    ):
+        await nc.subscribe(subject, cb=collector(kind))
+    conn = await asyncpg.connect(database_url)
+    try:
+        await matcher.start()
+        pub = Publisher(nc)
+        # a resting ask far above the walk, and an index-driven stop buy below it: only a
+        # reference price (the index) can trigger the stop, which then lifts the ask
+        ask = SubmitOrder(ts=now, user="maker", side=Side.SELL, quantity=100, price=7_000_000)
+        stop = SubmitOrder(
+            ts=now,
+            user="taker",
+            side=Side.BUY,
+            quantity=100,
+            order_type=OrderType.STOP_MARKET,
+            trigger_price=6_000_000,
+            trigger_source=TriggerSource.INDEX,
+        )
+        await pub.publish(book_in_subject("BTC-USDT"), ask, msg_id="t:ask")
+        await pub.publish(book_in_subject("BTC-USDT"), stop, msg_id="t:stop")
+        await feed.start()
+
+        # ticks and index prices; every index price is a price the walk printed
+        await wait_for(lambda: len(seen["index"]) >= 5 and len(seen["tick"]) >= 10, "index")
+        ticks = [decode_tick(b) for b in list(seen["tick"])]
+        assert {type(t) for t in ticks} == {Trade, BestBidOffer}
+        printed = {BTC.price_to_ticks(str(t.price)) for t in ticks if isinstance(t, Trade)}
+        for raw in list(seen["index"])[:5]:
+            ip = msgspec.json.decode(raw, type=IndexPrice)
+            assert ip.symbol == "BTC-USDT" and ip.sources == ("synthetic",)
+            assert ip.price in printed and ip.confidence == 1.0
+
+        # the reference price reached the matcher and triggered the stop, which traded
+        def events() -> list[Event]:
+            return [msgspec.json.decode(b, type=Event) for b in list(seen["evt"])]
+
+        await wait_for(lambda: any(isinstance(e, OrderFilled) for e in events()), "stop fill")
+        trig = next(e for e in events() if isinstance(e, OrderTriggered))
+        assert trig.source is TriggerSource.INDEX and trig.user == "taker"
+        assert trig.observed_price in printed
+        fill = next(e for e in events() if isinstance(e, OrderFilled))
+        assert (fill.price, fill.quantity, fill.taker_user) == (7_000_000, 100, "taker")
+
+        # our own fill is in the BTC candles (its price is far above every walk price)
+        async def btc_fill_stored() -> bool:
+            rows = await query_candles(conn, "BTC-USDT", "1m", 0, 2**62, 1000)
+            return any(c.high == 7_000_000 for c in rows)
+
+        await wait_for(btc_fill_stored, "the own fill in the BTC candles")
+
+        # ETH: the whole replay is stored, then one own fill joins the open window
+        async def eth_trades() -> int:
+            rows = await query_candles(conn, "ETH-USDT", "1m", 0, 2**62, 1000)
+            return sum(c.trades for c in rows)
+
+        await wait_for(lambda: _eq(eth_trades(), len(replay)), "the replay's candles")
+        last_ts = replay[-1][0]
+        sell = SubmitOrder(ts=last_ts + 1, user="s", side=Side.SELL, quantity=50, price=190_100)
+        buy = SubmitOrder(ts=last_ts + 1, user="b", side=Side.BUY, quantity=50, price=190_100)
+        await pub.publish(book_in_subject("ETH-USDT"), sell, msg_id="t:eth-sell")
+        await pub.publish(book_in_subject("ETH-USDT"), buy, msg_id="t:eth-buy")
+        await wait_for(lambda: _eq(eth_trades(), len(replay) + 1), "the ETH fill's candle")
+
+        agg = CandleAggregator(emit_updates=False)
+        expected: list[Candle] = []
+        for ts, ticks_, lots, maker in replay:
+            expected += agg.add_trade("ETH-USDT", ts, ticks_, lots, maker)
+        expected += agg.add_trade("ETH-USDT", last_ts + 1, 190_100, 50, buyer_is_maker=False)
+        expected += agg.open_candles("ETH-USDT")
+        stored: list[Candle] = []
+        for iv in agg.intervals:
+            stored += await query_candles(conn, "ETH-USDT", iv, 0, 2**62, 1000)
+        assert sorted(map(_key, stored)) == sorted(map(_key, expected))
+
+        # the candle messages of ETH 1m end with the stored open candle
+        last_1m = max((c for c in stored if c.interval == "1m"), key=lambda c: c.open_time)
+        msgs = [msgspec.json.decode(b, type=CandleEvent) for b in list(seen["candle"])]
+        newest = [m for m in msgs if m.open_time == last_1m.open_time]
+        assert newest and _key(max(newest, key=lambda m: m.trades)) == _key(last_1m)
+        assert feed.counts["fills"] == 2  # BTC and ETH, each counted once
+    finally:
+        await feed.stop()
+        await matcher.stop()
+        await conn.close()
+        await nc.drain()
+
+
+async def _eq(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+def test_index_configs_and_main_usage(tmp_path: Path) -> None:
+    cfgs = [
+        FeedConfig(name="a", kind="random_walk", start_prices={"BTC-USDT": "1.00"}, weight=3),
+        FeedConfig(name="b", kind="random_walk", start_prices={"BTC-USDT": "1.00"}, enabled=False),
+    ]
+    idx = index_configs(cfgs)
+    assert list(idx) == ["BTC-USDT"]
+    assert [(s.name, s.weight, s.fallback) for s in idx["BTC-USDT"].sources] == [
+        ("a", 3, False),
+        ("orrange", 1, True),
+    ]
+    assert FEED_DURABLE == "feed"
+    bad = tmp_path / "sources.toml"
+    bad.write_text('[[source]]\nname = "x"\nkind = "random_walk"\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["--sources", str(bad), "--metrics-port", "-1"])
+    assert exc.value.code == 2
