@@ -1,0 +1,629 @@
+"""The alerter actor: price alerts and market signals, persisted and delivered exactly once.
+
+Inputs (durable pull consumers, processed one batch at a time under the actor's lock):
+
+============================ ==================== ============================================
+Subject                      Durable              What it does
+============================ ==================== ============================================
+``evt.<SYM>`` (``EVENTS``)   ``alerter-events``   every ``OrderFilled`` is a last-trade update
+``md.index.<SYM>``           ``alerter-index``    every :class:`IndexPrice` is an index update
+``md.candle.<IV>.<SYM>``     ``alerter-candles``  every :class:`CandleClosed` feeds the
+                                                  :class:`SignalEngine`
+``alerts.cmd``               ``alerter-cmd``      :class:`AlertCommand`: re-read one alert or
+(``ALERT_CMD``)                                   subscription from PostgreSQL
+============================ ==================== ============================================
+
+Market data streams: the stream holding ``md.index.>`` is looked up at start (the feed actor's);
+when none exists yet the alerter creates :data:`MD` (``md.>``). The three ordered consumers
+(trades, index, candles) are recreated at every start at the stored cursor + 1, so input is
+applied strictly in stream order even when messages delivered to a killed process are still
+unacked; a consumer without a cursor starts after its ack floor, or at the next message of its
+stream when it does not exist yet.
+
+Outputs (stream :data:`ALERTS`, de-duplication window one hour):
+
+* ``alert.<USER>``: a :class:`~orrange.store.alerts.Notification` (prices in ticks),
+  ``Nats-Msg-Id`` = the notification id (``alert:<alert id>:<fire number>`` or
+  ``signal:<signal id>:<user>``);
+* ``signals``: a :class:`~orrange.store.alerts.SignalRecord`, ``Nats-Msg-Id`` = signal id.
+
+Exactly once across ``kill -9``: for every batch of price updates the alerter evaluates the
+:class:`~orrange.alerts.index.AlertIndex`, then writes in **one** PostgreSQL transaction the
+notifications (deterministic ids, ``ON CONFLICT DO NOTHING``), the alerts' new states
+(``status``, ``rearm_after``, ``fire_count``), the last price of every book it touched and the
+consumer's cursor (the batch's last stream sequence); only then are the notifications
+published and, after their publish acks, the input acked. After a crash the input is
+redelivered: messages at or below the stored cursor were applied already and only have their
+stored notifications published again (same ``Nats-Msg-Id``, so JetStream drops those already
+stored), the others are evaluated on the state restored from PostgreSQL. Restart (the
+:class:`~orrange.alerts.index.AlertIndex` contract): the stored book prices are fed to an empty
+index, then every ``active`` alert is added with its stored ``rearm_after``, so no restored
+alert fires on the restore itself. A failed transaction is retried on a fresh connection while
+the database is unreachable; any other failure reloads the state from PostgreSQL and lets the
+runtime retry the batch message by message.
+
+New alerts: the API inserts the alert, then publishes an :class:`AlertCommand` on
+``alerts.cmd`` (JetStream stream :data:`ALERT_CMD`); the alerter re-reads that alert from
+PostgreSQL and adds it to (or removes it from) the index, so commands are idempotent and their
+order against the start-up load does not matter. Alerts created while the alerter is down are
+loaded at its start. Deletions and signal subscriptions use the same command.
+
+Signals: closed candles go through :class:`~orrange.alerts.signals.SignalEngine`; each signal is
+stored (``signals``), published on ``signals``, and every user whose subscription matches gets a
+notification, all in the candle batch's transaction. The engine's rolling state lives in memory:
+after a restart each series warms up again from the candles that follow.
+
+Expiry is evaluated on price updates (``ts`` of the update, ms UTC), as in the index.
+
+Run it with :func:`main` (``orrange actor alerter``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import asyncpg
+import msgspec
+from nats.js.errors import NotFoundError
+
+from orrange.alerts.index import AlertIndex
+from orrange.alerts.rules import AlertEvent, AlertExpired, AlertFired, AlertRearmed
+from orrange.alerts.signals import SignalEngine, SignalSubscriptions
+from orrange.engine.streams import DUPLICATE_WINDOW_MS, EVENTS, EVENTS_PREFIX
+from orrange.marketdata.candles import CandleClosed, CandleEvent
+from orrange.marketdata.index import IndexPrice
+from orrange.matching.enums import TriggerSource
+from orrange.matching.events import Event, OrderFilled
+from orrange.runtime import (
+    Actor,
+    ActorConfig,
+    ConsumerSpec,
+    Inbound,
+    Input,
+    Outbox,
+    StreamSpec,
+    ensure_stream,
+    run_actor,
+)
+from orrange.store import migrate
+from orrange.store.alerts import (
+    AlertRow,
+    AlertState,
+    BookPrice,
+    Notification,
+    SignalRecord,
+    alert_notification_id,
+    load_alert,
+    load_books,
+    load_cursors,
+    load_live_alerts,
+    load_subscription,
+    load_subscriptions,
+    notifications_by_source,
+    signal_id,
+    signal_notification_id,
+    signals_by_source,
+    write_alerter_batch,
+)
+
+__all__ = [
+    "ALERTS",
+    "ALERT_CMD",
+    "ALERT_CMD_SUBJECT",
+    "ALERT_PREFIX",
+    "CANDLES_DURABLE",
+    "CMD_DURABLE",
+    "EVENTS_DURABLE",
+    "INDEX_DURABLE",
+    "MD",
+    "SIGNALS_SUBJECT",
+    "AlertCommand",
+    "Alerter",
+    "alert_subject",
+    "main",
+]
+
+ALERT_PREFIX = "alert"
+SIGNALS_SUBJECT = "signals"
+ALERT_CMD_SUBJECT = "alerts.cmd"
+
+EVENTS_DURABLE = "alerter-events"
+INDEX_DURABLE = "alerter-index"
+CANDLES_DURABLE = "alerter-candles"
+CMD_DURABLE = "alerter-cmd"
+
+#: Notifications (``alert.<USER>``) and signals (``signals``).
+ALERTS = StreamSpec(
+    name="ALERTS",
+    subjects=(f"{ALERT_PREFIX}.>", SIGNALS_SUBJECT),
+    duplicate_window_ms=DUPLICATE_WINDOW_MS,
+    description="alerter: notifications on alert.<USER> (Nats-Msg-Id = id) and signals",
+)
+#: Commands from the API to the alerter.
+ALERT_CMD = StreamSpec(
+    name="ALERT_CMD",
+    subjects=(ALERT_CMD_SUBJECT,),
+    duplicate_window_ms=DUPLICATE_WINDOW_MS,
+    description="API -> alerter: re-read an alert or a signal subscription from PostgreSQL",
+)
+#: Market data stream the alerter creates when no stream holds ``md.index.>`` yet.
+MD = StreamSpec(
+    name="MD",
+    subjects=("md.>",),
+    max_age_ms=7 * 86_400_000,
+    description="market data: md.tick.<SRC>.<SYM>, md.index.<SYM>, md.candle.<IV>.<SYM>",
+)
+
+
+def alert_subject(user: str) -> str:
+    """``alert.<USER>``: where ``user``'s notifications are published."""
+    return f"{ALERT_PREFIX}.{user}"
+
+
+class AlertCommand(msgspec.Struct, frozen=True):
+    """``alerts.cmd``: re-read ``id`` from PostgreSQL and make the index agree.
+
+    Attributes:
+        kind: ``"alert"`` (table ``alerts``) or ``"subscription"`` (``signal_subscriptions``).
+        id: the row id.
+    """
+
+    kind: Literal["alert", "subscription"]
+    id: int
+
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+_CONNECT_WAIT: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncpg.InvalidCatalogNameError)
+
+_Update = tuple[str, TriggerSource, int, int]  # market, reference, price (ticks), ts (ms)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Alerter(Actor):
+    """Evaluates price alerts and signals (see the module docstring).
+
+    Args:
+        config: actor configuration (name normally ``alerter``).
+        database_url: ``postgresql://`` URL (migrated at start).
+        batch_size: messages per fetch (None: ``config.batch_size``).
+        db_connect_timeout_ms: how long :meth:`start` waits for PostgreSQL (ms).
+
+    Attributes:
+        index: the live :class:`AlertIndex`.
+        engine: the :class:`SignalEngine`.
+        subscriptions: the live :class:`SignalSubscriptions`.
+    """
+
+    def __init__(
+        self,
+        config: ActorConfig,
+        database_url: str,
+        *,
+        batch_size: int | None = None,
+        db_connect_timeout_ms: int = 60_000,
+    ) -> None:
+        super().__init__(config)
+        self.database_url = database_url
+        self.batch_size = batch_size
+        self.db_connect_timeout_ms = db_connect_timeout_ms
+        self.index = AlertIndex()
+        self.engine = SignalEngine()
+        self.subscriptions = SignalSubscriptions()
+        self._fires: dict[int, int] = {}
+        self._cursors: dict[str, int] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._md_stream = MD.name
+        self._starts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ wiring
+    def streams(self) -> Sequence[StreamSpec]:
+        return (EVENTS, ALERTS, ALERT_CMD)
+
+    def inputs(self) -> Sequence[Input[Any]]:
+        def spec(stream: str, durable: str, subject: str, policy: Any) -> ConsumerSpec:
+            start = self._starts.get(durable)
+            return ConsumerSpec(
+                stream=stream,
+                durable=durable,
+                filter_subjects=(subject,),
+                ack_wait_ms=self.config.ack_wait_ms,
+                deliver_policy=policy,
+                start_seq=start,
+                recreate=start is not None,
+                description=f"alerter: {subject}",
+            )
+
+        md = self._md_stream
+        return (
+            Input(
+                spec(EVENTS.name, EVENTS_DURABLE, f"{EVENTS_PREFIX}.>", "new"),
+                Event,
+                self._on_trades,
+                self.batch_size,
+            ),
+            Input(
+                spec(md, INDEX_DURABLE, "md.index.>", "new"),
+                IndexPrice,
+                self._on_index,
+                self.batch_size,
+            ),
+            Input(
+                spec(md, CANDLES_DURABLE, "md.candle.>", "new"),
+                CandleEvent,
+                self._on_candles,
+                self.batch_size,
+            ),
+            Input(
+                spec(ALERT_CMD.name, CMD_DURABLE, ALERT_CMD_SUBJECT, "all"),
+                AlertCommand,
+                self._on_commands,
+                self.batch_size,
+            ),
+        )
+
+    async def on_start(self) -> None:
+        try:
+            self._md_stream = await self.js.find_stream_name_by_subject("md.index.>")
+        except NotFoundError:
+            await ensure_stream(self.js, MD)
+            self._md_stream = MD.name
+        conn = await self._connect_db(self.db_connect_timeout_ms / 1000)
+        applied = await migrate(conn)
+        self._conn = conn
+        await self._load()
+        for stream, durable in (
+            (EVENTS.name, EVENTS_DURABLE),
+            (self._md_stream, INDEX_DURABLE),
+            (self._md_stream, CANDLES_DURABLE),
+        ):
+            self._starts[durable] = await self._start_seq(stream, durable)
+        self.log.info(
+            "alerter ready",
+            starts=self._starts,
+            migrations_applied=applied,
+            alerts=len(self.index),
+            subscriptions=len(self.subscriptions),
+            md_stream=self._md_stream,
+        )
+
+    async def _start_seq(self, stream: str, durable: str) -> int:
+        """Where ``durable`` resumes: after its stored cursor; without one, after the
+        consumer's ack floor, or at the stream's next message when there is no consumer."""
+        cursor = self._cursors.get(durable)
+        if cursor is not None:
+            return cursor + 1
+        try:
+            info = await self.js.consumer_info(stream, durable)
+        except NotFoundError:
+            last: int = (await self.js.stream_info(stream)).state.last_seq
+            return last + 1
+        floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+        return (floor or 0) + 1
+
+    async def on_stop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            await conn.close()
+
+    async def _connect_db(self, timeout_s: float) -> asyncpg.Connection:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                conn: asyncpg.Connection = await asyncpg.connect(self.database_url, timeout=10)
+                return conn
+            except _CONNECT_WAIT as exc:
+                if time.monotonic() > deadline:
+                    raise
+                self.log.warning("waiting for PostgreSQL", error=repr(exc))
+                await asyncio.sleep(0.5)
+
+    async def _db(self) -> asyncpg.Connection:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            conn = self._conn = await self._connect_db(0)
+        return conn
+
+    async def _load(self) -> None:
+        """Rebuild the index, fire counts, subscriptions and cursors from PostgreSQL."""
+        conn = await self._db()
+        index = AlertIndex()
+        for b in await load_books(conn):
+            index.update(b.market, b.reference, b.price, b.ts)  # no alerts yet: no events
+        fires: dict[int, int] = {}
+        for row in await load_live_alerts(conn):
+            index.add(row.alert, rearm_after=row.rearm_after)
+            fires[row.alert.id] = row.fire_count
+        subs = SignalSubscriptions()
+        for s in await load_subscriptions(conn):
+            subs.add(s.subscription)
+        self.index, self._fires, self.subscriptions = index, fires, subs
+        self._cursors = await load_cursors(conn)
+
+    # ------------------------------------------------------------------ persistence
+    async def _store(self, **batch: Any) -> None:
+        """Write one batch (see :func:`write_alerter_batch`), retrying while the database is
+        unreachable; any other error reloads the state and propagates."""
+        delay = 0.2
+        while True:
+            try:
+                conn = await self._db()
+                await write_alerter_batch(conn, now_ms=_now_ms(), **batch)
+                return
+            except _TRANSIENT as exc:
+                self.log.error("database unavailable; batch will be retried", error=repr(exc))
+                if self._conn is not None:
+                    self._conn.terminate()
+                self._conn = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:
+                await self._load()
+                raise
+
+    def _split(
+        self, durable: str, batch: Sequence[Inbound[Any]]
+    ) -> tuple[list[Inbound[Any]], list[Inbound[Any]]]:
+        """(already applied, new) messages of a batch, by the stored cursor."""
+        cursor = self._cursors.get(durable, 0)
+        old = [m for m in batch if m.stream_seq <= cursor]
+        new = [m for m in batch if m.stream_seq > cursor]
+        return old, new
+
+    async def _republish(self, durable: str, old: Sequence[Inbound[Any]], out: Outbox) -> None:
+        """Publish again what already applied messages produced (JetStream drops repeats)."""
+        if not old:
+            return
+        first = min(m.stream_seq for m in old)
+        last = max(m.stream_seq for m in old)
+        conn = await self._db()
+        if durable == CANDLES_DURABLE:
+            for s in await signals_by_source(conn, durable, first, last):
+                out.publish(SIGNALS_SUBJECT, s, msg_id=s.id)
+        notes = await notifications_by_source(conn, durable, first, last)
+        for n in notes:
+            out.publish(alert_subject(n.user), n, msg_id=n.id)
+        self.log.info(
+            "redelivered input already applied; its notifications published again",
+            consumer=durable,
+            first_seq=first,
+            last_seq=last,
+            notifications=len(notes),
+        )
+
+    # ------------------------------------------------------------------ prices
+    async def _on_trades(self, batch: Sequence[Inbound[Event]], out: Outbox) -> None:
+        def updates(m: Inbound[Event]) -> Iterable[_Update]:
+            ev = m.data
+            if isinstance(ev, OrderFilled) and m.subject == f"{EVENTS_PREFIX}.{ev.symbol}":
+                yield ev.symbol, TriggerSource.LAST, ev.price, ev.ts
+
+        await self._on_prices(EVENTS_DURABLE, batch, out, updates)
+
+    async def _on_index(self, batch: Sequence[Inbound[IndexPrice]], out: Outbox) -> None:
+        def updates(m: Inbound[IndexPrice]) -> Iterable[_Update]:
+            ix = m.data
+            if m.subject != f"md.index.{ix.symbol}":
+                raise ValueError(f"index of {ix.symbol!r} on subject {m.subject!r}")
+            yield ix.symbol, TriggerSource.INDEX, ix.price, ix.ts
+
+        await self._on_prices(INDEX_DURABLE, batch, out, updates)
+
+    async def _on_prices(
+        self, durable: str, batch: Sequence[Inbound[Any]], out: Outbox, updates: Any
+    ) -> None:
+        old, new = self._split(durable, batch)
+        await self._republish(durable, old, out)
+        if not new:
+            return
+        good: list[tuple[int, list[_Update]]] = []
+        for m in new:
+            try:
+                ups = list(updates(m))
+                for u in ups:
+                    if u[2] < 1:
+                        raise ValueError(f"price {u[2]} ticks is not positive")
+            except ValueError as exc:
+                out.dead_letter(m, exc)
+                continue
+            if ups:
+                good.append((m.stream_seq, ups))
+        notes: list[Notification] = []
+        states: dict[int, AlertState] = {}
+        books: dict[tuple[str, str], BookPrice] = {}
+        try:
+            for seq, ups in good:
+                for market, ref, price, ts in ups:
+                    events = self.index.update(market, ref, price, ts)
+                    books[(market, ref)] = BookPrice(market, ref, price, ts)
+                    if events:
+                        self._apply(events, durable, seq, notes, states)
+        except Exception:
+            await self._load()  # the index may be half-updated: back to the stored state
+            raise
+        last = new[-1].stream_seq
+        await self._store(
+            notifications=notes,
+            states=states.values(),
+            books=books.values(),
+            cursor=(durable, last),
+        )
+        self._cursors[durable] = last
+        for n in notes:
+            out.publish(alert_subject(n.user), n, msg_id=n.id)
+
+    def _apply(
+        self,
+        events: list[AlertEvent],
+        source: str,
+        seq: int,
+        notes: list[Notification],
+        states: dict[int, AlertState],
+    ) -> None:
+        """Turn index events into notifications and alert states (and update fire counts)."""
+        fires = self._fires
+        for ev in events:
+            aid = ev.alert_id
+            if isinstance(ev, AlertFired):
+                n = fires.get(aid, 0) + 1
+                fires[aid] = n
+                notes.append(
+                    Notification(
+                        id=alert_notification_id(aid, n),
+                        user=ev.user,
+                        kind="alert",
+                        market=ev.market,
+                        ts=ev.ts,
+                        alert_id=aid,
+                        condition=str(ev.condition),
+                        reference=str(ev.reference),
+                        target=ev.target,
+                        price=ev.price,
+                        direction=ev.direction,
+                        final=ev.final,
+                        source=source,
+                        source_seq=seq,
+                    )
+                )
+                if ev.final:
+                    states[aid] = AlertState(
+                        alert_id=aid, status="fired", rearm_after=None, fire_count=n
+                    )
+                    fires.pop(aid, None)
+                else:
+                    states[aid] = AlertState(
+                        alert_id=aid, status="active", rearm_after=ev.direction, fire_count=n
+                    )
+            elif isinstance(ev, AlertRearmed):
+                states[aid] = AlertState(
+                    alert_id=aid, status="active", rearm_after=None, fire_count=fires.get(aid, 0)
+                )
+            elif isinstance(ev, AlertExpired):
+                states[aid] = AlertState(
+                    alert_id=aid, status="expired", rearm_after=None, fire_count=fires.get(aid, 0)
+                )
+                fires.pop(aid, None)
+
+    # ------------------------------------------------------------------ signals
+    async def _on_candles(self, batch: Sequence[Inbound[CandleEvent]], out: Outbox) -> None:
+        old, new = self._split(CANDLES_DURABLE, batch)
+        await self._republish(CANDLES_DURABLE, old, out)
+        if not new:
+            return
+        records: list[SignalRecord] = []
+        notes: list[Notification] = []
+        for m in new:
+            c = m.data
+            if not isinstance(c, CandleClosed):
+                continue
+            if m.subject != f"md.candle.{c.interval}.{c.symbol}":
+                raise ValueError(f"candle of {c.interval} {c.symbol} on subject {m.subject!r}")
+            for sig in self.engine.on_candle(c):
+                sid = signal_id(sig)
+                records.append(
+                    SignalRecord(
+                        id=sid, signal=sig, source=CANDLES_DURABLE, source_seq=m.stream_seq
+                    )
+                )
+                for match in self.subscriptions.match(sig):
+                    notes.append(
+                        Notification(
+                            id=signal_notification_id(sid, match.user),
+                            user=match.user,
+                            kind="signal",
+                            market=sig.symbol,
+                            ts=sig.open_time,
+                            signal_id=sid,
+                            signal=sig,
+                            source=CANDLES_DURABLE,
+                            source_seq=m.stream_seq,
+                        )
+                    )
+        last = new[-1].stream_seq
+        await self._store(notifications=notes, signals=records, cursor=(CANDLES_DURABLE, last))
+        self._cursors[CANDLES_DURABLE] = last
+        for r in records:
+            out.publish(SIGNALS_SUBJECT, r, msg_id=r.id)
+        for n in notes:
+            out.publish(alert_subject(n.user), n, msg_id=n.id)
+
+    # ------------------------------------------------------------------ commands
+    async def _on_commands(self, batch: Sequence[Inbound[AlertCommand]], out: Outbox) -> None:
+        conn = await self._db()
+        for m in batch:
+            cmd = m.data
+            if cmd.kind == "alert":
+                self._sync_alert(cmd.id, await load_alert(conn, cmd.id))
+            else:
+                row = await load_subscription(conn, cmd.id)
+                if row is not None and row.active:
+                    self.subscriptions.add(row.subscription)
+                else:
+                    self.subscriptions.remove(cmd.id)
+
+    def _sync_alert(self, alert_id: int, row: AlertRow | None) -> None:
+        if row is None or row.status != "active":
+            self.index.remove(alert_id)
+            self._fires.pop(alert_id, None)
+        elif alert_id not in self.index:
+            self.index.add(row.alert, rearm_after=row.rearm_after)
+            self._fires[alert_id] = row.fire_count
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``orrange actor alerter``: run until signalled.
+
+    Options: ``--database-url`` / ``--nats-url`` (default: the settings'), ``--config``
+    (settings TOML), ``--name``, ``--batch-size``, ``--metrics-port`` (0: any free port, the
+    default; -1: none). Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad
+    arguments or settings.
+    """
+    from orrange.logging import configure_logging
+    from orrange.settings import SettingsError, load_settings
+
+    p = argparse.ArgumentParser(
+        prog="orrange actor alerter",
+        description="evaluate price alerts and market signals; notify users exactly once",
+    )
+    p.add_argument("--database-url", default=None, help="PostgreSQL URL (default: settings)")
+    p.add_argument("--nats-url", default=None, help="NATS URL (default: settings)")
+    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
+    p.add_argument("--name", default="alerter", help="actor name (heartbeat, DLQ subject)")
+    p.add_argument("--batch-size", type=int, default=None, help="messages per fetch")
+    p.add_argument(
+        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one, -1: off)"
+    )
+    args = p.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        p.error(str(exc))
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error("--batch-size must be >= 1")
+    configure_logging(settings.log_format, settings.log_level, actor=args.name)
+    overrides: dict[str, Any] = {"nats_url": args.nats_url} if args.nats_url else {}
+    config = ActorConfig.from_settings(
+        args.name,
+        settings,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        **overrides,
+    )
+    actor = Alerter(
+        config, args.database_url or settings.effective_database_url, batch_size=args.batch_size
+    )
+    return run_actor(actor)
