@@ -190,8 +190,9 @@ async def start_stack(
     cmd = [sys.executable, "-m", "orrange.cli", "up"]
     if procfile:
         cmd += ["--procfile", str(Path(procfile).resolve())]
-    if not with_api:
-        cmd += ["--only", "nats,postgres,matcher,risk,persister"]
+    # only the trading pipeline: other Procfile processes (market-data feeds...) would add
+    # load and commands of their own to the books
+    cmd += ["--only", "nats,postgres,matcher,risk,persister" + (",api" if with_api else "")]
     log = tmp / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
