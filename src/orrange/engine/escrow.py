@@ -1,0 +1,537 @@
+"""The escrow watcher actor: P2P fills become trades, escrow logs move them on.
+
+Inputs and outputs:
+
+* ``EVENTS`` (``evt.>``), durable ``escrow``: every :class:`OrderFilled` of a P2P market
+  (:func:`is_p2p`) opens a trade (:func:`orrange.settlement.lifecycle.open_trade`) in
+  PostgreSQL (``settlement_trades``, idempotent on the trade id);
+* a JSON-RPC node (``ORRANGE_CHAIN_URL``) and the escrow contract at
+  ``ORRANGE_ESCROW_ADDRESS``: every ``poll_interval_ms`` the watcher reads the escrow's logs
+  of the blocks that have ``confirmations`` blocks on top of them, applies them
+  (:func:`~orrange.settlement.lifecycle.apply_event`, at the block's time) and moves its
+  cursor (last processed block number and hash, ``settlement_cursor``) in the same
+  transaction, so a restart neither misses nor repeats an event;
+* reorgs: before reading further the watcher checks the cursor block's hash; when the chain
+  no longer has it, it walks back through the remembered block hashes to the newest one the
+  chain still has (the fork point), reverts (:func:`~orrange.settlement.lifecycle.revert_event`)
+  every event applied after it, moves the cursor back and reads the new branch;
+* deadlines: after each poll :func:`~orrange.settlement.lifecycle.tick` runs on the open trades
+  with ``now`` = the later of the wall clock and the newest block's time;
+* every change is published as a :class:`SettlementEvent` on ``settlement.<trade_id>``
+  (stream ``SETTLEMENT``) with a ``Nats-Msg-Id`` derived from its cause, before the database
+  transaction commits: a crash between the two replays the same ids, which JetStream drops;
+* reputation facts of each transition go to ``reputation_facts`` and refresh the users'
+  ``reputations`` scores, which the API stamps into their P2P orders (the matcher's
+  ``min_reputation`` constraint and ``price-reputation-time`` priority read them).
+
+Without ``ORRANGE_CHAIN_URL`` (or without an escrow address) the watcher still opens trades
+and applies deadlines, and logs once that it follows no chain: this is how ``orrange up`` runs
+offline. Chain calls are synchronous web3.py, run in worker threads.
+
+Run it with :func:`main` (``orrange actor escrow``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+from web3.exceptions import BlockNotFound
+
+from orrange.engine.streams import EVENTS, EVENTS_PREFIX
+from orrange.markets import MarketSpec
+from orrange.matching.events import Event, OrderFilled
+from orrange.runtime import (
+    Actor,
+    ActorConfig,
+    ConsumerSpec,
+    Inbound,
+    Input,
+    Outbox,
+    StreamSpec,
+    run_actor,
+)
+from orrange.settlement.chain import Escrow, connect
+from orrange.settlement.config import SettlementConfig, load_settlement_config
+from orrange.settlement.events import ChainEvent
+from orrange.settlement.lifecycle import (
+    LifecycleError,
+    ReputationEvent,
+    Transition,
+    apply_event,
+    open_trade,
+    revert_event,
+    tick,
+)
+from orrange.store import migrate
+from orrange.store import settlement as db
+
+__all__ = [
+    "DURABLE",
+    "SETTLEMENT",
+    "SETTLEMENT_PREFIX",
+    "EscrowWatcher",
+    "SettlementEvent",
+    "WatcherOptions",
+    "is_p2p",
+    "main",
+    "settlement_subject",
+]
+
+DURABLE = "escrow"
+SETTLEMENT_PREFIX = "settlement"
+SETTLEMENT = StreamSpec(
+    name="SETTLEMENT",
+    subjects=(f"{SETTLEMENT_PREFIX}.>",),
+    duplicate_window_ms=3_600_000,
+    description="trade settlement changes from the escrow watcher (settlement.<trade_id>)",
+)
+
+
+def settlement_subject(trade_id: str) -> str:
+    """``settlement.<trade_id>``: where the changes of one trade are published."""
+    return f"{SETTLEMENT_PREFIX}.{trade_id}"
+
+
+def is_p2p(spec: MarketSpec | None, fill: OrderFilled) -> bool:
+    """Whether a fill settles peer to peer: its market orders by ``price-reputation-time``
+    (the P2P markets of ``config/markets.toml``) or the fill names payment methods."""
+    return bool(fill.payment_methods) or (
+        spec is not None and spec.priority == "price-reputation-time"
+    )
+
+
+class SettlementEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A change of one trade, on ``settlement.<trade_id>``.
+
+    ``cause``: ``opened`` (a fill), ``chain`` (escrow log ``event_id`` applied), ``reverted``
+    (a reorg orphaned ``event_id``) or ``deadline`` (a tick). ``state`` is the state after
+    the change; ``reputation`` the facts it emitted (retractions included); ``ts`` ms UTC.
+    """
+
+    trade_id: str
+    symbol: str
+    buyer: str
+    seller: str
+    state: str
+    cause: str
+    event_id: str | None
+    tx_hashes: dict[str, str]
+    reputation: tuple[ReputationEvent, ...]
+    ts: int
+
+
+class WatcherOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Tunables of the watcher.
+
+    Attributes:
+        chain_url: JSON-RPC URL, or None to follow no chain.
+        escrow_address: the escrow contract (checksummed or not), or None.
+        confirmations: blocks on top of a block before its logs are applied (0: at once).
+        poll_interval_ms: pause between chain polls (ms).
+        max_range: most blocks read per ``eth_getLogs``.
+        start_block: first block to read when there is no cursor yet.
+        db_connect_timeout_ms: how long start waits for PostgreSQL (ms).
+    """
+
+    chain_url: str | None = None
+    escrow_address: str | None = None
+    confirmations: int = 2
+    poll_interval_ms: int = 1_000
+    max_range: int = 2_000
+    start_block: int = 0
+    db_connect_timeout_ms: int = 60_000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Pending:
+    """What one transaction publishes once the trades are written."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, SettlementEvent, str]] = []
+        self.facts: list[ReputationEvent] = []
+
+    def add(self, t: Transition, cause: str, event_id: str | None, msg_id: str) -> None:
+        tr = t.trade
+        ev = SettlementEvent(
+            trade_id=tr.trade_id,
+            symbol=tr.symbol,
+            buyer=tr.buyer,
+            seller=tr.seller,
+            state=str(tr.state),
+            cause=cause,
+            event_id=event_id,
+            tx_hashes=tr.tx_hashes,
+            reputation=t.reputation,
+            ts=_now_ms(),
+        )
+        self.items.append((settlement_subject(tr.trade_id), ev, msg_id))
+        self.facts.extend(t.reputation)
+
+
+class EscrowWatcher(Actor):
+    """Opens trades from P2P fills and follows the escrow (see the module docstring).
+
+    Args:
+        config: actor configuration (name normally ``escrow``).
+        database_url: PostgreSQL URL (migrated at start).
+        markets: the markets, keyed by symbol (fills of unknown markets are dead-lettered).
+        settlement: deadlines per payment method.
+        options: chain and polling options.
+
+    Attributes:
+        cursor: the last processed block (None before the first poll).
+        polls: completed chain polls; ``reorgs``: reorgs rolled back.
+    """
+
+    def __init__(
+        self,
+        config: ActorConfig,
+        database_url: str,
+        markets: Mapping[str, MarketSpec],
+        settlement: SettlementConfig,
+        options: WatcherOptions,
+    ) -> None:
+        super().__init__(config)
+        self.database_url = database_url
+        self.markets = dict(markets)
+        self.settlement = settlement
+        self.options = options
+        self.cursor: db.BlockRef | None = None
+        self.polls = 0
+        self.reorgs = 0
+        self._conn: asyncpg.Connection | None = None
+        self._escrow: Escrow | None = None
+        self._chain_time_ms = 0
+
+    @property
+    def escrow_address(self) -> str | None:
+        """The followed contract's checksummed address (None without a chain)."""
+        return self._escrow.address if self._escrow is not None else None
+
+    def streams(self) -> Sequence[StreamSpec]:
+        return (EVENTS, SETTLEMENT)
+
+    def inputs(self) -> Sequence[Input[Any]]:
+        spec = ConsumerSpec(
+            stream=EVENTS.name,
+            durable=DURABLE,
+            filter_subjects=(f"{EVENTS_PREFIX}.>",),
+            ack_wait_ms=self.config.ack_wait_ms,
+            description="escrow watcher: P2P fills open trades",
+        )
+        return (Input(spec, Event, self._on_events),)
+
+    async def on_start(self) -> None:
+        self._conn = await self._connect_db(self.options.db_connect_timeout_ms / 1000)
+        await migrate(self._conn)
+        opts = self.options
+        if opts.chain_url and opts.escrow_address:
+            w3 = connect(opts.chain_url)
+            self._escrow = Escrow(w3, opts.escrow_address)
+            self.log.info(
+                "following the escrow",
+                chain=opts.chain_url,
+                escrow=self._escrow.address,
+                confirmations=opts.confirmations,
+            )
+        else:
+            self.log.info(
+                "no chain configured (ORRANGE_CHAIN_URL / ORRANGE_ESCROW_ADDRESS unset): "
+                "opening trades and applying deadlines only"
+            )
+        self.spawn(self._loop(), name=f"{self.name}:chain")
+
+    async def on_stop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            await conn.close()
+
+    async def _connect_db(self, timeout_s: float) -> asyncpg.Connection:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                conn: asyncpg.Connection = await asyncpg.connect(self.database_url, timeout=10)
+                return conn
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                self.log.warning("waiting for PostgreSQL", error=repr(exc))
+                await asyncio.sleep(0.5)
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        """The watcher's database connection (after start)."""
+        if self._conn is None:
+            raise RuntimeError("escrow watcher not started")
+        return self._conn
+
+    # -- fills ------------------------------------------------------------------------------
+
+    async def _on_events(self, batch: Sequence[Inbound[Event]], out: Outbox) -> None:
+        fills = [
+            m
+            for m in batch
+            if isinstance(m.data, OrderFilled)
+            and is_p2p(self.markets.get(m.data.symbol), m.data)
+            and m.data.maker_user != m.data.taker_user
+        ]
+        if not fills:
+            return
+        pending = _Pending()
+        async with self.conn.transaction():
+            for m in fills:
+                ev = m.data
+                assert isinstance(ev, OrderFilled)
+                spec = self.markets.get(ev.symbol)
+                if spec is None:
+                    out.dead_letter(m, f"fill of unknown market {ev.symbol!r}")
+                    continue
+                try:
+                    trade = open_trade(ev, spec, self.settlement)
+                except LifecycleError as exc:
+                    out.dead_letter(m, exc)
+                    continue
+                inserted = await db.insert_trade(self.conn, trade, self.escrow_address, _now_ms())
+                # published again on a redelivery (same id: JetStream drops the duplicate)
+                pending.add(Transition(trade, True, ()), "opened", None, f"{trade.trade_id}:opened")
+                if not inserted:
+                    continue
+                # chain events that arrived before the fill
+                for stored in await db.pending_events(self.conn, trade.trade_id):
+                    t = apply_event(trade, stored.event, stored.at_ms)
+                    trade = t.trade
+                    eid = stored.event.event_id
+                    pending.add(t, "chain", eid, f"{trade.trade_id}:chain:{eid}")
+                await db.save_trade(self.conn, trade, _now_ms())
+            await self._flush(pending, out)
+
+    async def _flush(self, pending: _Pending, out: Outbox | None) -> None:
+        """Record the reputation facts, then publish (through ``out`` when given, else at
+        once and waiting for the acks): the caller commits afterwards."""
+        if pending.facts:
+            await db.apply_reputation(self.conn, pending.facts, _now_ms())
+        for subject, ev, msg_id in pending.items:
+            if out is not None:
+                out.publish(subject, ev, msg_id=msg_id)
+            else:
+                await self.publisher.submit(subject, ev, msg_id=msg_id)
+        if out is None and pending.items:
+            await self.publisher.flush()
+
+    # -- the chain --------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        interval = self.options.poll_interval_ms / 1000
+        while not self.stopping:
+            try:
+                async with self.lock:
+                    if self._escrow is not None:
+                        await self.poll()
+                    await self.apply_deadlines()
+            except Exception as exc:  # a node or database hiccup: retry on the next poll
+                self.log.warning("escrow poll failed; retrying", error=repr(exc))
+            await asyncio.sleep(interval)
+
+    async def poll(self) -> int:
+        """One pass over the chain: roll back a reorg, then apply the confirmed logs after
+        the cursor (at most ``max_range`` blocks). Returns how many events were applied.
+        Raises on a node or database error (nothing of the pass is kept)."""
+        escrow = self._escrow
+        if escrow is None:
+            return 0
+        w3 = escrow.w3
+        address = escrow.address
+        head = await asyncio.to_thread(lambda: w3.eth.get_block("latest"))
+        self._chain_time_ms = max(self._chain_time_ms, int(head["timestamp"]) * 1000)
+        head_number = int(head["number"])
+        applied = 0
+        async with self.conn.transaction():
+            cursor = await db.get_cursor(self.conn, address)
+            pending = _Pending()
+            if cursor is not None and not await self._canonical(cursor):
+                cursor = await self._rollback(address, pending)
+            target = head_number - self.options.confirmations
+            start = self.options.start_block if cursor is None else cursor.number + 1
+            if target >= start:
+                end = min(target, start + self.options.max_range - 1)
+                applied = await self._read(escrow, start, end, pending)
+            await self._flush(pending, None)
+            if applied or pending.items:
+                self.log.info("escrow events applied", events=applied, changes=len(pending.items))
+        self.cursor = await db.get_cursor(self.conn, address)
+        self.polls += 1
+        return applied
+
+    async def _block(self, number: int) -> Any:
+        escrow = self._escrow
+        assert escrow is not None
+        w3 = escrow.w3
+        return await asyncio.to_thread(lambda: w3.eth.get_block(number))
+
+    async def _canonical(self, ref: db.BlockRef) -> bool:
+        try:
+            block = await self._block(ref.number)
+        except BlockNotFound:  # the chain is now shorter than our cursor
+            return False
+        return "0x" + bytes(block["hash"]).hex() == ref.hash
+
+    async def _rollback(self, address: str, pending: _Pending) -> db.BlockRef | None:
+        """Find the fork point, revert every event applied after it, move the cursor there."""
+        fork: db.BlockRef | None = None
+        for ref in await db.block_hashes(self.conn, address):
+            if await self._canonical(ref):
+                fork = ref
+                break
+        after = fork.number if fork is not None else self.options.start_block - 1
+        undone = await db.live_events_after(self.conn, after)
+        for event_id, trade_id in undone:
+            await db.mark_reverted(self.conn, event_id)
+            row = await db.get_trade(self.conn, trade_id, for_update=True)
+            if row is None:
+                continue
+            t = revert_event(row.trade, event_id)
+            if t.changed:
+                await db.save_trade(self.conn, t.trade, _now_ms())
+                pending.add(t, "reverted", event_id, f"{trade_id}:reverted:{event_id}")
+        self.reorgs += 1
+        self.log.warning(
+            "chain reorganisation rolled back",
+            fork_block=None if fork is None else fork.number,
+            events_reverted=len(undone),
+        )
+        if fork is None:
+            await self.conn.execute(
+                "DELETE FROM settlement_cursor WHERE escrow_address = $1", address
+            )
+            await self.conn.execute(
+                "DELETE FROM settlement_blocks WHERE escrow_address = $1", address
+            )
+            return None
+        await db.set_cursor(self.conn, address, fork, (), _now_ms())
+        return fork
+
+    async def _read(self, escrow: Escrow, start: int, end: int, pending: _Pending) -> int:
+        events: list[ChainEvent] = await asyncio.to_thread(escrow.events, start, end)
+        blocks: dict[int, Any] = {}
+        for n in sorted({e.block_number for e in events} | {end}):
+            blocks[n] = await self._block(n)
+        seen = [db.BlockRef(n, "0x" + bytes(b["hash"]).hex()) for n, b in blocks.items()]
+        hashes = {r.number: r.hash for r in seen}
+        for e in events:
+            if hashes[e.block_number] != e.block_hash:
+                raise RuntimeError(f"block {e.block_number} changed while reading; will retry")
+        applied = 0
+        for e in events:
+            at_ms = int(blocks[e.block_number]["timestamp"]) * 1000
+            if not await db.record_chain_event(self.conn, e, at_ms):
+                continue
+            applied += 1
+            row = await db.get_trade(self.conn, e.trade_id, for_update=True)
+            if row is None:
+                continue  # applied when the fill opens the trade
+            t = apply_event(row.trade, e, at_ms)
+            if t.changed:
+                await db.save_trade(self.conn, t.trade, _now_ms())
+                pending.add(t, "chain", e.event_id, f"{e.trade_id}:chain:{e.event_id}")
+        await db.set_cursor(
+            self.conn, escrow.address, db.BlockRef(end, hashes[end]), seen, _now_ms()
+        )
+        return applied
+
+    async def apply_deadlines(self) -> int:
+        """Tick every open trade to now (the later of the wall clock and the newest block's
+        time seen); returns how many changed state."""
+        now = max(_now_ms(), self._chain_time_ms)
+        changed = 0
+        async with self.conn.transaction():
+            pending = _Pending()
+            for trade in await db.due_trades(self.conn, now):
+                t = tick(trade, now)
+                if t.trade.state == trade.state:
+                    continue
+                changed += 1
+                await db.save_trade(self.conn, t.trade, _now_ms())
+                tid = trade.trade_id
+                pending.add(t, "deadline", None, f"{tid}:deadline:{t.trade.state}")
+            await self._flush(pending, None)
+        return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``orrange actor escrow``: run the escrow watcher until signalled.
+
+    Options: ``--database-url`` / ``--nats-url`` (default: the settings'), ``--chain-url``
+    (default ``$ORRANGE_CHAIN_URL``), ``--escrow-address`` (default
+    ``$ORRANGE_ESCROW_ADDRESS``), ``--confirmations`` (default
+    ``$ORRANGE_ESCROW_CONFIRMATIONS`` or 2), ``--poll-interval-ms``, ``--markets``,
+    ``--config``, ``--name``, ``--metrics-port`` (0: any free port; -1: none). Returns 0 after
+    a clean stop, 2 for bad arguments or settings.
+    """
+    from orrange.engine.matcher import default_markets_path
+    from orrange.logging import configure_logging
+    from orrange.markets import load_markets
+    from orrange.settings import SettingsError, load_settings
+    from orrange.settlement.config import SettlementConfigError
+
+    p = argparse.ArgumentParser(
+        prog="orrange actor escrow",
+        description="open P2P trades from fills and follow the escrow contract's events",
+    )
+    p.add_argument("--database-url", default=None, help="PostgreSQL URL (default: settings)")
+    p.add_argument("--nats-url", default=None, help="NATS URL (default: settings)")
+    p.add_argument("--chain-url", default=os.environ.get("ORRANGE_CHAIN_URL") or None)
+    p.add_argument("--escrow-address", default=os.environ.get("ORRANGE_ESCROW_ADDRESS") or None)
+    p.add_argument(
+        "--confirmations",
+        type=int,
+        default=int(os.environ.get("ORRANGE_ESCROW_CONFIRMATIONS", "2")),
+        help="blocks on top before a log is applied",
+    )
+    p.add_argument("--poll-interval-ms", type=int, default=1000)
+    p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
+    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
+    p.add_argument("--name", default="escrow", help="actor name (heartbeat, DLQ subject)")
+    p.add_argument(
+        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one, -1: off)"
+    )
+    args = p.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        settlement = load_settlement_config()
+        markets = load_markets(args.markets or default_markets_path())
+    except (SettingsError, SettlementConfigError, OSError, ValueError) as exc:
+        p.error(str(exc))
+    if args.confirmations < 0 or args.poll_interval_ms < 1:
+        p.error("--confirmations must be >= 0 and --poll-interval-ms >= 1")
+    configure_logging(settings.log_format, settings.log_level, actor=args.name)
+    overrides: dict[str, Any] = {"nats_url": args.nats_url} if args.nats_url else {}
+    config = ActorConfig.from_settings(
+        args.name,
+        settings,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        **overrides,
+    )
+    options = WatcherOptions(
+        chain_url=args.chain_url,
+        escrow_address=args.escrow_address,
+        confirmations=args.confirmations,
+        poll_interval_ms=args.poll_interval_ms,
+    )
+    actor = EscrowWatcher(
+        config,
+        args.database_url or settings.effective_database_url,
+        markets,
+        settlement,
+        options,
+    )
+    return run_actor(actor)
