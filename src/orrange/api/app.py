@@ -17,6 +17,8 @@ Routes (JSON bodies are msgspec structs of :mod:`orrange.api.schemas`):
 ``GET    /api/v1/markets/{symbol}/book``       L2 book (``depth``) with its sequence number
 ``GET    /api/v1/markets/{symbol}/trades``     recent trades (``limit``, ``before_seq``)
 ``GET    /api/v1/markets/{symbol}/ticker``     24 h ticker
+``GET    /api/v1/markets/{symbol}/candles``    candles; also ``/indicators``, ``/snapshot``
+``GET    /api/v1/markets/snapshots``           every market's snapshot (see ``_marketdata``)
 ``GET    /health``, ``/live``, ``/ready``      probes (``/ready``: NATS and PostgreSQL)
 ``GET    /metrics``                            Prometheus
 ``GET    /schema``                             OpenAPI document
@@ -43,6 +45,7 @@ from litestar.types import Message, Scope
 from nats.aio.client import Client as NATS
 
 from orrange.api import _routes, ws
+from orrange.api._marketdata import MARKETDATA_HANDLERS
 from orrange.api._metrics import ApiMetrics
 from orrange.api.auth import resolve_jwt_secret
 from orrange.api.errors import exception_handlers
@@ -253,7 +256,7 @@ def create_app(
 
     api_v1 = Router(
         path="/api/v1",
-        route_handlers=[*_routes.ORDER_HANDLERS, *_routes.MARKET_HANDLERS],
+        route_handlers=[*_routes.ORDER_HANDLERS, *_routes.MARKET_HANDLERS, *MARKETDATA_HANDLERS],
     )
     return Litestar(
         route_handlers=[api_v1, *_routes.PROBE_HANDLERS, ws.ws_handler],

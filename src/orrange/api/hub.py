@@ -41,6 +41,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
+from orrange.api._marketdata import CandleFanout
 from orrange.api._metrics import ApiMetrics
 from orrange.api.schemas import FillOut, TickerOut, fee_string, order_event_json
 from orrange.engine.streams import EVENTS_PREFIX, REJECTS_PREFIX, book_query_subject
@@ -329,6 +330,7 @@ class EventHub:
         self._mirrors: dict[str, _Mirror] = {}
         self._trade_subs: dict[str, set[Subscriber]] = {}
         self._ticker_subs: dict[str, set[Subscriber]] = {}
+        self._candles = CandleFanout(markets)  # candles.<IV>.<SYM>
         self._ticker_dirty: set[str] = set()
         self._last_fill: dict[str, int] = {}
         self._user_subs: dict[str, set[Subscriber]] = {}
@@ -357,12 +359,14 @@ class EventHub:
                 pending_bytes_limit=-1,
             )
             self._subs.append(sub)
+        await self._candles.start(self._nc)
         self._ticker_task = asyncio.create_task(self._ticker_loop(), name="api-ticker")
         self._started = True
 
     async def stop(self) -> None:
         """Unsubscribe and cancel background work; waiting requests get a cancellation."""
         self._started = False
+        await self._candles.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -625,6 +629,8 @@ class EventHub:
             return None
         kind, _, sym = channel.partition(".")
         spec = self._markets.get(sym)
+        if kind == "candles":
+            return self._candles.subscribe(sub, channel)
         if kind not in ("book", "trades", "ticker"):
             return "unknown_channel"
         if spec is None:
@@ -656,6 +662,9 @@ class EventHub:
                 self._discard(self._user_subs, sub.user, sub)
             return
         kind, _, sym = channel.partition(".")
+        if kind == "candles":
+            self._candles.unsubscribe(sub, channel)
+            return
         if kind == "trades":
             self._discard(self._trade_subs, sym, sub)
         elif kind == "ticker":

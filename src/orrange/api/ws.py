@@ -2,16 +2,18 @@
 
 Client messages (JSON text frames):
 
-* ``{"op": "subscribe", "channel": "book.BTC-USDT"}`` (also ``trades.<SYM>``, ``ticker.<SYM>``
-  and, after ``auth``, ``orders``); ``{"op": "unsubscribe", "channel": ...}``;
+* ``{"op": "subscribe", "channel": "book.BTC-USDT"}`` (also ``trades.<SYM>``, ``ticker.<SYM>``,
+  ``candles.<IV>.<SYM>`` and, after ``auth``, ``orders``); ``{"op": "unsubscribe", "channel":
+  ...}``;
 * ``{"op": "auth", "token": "<JWT>"}`` authenticates the connection for ``orders``;
 * ``{"op": "ping"}`` is answered ``{"type": "pong"}``.
 
 Server messages carry ``type`` and ``channel``: ``subscribed`` / ``unsubscribed``,
 ``snapshot`` then ``delta`` (book: ``seq``, ``prev_seq``, ``[price, size]`` levels as decimal
 strings, size ``"0"`` removes a level; see :mod:`orrange.api.hub` for the gap rule),
-``trade``, ``ticker``, ``order`` (the user's own events: accepted, rejected, fill, canceled,
-expired, triggered, amended), ``authenticated`` and ``error`` (``field``, ``reason``,
+``trade``, ``ticker``, ``candle`` (fields of :class:`orrange.api._marketdata.CandleOut`),
+``order`` (the user's own events: accepted, rejected, fill, canceled, expired, triggered,
+amended), ``authenticated`` and ``error`` (``field``, ``reason``,
 ``message``).
 
 Flow control: book deltas are conflated per client and sent at most every
