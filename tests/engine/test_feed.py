@@ -227,3 +227,65 @@ def test_index_configs_and_main_usage(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--sources", str(bad), "--metrics-port", "-1"])
     assert exc.value.code == 2
+
+
+async def test_feed_restart_restores_candles_and_never_counts_a_fill_twice(
+    nats_url: str, database_url: str
+) -> None:
+    def cfg(name: str) -> ActorConfig:
+        return ActorConfig(name=name, nats_url=nats_url, metrics_port=None, fetch_timeout_ms=50)
+
+    def make_feed() -> Feed:
+        return Feed(cfg("feed"), database_url, MARKETS, [], candle_lateness_ms=3_600_000)
+
+    now = time.time_ns() // 1_000_000
+    matcher = Matcher(cfg("matcher"), MARKETS, ["ETH-USDT"])
+    nc = await nats.connect(nats_url)
+    conn = await asyncpg.connect(database_url)
+    pub = Publisher(nc)
+    fills: list[tuple[int, int, int]] = []  # (ts, ticks, lots), taker buys
+
+    async def trade(i: int) -> None:
+        ts, price, qty = now + i, 190_000 + 10 * i, 50 + i  # above the 5 USDT minimum
+        for side, user in ((Side.SELL, "s"), (Side.BUY, "b")):
+            cmd = SubmitOrder(ts=ts, user=user, side=side, quantity=qty, price=price)
+            await pub.publish(book_in_subject("ETH-USDT"), cmd, msg_id=f"t:{i}:{side}")
+        fills.append((ts, price, qty))
+
+    async def stored() -> list[Candle]:
+        out: list[Candle] = []
+        for iv in ("1m", "5m", "15m", "1h", "4h", "1d"):
+            out += await query_candles(conn, "ETH-USDT", iv, 0, 2**62, 1000)
+        return out
+
+    def expected() -> list[Candle]:
+        agg = CandleAggregator(emit_updates=False)
+        out: list[Candle] = []
+        for ts, price, qty in fills:
+            out += agg.add_trade("ETH-USDT", ts, price, qty, buyer_is_maker=False)
+        return out + agg.open_candles("ETH-USDT")
+
+    async def matches() -> bool:
+        return sorted(map(_key, await stored())) == sorted(map(_key, expected()))
+
+    feed = make_feed()
+    try:
+        await matcher.start()
+        await feed.start()
+        for i in range(3):
+            await trade(i)
+        await wait_for(matches, "the first fills' candles")
+        await feed.stop()
+        # a crash before the acks: the consumer is gone and every event comes again
+        await nc.jetstream().delete_consumer("EVENTS", FEED_DURABLE)
+        feed = make_feed()
+        await feed.start()
+        await trade(3)
+        # the new fill comes after the redelivered ones, so once it is stored they were seen
+        await wait_for(matches, "the restored candles plus the new fill, nothing twice")
+        assert feed.counts["fills"] == 1
+    finally:
+        await feed.stop()
+        await matcher.stop()
+        await conn.close()
+        await nc.drain()
