@@ -71,7 +71,7 @@ from orrange.matching import Event, OrderFilled, SetReferencePrice
 from orrange.matching.enums import Side
 from orrange.runtime import Actor, ActorConfig, ConsumerSpec, Inbound, Input, Outbox, StreamSpec
 from orrange.store import migrate
-from orrange.store.candles import fill_marks, latest_candles, set_fill_marks, upsert_candles
+from orrange.store.candles import fill_marks, query_candles, set_fill_marks, upsert_candles
 
 __all__ = ["FEED_DURABLE", "OWN_SOURCE", "Feed", "index_configs", "main"]
 
@@ -258,8 +258,7 @@ class Feed(Actor):
         since = now - now % coarsest
         finalized: list[Candle] = []
         for sym in self.markets:
-            rows = await latest_candles(self._conn, sym, fine, now, 100_000)
-            rows = [c for c in rows if c.open_time >= since]
+            rows = await query_candles(self._conn, sym, fine, since, now, 100_000)
             if not rows:
                 continue
             fixed: list[Candle] = []
@@ -397,7 +396,11 @@ class Feed(Actor):
             await self._save(candles, {})
             for subject, c, msg_id in self._candle_messages(candles):
                 await pub.submit(subject, c, msg_id=msg_id)
-        await pub.flush()
+        try:
+            await pub.flush()
+        except Exception:
+            self._last_ref.clear()  # the next round sends every reference price again
+            raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
