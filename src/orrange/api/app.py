@@ -45,6 +45,7 @@ from litestar.types import Message, Scope
 from nats.aio.client import Client as NATS
 
 from orrange.api import _routes, ws
+from orrange.api._alerts import ALERT_HANDLERS
 from orrange.api._marketdata import MARKETDATA_HANDLERS
 from orrange.api._metrics import ApiMetrics
 from orrange.api.auth import resolve_jwt_secret
@@ -259,7 +260,12 @@ def create_app(
         route_handlers=[*_routes.ORDER_HANDLERS, *_routes.MARKET_HANDLERS, *MARKETDATA_HANDLERS],
     )
     return Litestar(
-        route_handlers=[api_v1, *_routes.PROBE_HANDLERS, ws.ws_handler],
+        route_handlers=[
+            api_v1,
+            Router(path="/api/v1", route_handlers=ALERT_HANDLERS),
+            *_routes.PROBE_HANDLERS,
+            ws.ws_handler,
+        ],
         state=State({"api": ctx}),
         lifespan=[lifespan],
         before_send=[count_response],

@@ -334,6 +334,11 @@ class EventHub:
         self._ticker_dirty: set[str] = set()
         self._last_fill: dict[str, int] = {}
         self._user_subs: dict[str, set[Subscriber]] = {}
+        # notifications (private orders channel) and signals; imported here because
+        # _alerts imports the routes, which import this module
+        from orrange.api._alerts import AlertFanout
+
+        self._alerts = AlertFanout(markets, lambda user: self._user_subs.get(user, ()))
         self._ticker_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -361,11 +366,13 @@ class EventHub:
             self._subs.append(sub)
         await self._candles.start(self._nc)
         self._ticker_task = asyncio.create_task(self._ticker_loop(), name="api-ticker")
+        await self._alerts.start(self._nc)
         self._started = True
 
     async def stop(self) -> None:
         """Unsubscribe and cancel background work; waiting requests get a cancellation."""
         self._started = False
+        await self._alerts.stop()
         await self._candles.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):
@@ -627,6 +634,9 @@ class EventHub:
             sub.channels.add(channel)
             self._user_subs.setdefault(sub.user, set()).add(sub)
             return None
+        if channel == "signals":
+            self._alerts.subscribe(sub)
+            return None
         kind, _, sym = channel.partition(".")
         spec = self._markets.get(sym)
         if kind == "candles":
@@ -660,6 +670,9 @@ class EventHub:
         if channel == "orders":
             if sub.user is not None:
                 self._discard(self._user_subs, sub.user, sub)
+            return
+        if channel == "signals":
+            self._alerts.unsubscribe(sub)
             return
         kind, _, sym = channel.partition(".")
         if kind == "candles":

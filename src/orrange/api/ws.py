@@ -16,6 +16,10 @@ strings, size ``"0"`` removes a level; see :mod:`orrange.api.hub` for the gap ru
 amended), ``authenticated`` and ``error`` (``field``, ``reason``,
 ``message``).
 
+Alerts (:mod:`orrange.api._alerts`): the public channel ``signals`` carries ``signal``
+messages; the ``orders`` channel also carries the user's ``notification`` messages (alerts
+that fired, signals they subscribed to).
+
 Flow control: book deltas are conflated per client and sent at most every
 ``ws_conflation_ms`` (100 ms); other messages wait in a bounded per-client queue. A client
 whose queue overflows, or whose socket does not accept a message within

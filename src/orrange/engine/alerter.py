@@ -13,12 +13,13 @@ Subject                      Durable              What it does
 (``ALERT_CMD``)                                   subscription from PostgreSQL
 ============================ ==================== ============================================
 
-Market data streams: the stream holding ``md.index.>`` is looked up at start (the feed actor's);
-when none exists yet the alerter creates :data:`MD` (``md.>``). The three ordered consumers
-(trades, index, candles) are recreated at every start at the stored cursor + 1, so input is
+Market data comes from the feed actor's stream :data:`~orrange.engine.md_streams.MD`
+(provisioned with the same spec, so either actor may start first). The three ordered consumers
+(trades, index, candles) are recreated at every start just after their ack floor, so input is
 applied strictly in stream order even when messages delivered to a killed process are still
-unacked; a consumer without a cursor starts after its ack floor, or at the next message of its
-stream when it does not exist yet.
+unacked, and every message whose notifications may not have been published yet is delivered
+again; a consumer that does not exist yet starts after the stored cursor, or at the next
+message of its stream.
 
 Outputs (stream :data:`ALERTS`, de-duplication window one hour):
 
@@ -73,6 +74,7 @@ from nats.js.errors import NotFoundError
 from orrange.alerts.index import AlertIndex
 from orrange.alerts.rules import AlertEvent, AlertExpired, AlertFired, AlertRearmed
 from orrange.alerts.signals import SignalEngine, SignalSubscriptions
+from orrange.engine.md_streams import MD, MD_CANDLE_PREFIX, MD_INDEX_PREFIX
 from orrange.engine.streams import DUPLICATE_WINDOW_MS, EVENTS, EVENTS_PREFIX
 from orrange.marketdata.candles import CandleClosed, CandleEvent
 from orrange.marketdata.index import IndexPrice
@@ -86,7 +88,6 @@ from orrange.runtime import (
     Input,
     Outbox,
     StreamSpec,
-    ensure_stream,
     run_actor,
 )
 from orrange.store import migrate
@@ -119,7 +120,6 @@ __all__ = [
     "CMD_DURABLE",
     "EVENTS_DURABLE",
     "INDEX_DURABLE",
-    "MD",
     "SIGNALS_SUBJECT",
     "AlertCommand",
     "Alerter",
@@ -149,13 +149,6 @@ ALERT_CMD = StreamSpec(
     subjects=(ALERT_CMD_SUBJECT,),
     duplicate_window_ms=DUPLICATE_WINDOW_MS,
     description="API -> alerter: re-read an alert or a signal subscription from PostgreSQL",
-)
-#: Market data stream the alerter creates when no stream holds ``md.index.>`` yet.
-MD = StreamSpec(
-    name="MD",
-    subjects=("md.>",),
-    max_age_ms=7 * 86_400_000,
-    description="market data: md.tick.<SRC>.<SYM>, md.index.<SYM>, md.candle.<IV>.<SYM>",
 )
 
 
@@ -228,12 +221,11 @@ class Alerter(Actor):
         self._fires: dict[int, int] = {}
         self._cursors: dict[str, int] = {}
         self._conn: asyncpg.Connection | None = None
-        self._md_stream = MD.name
         self._starts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ wiring
     def streams(self) -> Sequence[StreamSpec]:
-        return (EVENTS, ALERTS, ALERT_CMD)
+        return (EVENTS, MD, ALERTS, ALERT_CMD)
 
     def inputs(self) -> Sequence[Input[Any]]:
         def spec(stream: str, durable: str, subject: str, policy: Any) -> ConsumerSpec:
@@ -249,7 +241,7 @@ class Alerter(Actor):
                 description=f"alerter: {subject}",
             )
 
-        md = self._md_stream
+        md = MD.name
         return (
             Input(
                 spec(EVENTS.name, EVENTS_DURABLE, f"{EVENTS_PREFIX}.>", "new"),
@@ -258,13 +250,13 @@ class Alerter(Actor):
                 self.batch_size,
             ),
             Input(
-                spec(md, INDEX_DURABLE, "md.index.>", "new"),
+                spec(md, INDEX_DURABLE, f"{MD_INDEX_PREFIX}.>", "new"),
                 IndexPrice,
                 self._on_index,
                 self.batch_size,
             ),
             Input(
-                spec(md, CANDLES_DURABLE, "md.candle.>", "new"),
+                spec(md, CANDLES_DURABLE, f"{MD_CANDLE_PREFIX}.>", "new"),
                 CandleEvent,
                 self._on_candles,
                 self.batch_size,
@@ -278,19 +270,14 @@ class Alerter(Actor):
         )
 
     async def on_start(self) -> None:
-        try:
-            self._md_stream = await self.js.find_stream_name_by_subject("md.index.>")
-        except NotFoundError:
-            await ensure_stream(self.js, MD)
-            self._md_stream = MD.name
         conn = await self._connect_db(self.db_connect_timeout_ms / 1000)
         applied = await migrate(conn)
         self._conn = conn
         await self._load()
         for stream, durable in (
             (EVENTS.name, EVENTS_DURABLE),
-            (self._md_stream, INDEX_DURABLE),
-            (self._md_stream, CANDLES_DURABLE),
+            (MD.name, INDEX_DURABLE),
+            (MD.name, CANDLES_DURABLE),
         ):
             self._starts[durable] = await self._start_seq(stream, durable)
         self.log.info(
@@ -299,22 +286,24 @@ class Alerter(Actor):
             migrations_applied=applied,
             alerts=len(self.index),
             subscriptions=len(self.subscriptions),
-            md_stream=self._md_stream,
         )
 
     async def _start_seq(self, stream: str, durable: str) -> int:
-        """Where ``durable`` resumes: after its stored cursor; without one, after the
-        consumer's ack floor, or at the stream's next message when there is no consumer."""
+        """Where ``durable`` resumes: after its ack floor (messages up to the stored cursor are
+        then only published again), else after the stored cursor, else at the stream's next
+        message."""
         cursor = self._cursors.get(durable)
-        if cursor is not None:
-            return cursor + 1
         try:
             info = await self.js.consumer_info(stream, durable)
         except NotFoundError:
+            if cursor is not None:
+                return cursor + 1
             last: int = (await self.js.stream_info(stream)).state.last_seq
             return last + 1
-        floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
-        return (floor or 0) + 1
+        floor = (info.ack_floor.stream_seq if info.ack_floor is not None else 0) or 0
+        if cursor is not None:
+            floor = min(floor, cursor)
+        return floor + 1
 
     async def on_stop(self) -> None:
         conn, self._conn = self._conn, None
@@ -418,7 +407,7 @@ class Alerter(Actor):
     async def _on_index(self, batch: Sequence[Inbound[IndexPrice]], out: Outbox) -> None:
         def updates(m: Inbound[IndexPrice]) -> Iterable[_Update]:
             ix = m.data
-            if m.subject != f"md.index.{ix.symbol}":
+            if m.subject != f"{MD_INDEX_PREFIX}.{ix.symbol}":
                 raise ValueError(f"index of {ix.symbol!r} on subject {m.subject!r}")
             yield ix.symbol, TriggerSource.INDEX, ix.price, ix.ts
 
@@ -531,7 +520,7 @@ class Alerter(Actor):
             c = m.data
             if not isinstance(c, CandleClosed):
                 continue
-            if m.subject != f"md.candle.{c.interval}.{c.symbol}":
+            if m.subject != f"{MD_CANDLE_PREFIX}.{c.interval}.{c.symbol}":
                 raise ValueError(f"candle of {c.interval} {c.symbol} on subject {m.subject!r}")
             for sig in self.engine.on_candle(c):
                 sid = signal_id(sig)
