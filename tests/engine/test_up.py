@@ -88,7 +88,17 @@ def stop_up(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
 def test_procfile_lines() -> None:
     lines = read_procfile(ROOT / "Procfile")
     names = [ln.name for ln in lines]
-    assert names == ["nats", "postgres", "matcher", "risk", "persister", "feed", "escrow", "api"]
+    assert names == [
+        "nats",
+        "postgres",
+        "matcher",
+        "risk",
+        "persister",
+        "feed",
+        "escrow",
+        "alerter",
+        "api",
+    ]
     assert [ln.name for ln in lines if ln.infra] == ["nats", "postgres"]
     external = load_settings(
         env={"ORRANGE_NATS_URL": "nats://10.0.0.1:4222", "ORRANGE_DATABASE_URL": "postgresql://x"}
