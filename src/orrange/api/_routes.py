@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -58,6 +59,7 @@ from orrange.store.queries import (
     order_fills,
     recent_trades,
 )
+from orrange.store.settlement import user_reputation
 from orrange.store.state import OrderStatus
 
 if TYPE_CHECKING:
@@ -232,6 +234,9 @@ async def submit_order(
     user = principal.user
     cid = check_client_order_id(data.client_order_id or uuid.uuid4().hex)
     cmd = submit_command(spec, data, user, cid, now_ms())
+    if spec.priority == "price-reputation-time" or cmd.payment_methods:
+        # P2P: the user's settlement reputation, for counterparty constraints and priority
+        cmd = msgspec.structs.replace(cmd, reputation=await user_reputation(ctx.pool, user))
     hub = ctx.hub
     if hub.submit_in_flight(user, cid):
         raise ApiError(

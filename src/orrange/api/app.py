@@ -44,7 +44,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import Message, Scope
 from nats.aio.client import Client as NATS
 
-from orrange.api import _routes, ws
+from orrange.api import _routes, _trades, ws
 from orrange.api._alerts import ALERT_HANDLERS
 from orrange.api._marketdata import MARKETDATA_HANDLERS
 from orrange.api._metrics import ApiMetrics
@@ -257,7 +257,12 @@ def create_app(
 
     api_v1 = Router(
         path="/api/v1",
-        route_handlers=[*_routes.ORDER_HANDLERS, *_routes.MARKET_HANDLERS, *MARKETDATA_HANDLERS],
+        route_handlers=[
+            *_routes.ORDER_HANDLERS,
+            *_routes.MARKET_HANDLERS,
+            *_trades.TRADE_HANDLERS,
+            *MARKETDATA_HANDLERS,
+        ],
     )
     return Litestar(
         route_handlers=[

@@ -62,7 +62,10 @@ from orrange.matching import (
     Side,
 )
 
-__all__ = ["BookUnavailable", "EventHub", "OrderTracker", "Subscriber"]
+__all__ = ["PRIVATE_PREFIX", "BookUnavailable", "EventHub", "OrderTracker", "Subscriber"]
+
+#: Core NATS ``private.<user>``: a WebSocket message (JSON) for one user's ``orders`` channel.
+PRIVATE_PREFIX = "private"
 
 _log = get_logger("orrange.api.hub")
 _event_decoder = msgspec.json.Decoder(Event)
@@ -364,6 +367,8 @@ class EventHub:
                 pending_bytes_limit=-1,
             )
             self._subs.append(sub)
+        # private pushes of other API processes (trade chat): core NATS private.<user>
+        self._subs.append(await self._nc.subscribe(f"{PRIVATE_PREFIX}.*", cb=self._on_private_msg))
         await self._candles.start(self._nc)
         self._ticker_task = asyncio.create_task(self._ticker_loop(), name="api-ticker")
         await self._alerts.start(self._nc)
@@ -504,6 +509,13 @@ class EventHub:
             return
         self._resolve_command(ev)
         self._private(ev)
+
+    async def _on_private_msg(self, msg: Any) -> None:
+        """A ready WebSocket message for the user of ``private.<user>``: queue it to that
+        user's ``orders`` subscribers of this process."""
+        user = msg.subject.partition(".")[2]
+        for sub in list(self._user_subs.get(user, ())):
+            sub.enqueue(msg.data)
 
     def dispatch(self, ev: Event) -> None:
         """Route one book event (from ``evt.<SYM>``) to waiters, mirrors and subscribers."""
