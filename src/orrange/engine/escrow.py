@@ -422,9 +422,12 @@ class EscrowWatcher(Actor):
 
     async def _read(self, escrow: Escrow, start: int, end: int, pending: _Pending) -> int:
         events: list[ChainEvent] = await asyncio.to_thread(escrow.events, start, end)
+        numbers = sorted({e.block_number for e in events} | {end})
         blocks: dict[int, Any] = {}
-        for n in sorted({e.block_number for e in events} | {end}):
-            blocks[n] = await self._block(n)
+        for i in range(0, len(numbers), 32):  # up to 32 block requests in flight
+            chunk = numbers[i : i + 32]
+            for n, b in zip(chunk, await asyncio.gather(*(self._block(n) for n in chunk))):
+                blocks[n] = b
         seen = [db.BlockRef(n, "0x" + bytes(b["hash"]).hex()) for n, b in blocks.items()]
         hashes = {r.number: r.hash for r in seen}
         for e in events:
