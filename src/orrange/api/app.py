@@ -19,6 +19,10 @@ Routes (JSON bodies are msgspec structs of :mod:`orrange.api.schemas`):
 ``GET    /api/v1/markets/{symbol}/ticker``     24 h ticker
 ``GET    /api/v1/markets/{symbol}/candles``    candles; also ``/indicators``, ``/snapshot``
 ``GET    /api/v1/markets/snapshots``           every market's snapshot (see ``_marketdata``)
+``GET    /api/v1/trades``, ``/trades/{id}``    my P2P trades; ``POST`` ``fund``, ``paid``,
+                                               ``release``, ``dispute``, ``reclaim``,
+                                               ``resolve`` and ``messages`` (chat): see
+                                               :mod:`orrange.api._trades`
 ``GET    /health``, ``/live``, ``/ready``      probes (``/ready``: NATS and PostgreSQL)
 ``GET    /metrics``                            Prometheus
 ``GET    /schema``                             OpenAPI document
