@@ -238,6 +238,7 @@ class Alerter(Actor):
                 deliver_policy=policy,
                 start_seq=start,
                 recreate=start is not None,
+                ack_policy="all" if start is not None else "explicit",
                 description=f"alerter: {subject}",
             )
 

@@ -331,9 +331,9 @@ async def write_alerter_batch(
         conn: a connection (not a pool: the transaction needs one).
         notifications: inserted unless their id exists.
         signals: inserted unless their id exists.
-        states: alert states to set; an alert that is no longer ``active`` (deleted meanwhile)
-            keeps its status.
-        books: last prices to upsert.
+        states: alert states to set, at most one per alert; an alert that is no longer
+            ``active`` (deleted meanwhile) keeps its status.
+        books: last prices to upsert, at most one per ``(market, reference)``.
         cursor: ``(consumer, seq)``: the batch's last input sequence (only raised, never
             lowered).
         now_ms: ``updated_at`` of the changed alerts.
@@ -360,47 +360,57 @@ async def write_alerter_batch(
                     for s in signals
                 ],
             )
+        # one statement per table (arrays through unnest), whatever the batch size
         if notifications:
-            await conn.executemany(
+            ns = notifications
+            await conn.execute(
                 "INSERT INTO notifications (id, user_id, kind, market, ts, alert_id, condition,"
                 " reference, target, price, direction, final, signal_id, source, source_seq)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-                " ON CONFLICT (id) DO NOTHING",
-                [
-                    (
-                        n.id,
-                        n.user,
-                        n.kind,
-                        n.market,
-                        n.ts,
-                        n.alert_id,
-                        n.condition,
-                        n.reference,
-                        n.target,
-                        n.price,
-                        n.direction,
-                        n.final,
-                        n.signal_id,
-                        n.source,
-                        n.source_seq,
-                    )
-                    for n in notifications
-                ],
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+                " $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::bigint[],"
+                " $10::bigint[], $11::text[], $12::boolean[], $13::text[], $14::text[],"
+                " $15::bigint[]) ON CONFLICT (id) DO NOTHING",
+                [n.id for n in ns],
+                [n.user for n in ns],
+                [n.kind for n in ns],
+                [n.market for n in ns],
+                [n.ts for n in ns],
+                [n.alert_id for n in ns],
+                [n.condition for n in ns],
+                [n.reference for n in ns],
+                [n.target for n in ns],
+                [n.price for n in ns],
+                [n.direction for n in ns],
+                [n.final for n in ns],
+                [n.signal_id for n in ns],
+                [n.source for n in ns],
+                [n.source_seq for n in ns],
             )
-        state_rows = [(s.alert_id, s.status, s.rearm_after, s.fire_count, now_ms) for s in states]
-        if state_rows:
-            await conn.executemany(
-                "UPDATE alerts SET status = $2, rearm_after = $3, fire_count = $4,"
-                " updated_at = $5 WHERE id = $1 AND status = 'active'",
-                state_rows,
+        st = list(states)
+        if st:
+            await conn.execute(
+                "UPDATE alerts AS a SET status = u.status, rearm_after = u.rearm_after,"
+                " fire_count = u.fire_count, updated_at = $5"
+                " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
+                " AS u(id, status, rearm_after, fire_count)"
+                " WHERE a.id = u.id AND a.status = 'active'",
+                [x.alert_id for x in st],
+                [x.status for x in st],
+                [x.rearm_after for x in st],
+                [x.fire_count for x in st],
+                now_ms,
             )
-        book_rows = [(b.market, str(b.reference), b.price, b.ts) for b in books]
-        if book_rows:
-            await conn.executemany(
+        bs = list(books)
+        if bs:
+            await conn.execute(
                 "INSERT INTO alerter_books (market, reference, last_price, ts)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT (market, reference)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
+                " ON CONFLICT (market, reference)"
                 " DO UPDATE SET last_price = EXCLUDED.last_price, ts = EXCLUDED.ts",
-                book_rows,
+                [b.market for b in bs],
+                [str(b.reference) for b in bs],
+                [b.price for b in bs],
+                [b.ts for b in bs],
             )
         if cursor is not None:
             await conn.execute(
