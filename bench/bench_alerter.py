@@ -20,8 +20,8 @@ publish until the notification arrives on the WebSocket (perf_counter of this pr
 also runs the client). ``--probes`` probes idle, then the same while a background task
 publishes ``--load`` updates/s over the 1,000 markets. Reported: p50, p99 and max in ms.
 
-Usage: ``.venv/bin/python bench/bench_alerter.py [--updates 200000] [--probes 300]
-[--load 20000]``; writes ``bench/results/alerter.json`` and ``bench/results/alerter.md``.
+Usage: ``.venv/bin/python bench/bench_alerter.py [--updates 100000] [--probes 300]
+[--load 5000]``; writes ``bench/results/alerter.json`` and ``bench/results/alerter.md``.
 """
 
 from __future__ import annotations
@@ -327,9 +327,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     """Run the benchmark and write ``bench/results/alerter.{json,md}``."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--updates", type=int, default=200_000, help="throughput phase updates")
+    p.add_argument("--updates", type=int, default=100_000, help="throughput phase updates")
     p.add_argument("--probes", type=int, default=300, help="latency probes per phase")
-    p.add_argument("--load", type=int, default=20_000, help="background updates/s (latency)")
+    p.add_argument("--load", type=int, default=5_000, help="background updates/s (latency)")
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args()
     res = asyncio.run(run(args))

@@ -315,6 +315,39 @@ async def load_cursors(db: Db) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------ the batch
+_BATCH_SQL = """
+WITH sig AS (
+    INSERT INTO signals (id, symbol, interval, type, open_time, score, value, explanation,
+                         source, source_seq)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                         $6::float8[], $7::float8[], $8::text[], $9::text[], $10::bigint[])
+    ON CONFLICT (id) DO NOTHING
+), note AS (
+    INSERT INTO notifications (id, user_id, kind, market, ts, alert_id, condition, reference,
+                               target, price, direction, final, signal_id, source, source_seq)
+    SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[],
+                         $16::bigint[], $17::text[], $18::text[], $19::bigint[], $20::bigint[],
+                         $21::text[], $22::boolean[], $23::text[], $24::text[], $25::bigint[])
+    ON CONFLICT (id) DO NOTHING
+), st AS (
+    UPDATE alerts AS a
+    SET status = u.status, rearm_after = u.rearm_after, fire_count = u.fire_count,
+        updated_at = $30
+    FROM unnest($26::bigint[], $27::text[], $28::text[], $29::bigint[])
+        AS u(id, status, rearm_after, fire_count)
+    WHERE a.id = u.id AND a.status = 'active'
+), bk AS (
+    INSERT INTO alerter_books (market, reference, last_price, ts)
+    SELECT * FROM unnest($31::text[], $32::text[], $33::bigint[], $34::bigint[])
+    ON CONFLICT (market, reference)
+    DO UPDATE SET last_price = EXCLUDED.last_price, ts = EXCLUDED.ts
+)
+INSERT INTO alerter_cursors (consumer, seq)
+SELECT $35::text, $36::bigint WHERE $35::text IS NOT NULL
+ON CONFLICT (consumer) DO UPDATE SET seq = GREATEST(alerter_cursors.seq, EXCLUDED.seq)
+"""
+
+
 async def write_alerter_batch(
     conn: asyncpg.Connection | PoolConnectionProxy[Any],
     *,
@@ -325,10 +358,11 @@ async def write_alerter_batch(
     cursor: tuple[str, int] | None = None,
     now_ms: int,
 ) -> None:
-    """Store one alerter batch in one transaction (all or nothing).
+    """Store one alerter batch atomically: **one** SQL statement (data-modifying CTEs over
+    arrays), so one round trip whatever the batch size, all or nothing.
 
     Args:
-        conn: a connection (not a pool: the transaction needs one).
+        conn: a connection or pool.
         notifications: inserted unless their id exists.
         signals: inserted unless their id exists.
         states: alert states to set, at most one per alert; an alert that is no longer
@@ -338,88 +372,49 @@ async def write_alerter_batch(
             lowered).
         now_ms: ``updated_at`` of the changed alerts.
     """
-    async with conn.transaction():
-        if signals:
-            await conn.executemany(
-                "INSERT INTO signals (id, symbol, interval, type, open_time, score, value,"
-                " explanation, source, source_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-                " $10) ON CONFLICT (id) DO NOTHING",
-                [
-                    (
-                        s.id,
-                        s.signal.symbol,
-                        s.signal.interval,
-                        str(s.signal.type),
-                        s.signal.open_time,
-                        s.signal.score,
-                        s.signal.value,
-                        s.signal.explanation,
-                        s.source,
-                        s.source_seq,
-                    )
-                    for s in signals
-                ],
-            )
-        # one statement per table (arrays through unnest), whatever the batch size
-        if notifications:
-            ns = notifications
-            await conn.execute(
-                "INSERT INTO notifications (id, user_id, kind, market, ts, alert_id, condition,"
-                " reference, target, price, direction, final, signal_id, source, source_seq)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-                " $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::bigint[],"
-                " $10::bigint[], $11::text[], $12::boolean[], $13::text[], $14::text[],"
-                " $15::bigint[]) ON CONFLICT (id) DO NOTHING",
-                [n.id for n in ns],
-                [n.user for n in ns],
-                [n.kind for n in ns],
-                [n.market for n in ns],
-                [n.ts for n in ns],
-                [n.alert_id for n in ns],
-                [n.condition for n in ns],
-                [n.reference for n in ns],
-                [n.target for n in ns],
-                [n.price for n in ns],
-                [n.direction for n in ns],
-                [n.final for n in ns],
-                [n.signal_id for n in ns],
-                [n.source for n in ns],
-                [n.source_seq for n in ns],
-            )
-        st = list(states)
-        if st:
-            await conn.execute(
-                "UPDATE alerts AS a SET status = u.status, rearm_after = u.rearm_after,"
-                " fire_count = u.fire_count, updated_at = $5"
-                " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
-                " AS u(id, status, rearm_after, fire_count)"
-                " WHERE a.id = u.id AND a.status = 'active'",
-                [x.alert_id for x in st],
-                [x.status for x in st],
-                [x.rearm_after for x in st],
-                [x.fire_count for x in st],
-                now_ms,
-            )
-        bs = list(books)
-        if bs:
-            await conn.execute(
-                "INSERT INTO alerter_books (market, reference, last_price, ts)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
-                " ON CONFLICT (market, reference)"
-                " DO UPDATE SET last_price = EXCLUDED.last_price, ts = EXCLUDED.ts",
-                [b.market for b in bs],
-                [str(b.reference) for b in bs],
-                [b.price for b in bs],
-                [b.ts for b in bs],
-            )
-        if cursor is not None:
-            await conn.execute(
-                "INSERT INTO alerter_cursors (consumer, seq) VALUES ($1, $2)"
-                " ON CONFLICT (consumer) DO UPDATE"
-                " SET seq = GREATEST(alerter_cursors.seq, EXCLUDED.seq)",
-                cursor[0],
-                cursor[1],
-            )
+    sg = signals
+    ns = notifications
+    st = list(states)
+    bs = list(books)
+    await conn.execute(
+        _BATCH_SQL,
+        [x.id for x in sg],
+        [x.signal.symbol for x in sg],
+        [x.signal.interval for x in sg],
+        [str(x.signal.type) for x in sg],
+        [x.signal.open_time for x in sg],
+        [x.signal.score for x in sg],
+        [x.signal.value for x in sg],
+        [x.signal.explanation for x in sg],
+        [x.source for x in sg],
+        [x.source_seq for x in sg],
+        [n.id for n in ns],
+        [n.user for n in ns],
+        [n.kind for n in ns],
+        [n.market for n in ns],
+        [n.ts for n in ns],
+        [n.alert_id for n in ns],
+        [n.condition for n in ns],
+        [n.reference for n in ns],
+        [n.target for n in ns],
+        [n.price for n in ns],
+        [n.direction for n in ns],
+        [n.final for n in ns],
+        [n.signal_id for n in ns],
+        [n.source for n in ns],
+        [n.source_seq for n in ns],
+        [x.alert_id for x in st],
+        [x.status for x in st],
+        [x.rearm_after for x in st],
+        [x.fire_count for x in st],
+        now_ms,
+        [b.market for b in bs],
+        [str(b.reference) for b in bs],
+        [b.price for b in bs],
+        [b.ts for b in bs],
+        cursor[0] if cursor is not None else None,
+        cursor[1] if cursor is not None else 0,
+    )
 
 
 _NOTE_COLS = (
