@@ -19,11 +19,13 @@ What it does (subjects and stream ``MD`` in :mod:`orrange.engine.md_streams`):
   through the durable consumer ``feed``) go into one
   :class:`~orrange.marketdata.candles.CandleAggregator` per process (1m ... 1d). Every
   ``index_interval_ms`` the candles closed since the last round and the open candles of the
-  markets that traded are published on ``md.candle.<IV>.<SYM>`` and upserted into PostgreSQL
-  (:mod:`orrange.store.candles`); windows close ``candle_lateness_ms`` (2 s) after their end.
-  A batch of fills is stored, together with the per-market seq of its last fill, before it is
-  acked, so a redelivered fill is never counted twice; at start the open windows of the day are
-  restored from the stored 1m candles.
+  markets that traded are published on ``md.candle.<IV>.<SYM>``; their latest versions are
+  upserted into PostgreSQL (:mod:`orrange.store.candles`) every ``persist_interval_ms`` (1 s)
+  and at stop; windows close ``candle_lateness_ms`` (2 s) after their end. A batch of fills is
+  stored at once, with every pending candle and the per-market seq of its last fill, before it
+  is acked, so a redelivered fill is never counted twice (a crash loses at most the last
+  second of external trades from the stored candles, never a fill); at start the open windows
+  of the day are restored from the stored 1m candles.
 
 Failures: a database that goes away is waited for (writes retried with backoff, nothing acked
 meanwhile); a source that fails is restarted after 1 s (the live clients reconnect by
@@ -116,6 +118,7 @@ class Feed(Actor):
         sources: the source configurations (the enabled ones run).
         index_interval_ms: period of index, reference-price and candle rounds (ms).
         candle_lateness_ms: how long after its end a candle window is closed (ms).
+        persist_interval_ms: how often the candles changed by external trades are stored (ms).
         intervals: candle intervals built.
         db_connect_timeout_ms: how long :meth:`start` waits for PostgreSQL (ms).
         base_dir: directory relative replay paths are resolved against.
@@ -134,6 +137,7 @@ class Feed(Actor):
         *,
         index_interval_ms: int = 100,
         candle_lateness_ms: int = 2_000,
+        persist_interval_ms: int = 1_000,
         intervals: Sequence[str] = INTERVALS,
         db_connect_timeout_ms: int = 60_000,
         base_dir: str | Path = ".",
@@ -145,6 +149,9 @@ class Feed(Actor):
         self.markets = dict(markets)
         self.index_interval_ms = index_interval_ms
         self.candle_lateness_ms = candle_lateness_ms
+        self.persist_interval_ms = persist_interval_ms
+        self._unsaved: dict[tuple[str, str, int], Candle] = {}
+        self._saved_at = 0.0
         self.db_connect_timeout_ms = db_connect_timeout_ms
         self._sources = build_sources(list(sources), self.markets, base_dir)
         self.index = IndexEngine(index_configs(sources))
@@ -210,6 +217,12 @@ class Feed(Actor):
                 await src.close()
             except Exception as exc:
                 self.log.warning("source close failed", source=src.name, error=repr(exc))
+        pending = self._pending(self._take_candles())
+        if pending:  # the last second of external trades (at most 10 s of waiting for it)
+            try:
+                await asyncio.wait_for(self._save(pending, {}), 10)
+            except TimeoutError:
+                self.log.error("candles not stored at stop", candles=len(pending))
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             await conn.close()
@@ -241,6 +254,11 @@ class Feed(Actor):
                     async with conn.transaction():
                         await upsert_candles(conn, candles)
                         await set_fill_marks(conn, marks)
+                    for c in candles:
+                        key = (c.symbol, c.interval, c.open_time)
+                        if self._unsaved.get(key) is c:
+                            del self._unsaved[key]
+                    self._saved_at = time.monotonic()
                     return
                 except _TRANSIENT as exc:
                     self.log.error("database unavailable; candles will be retried", error=repr(exc))
@@ -335,11 +353,21 @@ class Feed(Actor):
             self.counts["fills"] += 1
         if marks:
             candles = self._take_candles()
-            await self._save(candles, marks)
+            await self._save(self._pending(candles), marks)
             for subject, c, msg_id in self._candle_messages(candles):
                 out.publish(subject, c, msg_id=msg_id)
 
     # ------------------------------------------------------------------ rounds
+
+    def _pending(self, candles: Sequence[Candle]) -> list[Candle]:
+        """Add ``candles`` to the unsaved ones (a later version of a window replaces the
+        earlier); returns every unsaved candle."""
+        unsaved = self._unsaved
+        for c in candles:
+            key = (c.symbol, c.interval, c.open_time)
+            if not isinstance(unsaved.get(key), CandleClosed):
+                unsaved[key] = c
+        return list(unsaved.values())
 
     def _take_candles(self) -> list[Candle]:
         """Closed candles since the last call, then the open candles of markets that traded."""
@@ -392,8 +420,9 @@ class Feed(Actor):
                 self.counts["references"] += 1
         self._closed.extend(self.candles.advance(now - self.candle_lateness_ms))
         candles = self._take_candles()
-        if candles:
-            await self._save(candles, {})
+        pending = self._pending(candles)
+        if pending and time.monotonic() - self._saved_at >= self.persist_interval_ms / 1000:
+            await self._save(pending, {})
             for subject, c, msg_id in self._candle_messages(candles):
                 await pub.submit(subject, c, msg_id=msg_id)
         try:
