@@ -423,8 +423,8 @@ class Feed(Actor):
         pending = self._pending(candles)
         if pending and time.monotonic() - self._saved_at >= self.persist_interval_ms / 1000:
             await self._save(pending, {})
-            for subject, c, msg_id in self._candle_messages(candles):
-                await pub.submit(subject, c, msg_id=msg_id)
+        for subject, c, msg_id in self._candle_messages(candles):
+            await pub.submit(subject, c, msg_id=msg_id)
         try:
             await pub.flush()
         except Exception:
