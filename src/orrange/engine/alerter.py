@@ -51,10 +51,14 @@ loaded at its start. Deletions and signal subscriptions use the same command.
 
 Signals: closed candles go through :class:`~orrange.alerts.signals.SignalEngine`; each signal is
 stored (``signals``), published on ``signals``, and every user whose subscription matches gets a
-notification, all in the candle batch's transaction. The engine's rolling state lives in memory:
-after a restart each series warms up again from the candles that follow.
+notification, all in the candle batch's transaction. The engine's rolling state lives in memory;
+at start it is primed by replaying the ``md.candle.>`` messages still in stream ``MD`` up to the
+stored candle cursor (signals found while priming are not emitted again), so a restart loses no
+signal as long as the stream still holds the series' look-back.
 
-Expiry is evaluated on price updates (``ts`` of the update, ms UTC), as in the index.
+Expiry: on every price update (at the update's ``ts``, as in the index) and, for markets
+without updates, every ``expiry_interval_ms`` of wall-clock time; an expired alert gets status
+``expired`` (no notification).
 
 Run it with :func:`main` (``orrange actor alerter``).
 """
@@ -69,6 +73,8 @@ from typing import Any, Literal
 
 import asyncpg
 import msgspec
+import nats.errors
+from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from orrange.alerts.index import AlertIndex
@@ -196,6 +202,7 @@ class Alerter(Actor):
         database_url: ``postgresql://`` URL (migrated at start).
         batch_size: messages per fetch (None: ``config.batch_size``).
         db_connect_timeout_ms: how long :meth:`start` waits for PostgreSQL (ms).
+        expiry_interval_ms: period of the wall-clock expiry sweep (ms).
 
     Attributes:
         index: the live :class:`AlertIndex`.
@@ -210,8 +217,10 @@ class Alerter(Actor):
         *,
         batch_size: int | None = None,
         db_connect_timeout_ms: int = 60_000,
+        expiry_interval_ms: int = 1_000,
     ) -> None:
         super().__init__(config)
+        self.expiry_interval_ms = expiry_interval_ms
         self.database_url = database_url
         self.batch_size = batch_size
         self.db_connect_timeout_ms = db_connect_timeout_ms
@@ -281,9 +290,12 @@ class Alerter(Actor):
             (MD.name, CANDLES_DURABLE),
         ):
             self._starts[durable] = await self._start_seq(stream, durable)
+        primed = await self._prime_signals()
+        self.spawn(self._expiry_loop(), name=f"{self.name}:expiry")
         self.log.info(
             "alerter ready",
             starts=self._starts,
+            candles_primed=primed,
             migrations_applied=applied,
             alerts=len(self.index),
             subscriptions=len(self.subscriptions),
@@ -508,6 +520,62 @@ class Alerter(Actor):
                     alert_id=aid, status="expired", rearm_after=None, fire_count=fires.get(aid, 0)
                 )
                 fires.pop(aid, None)
+
+    async def _prime_signals(self) -> int:
+        """Feed the stored ``md.candle.>`` history up to the candle cursor to the signal
+        engine (its signals were emitted before the restart); returns the candles fed."""
+        upto = self._cursors.get(CANDLES_DURABLE, 0)
+        if upto < 1:
+            return 0
+        decoder = msgspec.json.Decoder(CandleEvent)
+        sub = await self.js.subscribe(
+            f"{MD_CANDLE_PREFIX}.>",
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+        fed = 0
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=2)
+                except nats.errors.TimeoutError:
+                    break  # nothing more in the stream
+                if msg.metadata.sequence.stream > upto:
+                    break
+                try:
+                    c = decoder.decode(msg.data)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(c, CandleClosed) and msg.subject == (
+                    f"{MD_CANDLE_PREFIX}.{c.interval}.{c.symbol}"
+                ):
+                    try:
+                        self.engine.on_candle(c)
+                    except (KeyError, ValueError):
+                        continue  # an interval the engine does not know: skipped live too
+                    fed += 1
+                if msg.metadata.sequence.stream == upto:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return fed
+
+    async def _expiry_loop(self) -> None:
+        """Expire alerts by wall clock (markets without price updates), persisting states."""
+        while not self.stopping:
+            await asyncio.sleep(self.expiry_interval_ms / 1000)
+            async with self.lock:
+                events = self.index.expire(_now_ms())
+                if not events:
+                    continue
+                states: dict[int, AlertState] = {}
+                self._apply(events, "expiry", 0, [], states)
+                try:
+                    await self._store(states=states.values())
+                except Exception as exc:  # state reloaded by _store; the sweep goes on
+                    self.log.error("expiry sweep not stored", error=repr(exc))
 
     # ------------------------------------------------------------------ signals
     async def _on_candles(self, batch: Sequence[Inbound[CandleEvent]], out: Outbox) -> None:
