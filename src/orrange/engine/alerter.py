@@ -142,10 +142,15 @@ INDEX_DURABLE = "alerter-index"
 CANDLES_DURABLE = "alerter-candles"
 CMD_DURABLE = "alerter-cmd"
 
+#: How long ``ALERTS`` and ``ALERT_CMD`` keep messages (ms): a week (PostgreSQL is the record;
+#: the streams are delivery).
+_KEEP_MS = 7 * 86_400_000
+
 #: Notifications (``alert.<USER>``) and signals (``signals``).
 ALERTS = StreamSpec(
     name="ALERTS",
     subjects=(f"{ALERT_PREFIX}.>", SIGNALS_SUBJECT),
+    max_age_ms=_KEEP_MS,
     duplicate_window_ms=DUPLICATE_WINDOW_MS,
     description="alerter: notifications on alert.<USER> (Nats-Msg-Id = id) and signals",
 )
@@ -153,6 +158,7 @@ ALERTS = StreamSpec(
 ALERT_CMD = StreamSpec(
     name="ALERT_CMD",
     subjects=(ALERT_CMD_SUBJECT,),
+    max_age_ms=_KEEP_MS,
     duplicate_window_ms=DUPLICATE_WINDOW_MS,
     description="API -> alerter: re-read an alert or a signal subscription from PostgreSQL",
 )
