@@ -33,7 +33,6 @@ Run it with :func:`main` (``orrange actor escrow``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import time
@@ -480,18 +479,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--config``, ``--name``, ``--metrics-port`` (0: any free port; -1: none). Returns 0 after
     a clean stop, 2 for bad arguments or settings.
     """
+    from orrange.engine._main import actor_parser, actor_setup
     from orrange.engine.matcher import default_markets_path
-    from orrange.logging import configure_logging
     from orrange.markets import load_markets
-    from orrange.settings import SettingsError, load_settings
     from orrange.settlement.config import SettlementConfigError
 
-    p = argparse.ArgumentParser(
-        prog="orrange actor escrow",
-        description="open P2P trades from fills and follow the escrow contract's events",
+    p = actor_parser(
+        "escrow",
+        "open P2P trades from fills and follow the escrow contract's events",
+        batch_size=False,
     )
-    p.add_argument("--database-url", default=None, help="PostgreSQL URL (default: settings)")
-    p.add_argument("--nats-url", default=None, help="NATS URL (default: settings)")
     p.add_argument("--chain-url", default=os.environ.get("ORRANGE_CHAIN_URL") or None)
     p.add_argument("--escrow-address", default=os.environ.get("ORRANGE_ESCROW_ADDRESS") or None)
     p.add_argument(
@@ -502,28 +499,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--poll-interval-ms", type=int, default=1000)
     p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
-    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
-    p.add_argument("--name", default="escrow", help="actor name (heartbeat, DLQ subject)")
-    p.add_argument(
-        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one, -1: off)"
-    )
     args = p.parse_args(argv)
     try:
-        settings = load_settings(args.config)
         settlement = load_settlement_config()
         markets = load_markets(args.markets or default_markets_path())
-    except (SettingsError, SettlementConfigError, OSError, ValueError) as exc:
+    except (SettlementConfigError, OSError, ValueError) as exc:
         p.error(str(exc))
     if args.confirmations < 0 or args.poll_interval_ms < 1:
         p.error("--confirmations must be >= 0 and --poll-interval-ms >= 1")
-    configure_logging(settings.log_format, settings.log_level, actor=args.name)
-    overrides: dict[str, Any] = {"nats_url": args.nats_url} if args.nats_url else {}
-    config = ActorConfig.from_settings(
-        args.name,
-        settings,
-        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
-        **overrides,
-    )
+    settings, config = actor_setup(p, args)
     options = WatcherOptions(
         chain_url=args.chain_url,
         escrow_address=args.escrow_address,

@@ -36,7 +36,6 @@ Run it with :func:`main` (``orrange actor feed``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
@@ -441,46 +440,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--candle-lateness-ms`` (2000), ``--metrics-port`` (0: any free port; -1: none). Returns
     the exit code: 0 after a clean stop, 2 for bad arguments, settings or source configuration.
     """
+    from orrange.engine._main import actor_parser, actor_setup
     from orrange.engine.matcher import default_markets_path
     from orrange.feeds import load_sources
-    from orrange.logging import configure_logging
     from orrange.markets import load_markets
     from orrange.runtime import run_actor
-    from orrange.settings import SettingsError, load_settings
 
-    p = argparse.ArgumentParser(
-        prog="orrange actor feed",
-        description="market data: ticks, index price, reference prices and candles",
+    p = actor_parser(
+        "feed", "market data: ticks, index price, reference prices and candles", batch_size=False
     )
     p.add_argument("--sources", default=None, help="sources TOML (default config/sources.toml)")
     p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
-    p.add_argument("--database-url", default=None, help="PostgreSQL URL (default: settings)")
-    p.add_argument("--nats-url", default=None, help="NATS URL (default: settings)")
-    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
-    p.add_argument("--name", default="feed", help="actor name (heartbeat, DLQ subject)")
     p.add_argument("--index-interval-ms", type=int, default=100, help="round period (ms)")
     p.add_argument("--candle-lateness-ms", type=int, default=2_000, help="close delay (ms)")
-    p.add_argument(
-        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one, -1: off)"
-    )
     args = p.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as exc:
-        p.error(str(exc))
+    settings, config = actor_setup(p, args)
     markets_path = Path(args.markets) if args.markets else default_markets_path()
     sources_path = Path(args.sources) if args.sources else markets_path.parent / "sources.toml"
     try:
         markets = load_markets(markets_path)
         sources = load_sources(sources_path)
-        configure_logging(settings.log_format, settings.log_level, actor=args.name)
-        overrides: dict[str, Any] = {"nats_url": args.nats_url} if args.nats_url else {}
-        config = ActorConfig.from_settings(
-            args.name,
-            settings,
-            metrics_port=None if args.metrics_port < 0 else args.metrics_port,
-            **overrides,
-        )
         actor = Feed(
             config,
             args.database_url or settings.effective_database_url,

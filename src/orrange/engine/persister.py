@@ -22,7 +22,6 @@ Run it with ``python -m actors.persister`` or :func:`main` (``orrange actor pers
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections.abc import Sequence
@@ -213,36 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     default; -1: none). Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad
     arguments or settings.
     """
-    from orrange.logging import configure_logging
-    from orrange.settings import SettingsError, load_settings
+    from orrange.engine._main import actor_parser, actor_setup
 
-    p = argparse.ArgumentParser(
-        prog="orrange actor persister",
-        description="write book events and risk rejections into PostgreSQL",
-    )
-    p.add_argument("--database-url", default=None, help="PostgreSQL URL (default: settings)")
-    p.add_argument("--nats-url", default=None, help="NATS URL (default: settings)")
-    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
-    p.add_argument("--name", default="persister", help="actor name (heartbeat, DLQ subject)")
-    p.add_argument("--batch-size", type=int, default=None, help="messages per fetch")
-    p.add_argument(
-        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one, -1: off)"
-    )
+    p = actor_parser("persister", "write book events and risk rejections into PostgreSQL")
     args = p.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as exc:
-        p.error(str(exc))
-    if args.batch_size is not None and args.batch_size < 1:
-        p.error("--batch-size must be >= 1")
-    configure_logging(settings.log_format, settings.log_level, actor=args.name)
-    overrides: dict[str, Any] = {"nats_url": args.nats_url} if args.nats_url else {}
-    config = ActorConfig.from_settings(
-        args.name,
-        settings,
-        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
-        **overrides,
-    )
+    settings, config = actor_setup(p, args)
     actor = Persister(
         config, args.database_url or settings.effective_database_url, batch_size=args.batch_size
     )
