@@ -8,11 +8,13 @@ rest in the book after SIGINT and a second ``orrange up``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import msgspec
@@ -23,6 +25,7 @@ from orrange.engine.streams import book_in_subject, book_query_subject
 from orrange.engine.up import ProcLine, plan, read_procfile
 from orrange.infra import free_port
 from orrange.infra._proc import tcp_open
+from orrange.infra.run import DEV_ESCROW_ADDRESS, dev_chain_env
 from orrange.matching import L2Book, Side, SubmitOrder
 from orrange.runtime import Publisher
 from orrange.settings import load_settings
@@ -91,6 +94,7 @@ def test_procfile_lines() -> None:
     assert names == [
         "nats",
         "postgres",
+        "chain",
         "matcher",
         "risk",
         "persister",
@@ -99,7 +103,7 @@ def test_procfile_lines() -> None:
         "alerter",
         "api",
     ]
-    assert [ln.name for ln in lines if ln.infra] == ["nats", "postgres"]
+    assert [ln.name for ln in lines if ln.infra] == ["nats", "postgres", "chain"]
     external = load_settings(
         env={"ORRANGE_NATS_URL": "nats://10.0.0.1:4222", "ORRANGE_DATABASE_URL": "postgresql://x"}
     )
@@ -223,3 +227,35 @@ def test_actor_command_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
         main(["actor", "matcher", "--symbols", "NOPE-USD"])
     assert exc.value.code == 2  # a usage error: config/markets.toml has no such market
     assert "no market spec for NOPE-USD" in capsys.readouterr().err
+
+
+def _rpc(url: str, method: str, params: list[object]) -> object:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())["result"]
+
+
+def test_dev_chain_has_the_escrow_and_keeps_it_across_restarts(private_dir: Path) -> None:
+    env = up_env(private_dir / "var")
+    env.update(ORRANGE_ENV="dev", ORRANGE_CHAIN_PORT=str(free_port()))
+    rpc = dev_chain_env(env)["ORRANGE_CHAIN_URL"]
+    log = private_dir / "up.log"
+    heights = []
+    for run in (1, 2):
+        proc = start_up(env, log, "--only", "nats,postgres,chain")
+        try:
+            deadline = time.monotonic() + 180
+            while log.read_text().count("infrastructure ready") < run:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the dev chain never became ready"
+                time.sleep(0.5)
+            code = _rpc(rpc, "eth_getCode", [DEV_ESCROW_ADDRESS, "latest"])
+            assert isinstance(code, str) and len(code) > 2  # the escrow is deployed
+            heights.append(int(str(_rpc(rpc, "eth_blockNumber", [])), 16))
+        finally:
+            code_, _ = stop_up(proc)
+        assert code_ == 0
+    # the second start loaded the first one's chain instead of deploying on a fresh one
+    assert log.read_text().count("escrow deployed") == 1
+    assert heights[1] >= heights[0]

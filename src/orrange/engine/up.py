@@ -25,12 +25,14 @@ import asyncio
 import contextlib
 import ctypes
 import datetime
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ from honcho.environ import parse_procfile
 from honcho.printer import Message, Printer
 
 from orrange.infra._proc import tcp_open
+from orrange.infra.run import DEV_ESCROW_ADDRESS, dev_chain_env
 from orrange.settings import Settings
 
 __all__ = ["ProcLine", "Supervisor", "UpError", "default_procfile", "plan", "read_procfile"]
@@ -80,6 +83,25 @@ def _die_with_parent() -> None:
     ``PR_SET_PDEATHSIG``; a no-op elsewhere)."""
     if _libc is not None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _escrow_deployed(rpc_url: str) -> bool:
+    """True when the node at ``rpc_url`` holds contract code at the dev escrow address."""
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "eth_getCode",
+            "params": [DEV_ESCROW_ADDRESS, "latest"],
+        }
+    ).encode()
+    req = urllib.request.Request(rpc_url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=1) as resp:
+            code = json.loads(resp.read()).get("result") or "0x"
+    except (OSError, ValueError):
+        return False
+    return len(code) > 2
 
 
 def default_procfile() -> Path:
@@ -235,7 +257,10 @@ class Supervisor:
 
     @staticmethod
     def _reachable(target: str) -> bool:
-        """``host:port`` accepts TCP, or the ``postgresql://`` database accepts a session."""
+        """``host:port`` accepts TCP, the ``postgresql://`` database accepts a session, or
+        (``escrow@<rpc url>``) the development chain answers with the escrow's code."""
+        if target.startswith("escrow@"):
+            return _escrow_deployed(target.removeprefix("escrow@"))
         if not target.startswith("postgres"):
             host, _, port = target.rpartition(":")
             return tcp_open(host, int(port))
@@ -263,6 +288,9 @@ class Supervisor:
         pending = [nats_target[0] + ":" + str(nats_target[1])]
         if pg_url is not None:
             pending.append(pg_url)
+        dev_chain = dev_chain_env(os.environ)
+        if dev_chain and any("infra chain" in c.line.command for c in self._children):
+            pending.append("escrow@" + dev_chain["ORRANGE_CHAIN_URL"])
         while pending:
             pending = [t for t in pending if not self._reachable(t)]
             if not pending:
@@ -319,8 +347,11 @@ class Supervisor:
                 self._spawn(ln, env)
             if self._wait_ready():
                 self.say("infrastructure ready")
+                # the apps reach the development chain of `orrange infra chain`, if it runs
+                # (ORRANGE_ENV=dev and no ORRANGE_CHAIN_URL)
+                app_env = {**env, **dev_chain_env(env)}
                 for ln in apps:
-                    self._spawn(ln, env)
+                    self._spawn(ln, app_env)
                 while not self._stop.wait(0.1):
                     dead = self._exited()
                     if dead is not None:

@@ -33,6 +33,12 @@ def _postgres(args: argparse.Namespace) -> int:
     return run_postgres(_settings(args))
 
 
+def _chain(args: argparse.Namespace) -> int:
+    from orrange.infra.run import run_chain
+
+    return run_chain(_settings(args))
+
+
 def register(cli: CommandTree) -> None:
     """Add the ``infra`` command group."""
     for name, handler, text in (
@@ -47,6 +53,12 @@ def register(cli: CommandTree) -> None:
             _postgres,
             "run the embedded PostgreSQL (cluster <data_dir>/pg, database orrange) until "
             "SIGTERM/SIGINT; idles when ORRANGE_DATABASE_URL is set",
+        ),
+        (
+            "chain",
+            _chain,
+            "with ORRANGE_ENV=dev: run a local anvil (state <data_dir>/chain) with the escrow "
+            "deployed; idles otherwise (external ORRANGE_CHAIN_URL, or no chain)",
         ),
     ):
         p = cli.group_command("infra", name, handler, text)

@@ -8,9 +8,11 @@ exits.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +23,34 @@ from orrange.infra.postgres import EmbeddedPostgres
 from orrange.logging import get_logger
 from orrange.settings import Settings
 
-__all__ = ["run_nats", "run_postgres", "wait_for_url"]
+__all__ = [
+    "DEV_CHAIN_PORT",
+    "DEV_ESCROW_ADDRESS",
+    "dev_chain_env",
+    "run_chain",
+    "run_nats",
+    "run_postgres",
+    "wait_for_url",
+]
+
+#: JSON-RPC port of the development chain (``ORRANGE_CHAIN_PORT`` overrides).
+DEV_CHAIN_PORT = 8545
+#: Where the development chain's escrow lives: the first contract anvil's first development
+#: account (0xf39F...2266) creates, CREATE(sender, nonce 0), so every fresh dev chain agrees.
+DEV_ESCROW_ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+def dev_chain_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``ORRANGE_CHAIN_URL`` / ``ORRANGE_ESCROW_ADDRESS`` of the development chain that
+    ``orrange infra chain`` runs, when ``ORRANGE_ENV=dev`` and no chain URL is configured;
+    otherwise empty (an external chain, or no chain outside development)."""
+    if env.get("ORRANGE_ENV", "").lower() != "dev" or env.get("ORRANGE_CHAIN_URL"):
+        return {}
+    port = int(env.get("ORRANGE_CHAIN_PORT", DEV_CHAIN_PORT))
+    return {
+        "ORRANGE_CHAIN_URL": f"http://127.0.0.1:{port}",
+        "ORRANGE_ESCROW_ADDRESS": DEV_ESCROW_ADDRESS,
+    }
 
 
 def _install_stop_signals() -> threading.Event:
@@ -127,3 +156,67 @@ def run_postgres(settings: Settings) -> int:
         ms=round((time.monotonic() - started) * 1000),
     )
     return _serve(server, stop, log)
+
+
+def run_chain(settings: Settings, env: Mapping[str, str] | None = None) -> int:
+    """``orrange infra chain``: the development chain for P2P settlement.
+
+    With ``ORRANGE_ENV=dev`` and no ``ORRANGE_CHAIN_URL``: runs anvil (installed from the npm
+    registry on first use) on ``ORRANGE_CHAIN_PORT`` (8545) with one block a second, its state
+    kept in ``<data_dir>/chain/state.json`` across restarts, and deploys the escrow once, at
+    :data:`DEV_ESCROW_ADDRESS` (mediator: development account 1, fee recipient: account 2, fee
+    ``ORRANGE_ESCROW_FEE_BPS``, default 100). Otherwise it idles until signalled: the chain is
+    external, or there is none outside development. Returns 0 after a clean stop, 1 when
+    anvil or the deployment fails.
+    """
+    env = os.environ if env is None else env
+    log = get_logger("orrange.infra", component="chain")
+    stop = _install_stop_signals()
+    dev = dev_chain_env(env)
+    if not dev:
+        if env.get("ORRANGE_CHAIN_URL"):
+            log.info("external chain configured; no local chain", url=env["ORRANGE_CHAIN_URL"])
+        else:
+            log.info("no chain: set ORRANGE_CHAIN_URL, or ORRANGE_ENV=dev for a local anvil")
+        stop.wait()
+        return 0
+    from web3 import Web3
+
+    from orrange.settlement.anvil import AnvilError, AnvilNode, ensure_anvil
+    from orrange.settlement.chain import Escrow, connect
+
+    chain_dir = settings.data_path / "chain"
+    chain_dir.mkdir(parents=True, exist_ok=True)
+    port = int(dev["ORRANGE_CHAIN_URL"].rsplit(":", 1)[1])
+    try:
+        node = AnvilNode(
+            ensure_anvil(),
+            port=port,
+            block_time_s=1,
+            state_file=chain_dir / "state.json",
+            log_file=chain_dir / "anvil.log",
+        )
+        node.start(timeout_s=60)
+    except (AnvilError, InfraError, OSError) as exc:
+        log.error("anvil failed to start", error=str(exc))
+        return 1
+    try:
+        w3 = connect(node.url)
+        if len(w3.eth.get_code(Web3.to_checksum_address(DEV_ESCROW_ADDRESS))) == 0:
+            accounts: list[str] = list(w3.eth.accounts)
+            fee_bps = int(env.get("ORRANGE_ESCROW_FEE_BPS", "100"))
+            escrow = Escrow.deploy(
+                w3, accounts[0], mediator=accounts[1], fee_recipient=accounts[2], fee_bps=fee_bps
+            )
+            if escrow.address.lower() != DEV_ESCROW_ADDRESS.lower():
+                raise RuntimeError(
+                    f"the escrow landed at {escrow.address}, not {DEV_ESCROW_ADDRESS}: the dev "
+                    f"chain in {chain_dir} has other transactions; delete it to start afresh"
+                )
+            log.info("escrow deployed", address=escrow.address, fee_bps=fee_bps)
+    except Exception as exc:  # any deployment failure stops the chain line with a reason
+        log.error("escrow deployment failed", error=str(exc))
+        node.stop()
+        return 1
+    log.info("dev chain ready", url=node.url, escrow=DEV_ESCROW_ADDRESS)
+    return _serve(node, stop, log)

@@ -128,8 +128,9 @@ class AnvilNode(ServerProcess):
 
     ``chain_id`` defaults to anvil's 31337; ``block_time_s`` None mines a block per
     transaction (else one block every that many seconds); ``accounts`` development
-    accounts are unlocked with ``balance_eth`` each. Use as a context manager or call
-    :meth:`start` / :meth:`stop`.
+    accounts are unlocked with ``balance_eth`` each; ``state_file`` (optional) keeps the chain
+    across restarts (loaded at start, written at a clean stop). Use as a context manager or
+    call :meth:`start` / :meth:`stop`.
     """
 
     name = "anvil"
@@ -145,8 +146,10 @@ class AnvilNode(ServerProcess):
         accounts: int = 10,
         balance_eth: int = 10_000,
         log_file: str | Path | None = None,
+        state_file: str | Path | None = None,
     ) -> None:
         super().__init__(log_file)
+        self.state_file = Path(state_file) if state_file is not None else None
         self.binary = Path(binary) if binary is not None else None
         self.host = host
         self.port = port or free_port(host)
@@ -178,6 +181,9 @@ class AnvilNode(ServerProcess):
         ]
         if self.block_time_s is not None:
             cmd += ["--block-time", str(self.block_time_s)]
+        if self.state_file is not None:
+            # loads the chain from the file when it exists and writes it back on exit
+            cmd += ["--state", str(self.state_file)]
         if self.log_file is None:
             cmd.append("--silent")
         return cmd
