@@ -38,6 +38,7 @@ import msgspec
 from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from web3 import Web3
 
 from orrange.api._routes import _AUTH, _ctx, now_ms
 from orrange.api.auth import Principal
@@ -303,6 +304,28 @@ def _dev_signing(sign: str | None) -> bool:
     return True
 
 
+def address(field: str, value: str) -> str:
+    """``value`` as an EIP-55 checksum address (what web3 requires).
+
+    All-lowercase or all-uppercase hex is accepted and normalized; mixed case must carry a
+    valid EIP-55 checksum.
+
+    Raises:
+        ApiError: 400 ``invalid_address`` naming ``field``: not 20 bytes of hex, or a
+            mixed-case address whose checksum is wrong (a likely typo).
+    """
+    digits = value[2:] if value[:2] in ("0x", "0X") else value
+    mixed = digits != digits.lower() and digits != digits.upper()
+    if not Web3.is_address(value) or (mixed and not Web3.is_checksum_address(value)):
+        raise ApiError(
+            400,
+            field,
+            "invalid_address",
+            f"{value!r} is not an address (20 bytes of hex; mixed case must be EIP-55)",
+        )
+    return str(Web3.to_checksum_address(value))
+
+
 def _wallet(escrow: Escrow, user: str, sender: str | None, dev: bool) -> str:
     if sender:
         return sender
@@ -332,6 +355,8 @@ async def _step(
         raise ApiError(403, "role", "forbidden", f"only the {' or '.join(roles)} can {action}")
     chain = _chain(request)
     tid = bytes.fromhex(trade_id.removeprefix("0x"))
+    if sender:
+        sender = address("from", sender)
 
     def run() -> TxOut:
         wallet = _wallet(chain.escrow, principal.user, sender, dev)
@@ -365,16 +390,18 @@ async def fund(
     if not data.amount.isdigit() or int(data.amount) <= 0:
         raise ApiError(400, "amount", "invalid", "amount is a positive integer string")
     amount = int(data.amount)
+    buyer = address("buyer_address", data.buyer_address)
+    token = address("token", data.token)
 
     def build(e: Escrow, wallet: str, tid: bytes, trade: Trade) -> UnsignedTx:
         chain_ms = int(e.w3.eth.get_block("latest")["timestamp"]) * 1000
         return e.fund_tx(
             wallet,
             tid,
-            buyer=data.buyer_address,
+            buyer=buyer,
             amount=amount,
             payment_deadline=trade.payment_deadline_s(max(chain_ms, now_ms())),
-            token=data.token,
+            token=token,
         )
 
     return await _step(request, trade_id, principal, "fund", ("seller",), data.sender, sign, build)
