@@ -115,6 +115,7 @@ from orrange.store.alerts import (
     signals_by_source,
     write_alerter_batch,
 )
+from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
 
 __all__ = [
     "ALERTS",
@@ -179,18 +180,6 @@ class AlertCommand(msgspec.Struct, frozen=True):
     kind: Literal["alert", "subscription"]
     id: int
 
-
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-)
-_CONNECT_WAIT: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncpg.InvalidCatalogNameError)
 
 _Update = tuple[str, TriggerSource, int, int]  # market, reference, price (ticks), ts (ms)
 
@@ -329,16 +318,7 @@ class Alerter(Actor):
             await conn.close()
 
     async def _connect_db(self, timeout_s: float) -> asyncpg.Connection:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                conn: asyncpg.Connection = await asyncpg.connect(self.database_url, timeout=10)
-                return conn
-            except _CONNECT_WAIT as exc:
-                if time.monotonic() > deadline:
-                    raise
-                self.log.warning("waiting for PostgreSQL", error=repr(exc))
-                await asyncio.sleep(0.5)
+        return await connect_when_ready(self.database_url, timeout_s, self.log)
 
     async def _db(self) -> asyncpg.Connection:
         conn = self._conn
@@ -372,7 +352,7 @@ class Alerter(Actor):
                 conn = await self._db()
                 await write_alerter_batch(conn, now_ms=_now_ms(), **batch)
                 return
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 self.log.error("database unavailable; batch will be retried", error=repr(exc))
                 if self._conn is not None:
                     self._conn.terminate()

@@ -70,6 +70,7 @@ from orrange.settlement.lifecycle import (
 )
 from orrange.store import migrate
 from orrange.store import settlement as db
+from orrange.store.connect import connect_when_ready
 
 __all__ = [
     "DURABLE",
@@ -256,16 +257,7 @@ class EscrowWatcher(Actor):
             await conn.close()
 
     async def _connect_db(self, timeout_s: float) -> asyncpg.Connection:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                conn: asyncpg.Connection = await asyncpg.connect(self.database_url, timeout=10)
-                return conn
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if time.monotonic() > deadline:
-                    raise
-                self.log.warning("waiting for PostgreSQL", error=repr(exc))
-                await asyncio.sleep(0.5)
+        return await connect_when_ready(self.database_url, timeout_s, self.log)
 
     @property
     def conn(self) -> asyncpg.Connection:

@@ -47,7 +47,6 @@ import asyncpg
 import msgspec
 
 from orrange.engine.md_streams import MD, candle_subject, index_subject, tick_subject
-from orrange.engine.persister import _CONNECT_WAIT, _TRANSIENT  # database errors waited out
 from orrange.engine.streams import BOOK_IN, EVENTS, EVENTS_PREFIX, book_in_subject
 from orrange.feeds import (
     AnyTick,
@@ -73,6 +72,7 @@ from orrange.matching.enums import Side
 from orrange.runtime import Actor, ActorConfig, ConsumerSpec, Inbound, Input, Outbox, StreamSpec
 from orrange.store import migrate
 from orrange.store.candles import fill_marks, query_candles, set_fill_marks, upsert_candles
+from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
 
 __all__ = ["FEED_DURABLE", "OWN_SOURCE", "Feed", "index_configs", "main"]
 
@@ -229,16 +229,7 @@ class Feed(Actor):
     # ------------------------------------------------------------------ database
 
     async def _connect_db(self, timeout_s: float) -> asyncpg.Connection:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                conn: asyncpg.Connection = await asyncpg.connect(self.database_url, timeout=10)
-                return conn
-            except _CONNECT_WAIT as exc:
-                if time.monotonic() > deadline:
-                    raise
-                self.log.warning("waiting for PostgreSQL", error=repr(exc))
-                await asyncio.sleep(0.5)
+        return await connect_when_ready(self.database_url, timeout_s, self.log)
 
     async def _save(self, candles: Sequence[Candle], marks: Mapping[str, int]) -> None:
         """Upsert ``candles`` and raise ``marks`` in one transaction, retrying on a lost
@@ -259,7 +250,7 @@ class Feed(Actor):
                             del self._unsaved[key]
                     self._saved_at = time.monotonic()
                     return
-                except _TRANSIENT as exc:
+                except TRANSIENT_ERRORS as exc:
                     self.log.error("database unavailable; candles will be retried", error=repr(exc))
                     if conn is not None:
                         conn.terminate()

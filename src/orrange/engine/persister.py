@@ -23,7 +23,6 @@ Run it with ``python -m actors.persister`` or :func:`main` (``orrange actor pers
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,27 +42,12 @@ from orrange.runtime import (
     run_actor,
 )
 from orrange.store import EventWriter, RiskRejection, WriteResult, migrate
+from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
 
 __all__ = ["EVENTS_DURABLE", "REJECTS_DURABLE", "Persister", "main"]
 
 EVENTS_DURABLE = "persister"
 REJECTS_DURABLE = "persister-rejects"
-
-#: Errors after which the batch is retried on a new connection instead of dead-lettered.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-)
-
-#: Errors :meth:`Persister.start` waits out: the transient ones, and a database not created yet
-#: (PostgreSQL starting beside the persister under ``orrange up``).
-_CONNECT_WAIT: tuple[type[BaseException], ...] = (*_TRANSIENT, asyncpg.InvalidCatalogNameError)
 
 
 class Persister(Actor):
@@ -135,16 +119,7 @@ class Persister(Actor):
             await writer.conn.close()
 
     async def _connect_db(self, timeout_s: float) -> asyncpg.Connection:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                conn: asyncpg.Connection = await asyncpg.connect(self.database_url, timeout=10)
-                return conn
-            except _CONNECT_WAIT as exc:
-                if time.monotonic() > deadline:
-                    raise
-                self.log.warning("waiting for PostgreSQL", error=repr(exc))
-                await asyncio.sleep(0.5)
+        return await connect_when_ready(self.database_url, timeout_s, self.log)
 
     async def _write(
         self, events: Sequence[tuple[Event, bytes]], rejections: Sequence[RiskRejection]
@@ -162,7 +137,7 @@ class Persister(Actor):
                 if writer is None or writer.conn.is_closed():
                     writer = self._writer = EventWriter(await self._connect_db(0))
                 result = await writer.write(events, rejections)
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 self.log.error("database unavailable; batch will be retried", error=repr(exc))
                 if writer is not None:
                     writer.conn.terminate()
