@@ -6,12 +6,29 @@ specs here are the single definition so that all of them ask for the same config
 ======== =================== ===================================================================
 Stream   Subjects            Content
 ======== =================== ===================================================================
-CMD      ``cmd.order.<SYM>`` order commands from the API (risk reads them, durable ``risk``)
-BOOK_IN  ``book.in.<SYM>``   commands risk accepted (matcher reads them, durable
-                             ``matcher-<SYM>``)
-EVENTS   ``evt.<SYM>``       every book event (``Nats-Msg-Id`` ``<SYM>:<seq>``)
+CMD      ``cmd.order.<SYM>`` order commands from the API, one per message (risk reads them,
+                             durable ``risk``)
+BOOK_IN  ``book.in.<SYM>``   commands risk accepted, many per message (:data:`BookInPayload`;
+                             matcher reads them, durable ``matcher-<SYM>``)
+EVENTS   ``evt.<SYM>``       every book event, many per message (:data:`EventPayload`,
+                             ``Nats-Msg-Id`` ``<SYM>:<first seq>``)
 REJECTS  ``rej.<SYM>``       risk's ``OrderRejected`` with ``seq = 0`` (``rej:<input id>``)
 ======== =================== ===================================================================
+
+**Batched payloads.** JetStream costs about the same per message whatever its size, so the
+hops inside the engine carry batches:
+
+* ``evt.<SYM>``: a JSON array of the events of one matcher batch of that symbol, in ``seq``
+  order with no gap (or, from older producers and tests, one event object). Decode it with
+  :func:`decode_events`. A consumer must ignore an event whose ``seq`` is not above the last
+  one it applied for the symbol: after a publish timeout the matcher re-publishes what
+  ``EVENTS`` lacks, and a batch that was stored late can then appear twice with different
+  boundaries.
+* ``book.in.<SYM>``: a JSON array of ``[cmd_seq, command]`` pairs, ``cmd_seq`` being the
+  ``CMD`` stream sequence the command came from (increasing within a symbol), or one bare
+  command object (``cmd_seq`` unknown; tools and tests). Decode with :func:`decode_book_in`. The
+  matcher applies a pair only if its ``cmd_seq`` is above the last one it applied, so a batch
+  that risk forwards again after a crash, with other boundaries, applies nothing twice.
 
 Book queries are core NATS request/reply on ``book.query.<SYM>``; the matcher snapshots into the
 KV bucket :data:`SNAPSHOT_BUCKET`, risk keeps client order ids in :data:`CLIENT_ORDERS_BUCKET`.
@@ -20,6 +37,11 @@ Durations are integer milliseconds.
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
+import msgspec
+
+from orrange.matching import Command, Event
 from orrange.runtime import StreamSpec
 
 __all__ = [
@@ -36,9 +58,14 @@ __all__ = [
     "REJECTS",
     "REJECTS_PREFIX",
     "SNAPSHOT_BUCKET",
+    "BookInPayload",
+    "EventPayload",
     "book_in_subject",
     "book_query_subject",
     "cmd_subject",
+    "decode_book_in",
+    "decode_events",
+    "encode_book_in",
     "events_subject",
     "matcher_durable",
     "rejects_subject",
@@ -116,3 +143,39 @@ def book_query_subject(symbol: str) -> str:
 def matcher_durable(symbol: str) -> str:
     """``matcher-<SYM>``: the matcher's durable consumer name on ``BOOK_IN`` for ``symbol``."""
     return f"matcher-{symbol}"
+
+
+#: Wire type of ``evt.<SYM>``: a batch of events (or one event).
+EventPayload: TypeAlias = Event | list[Event]
+#: Wire type of ``book.in.<SYM>``: ``[cmd_seq, command]`` pairs (or one bare command).
+BookInPayload: TypeAlias = Command | list[tuple[int, Command]]
+
+_events_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(EventPayload)
+_book_in_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(BookInPayload)
+_json = msgspec.json.Encoder()
+
+
+def decode_events(data: bytes) -> list[Event]:
+    """The events of one ``evt.<SYM>`` message, in ``seq`` order.
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: not an event nor an array of events.
+    """
+    value = _events_decoder.decode(data)
+    return value if isinstance(value, list) else [value]
+
+
+def decode_book_in(data: bytes) -> list[tuple[int, Command]]:
+    """The ``(cmd_seq, command)`` pairs of one ``book.in.<SYM>`` message; ``cmd_seq`` is 0 for a
+    bare command (always applied).
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: not a command nor an array of pairs.
+    """
+    value = _book_in_decoder.decode(data)
+    return value if isinstance(value, list) else [(0, value)]
+
+
+def encode_book_in(pairs: list[tuple[int, Command]]) -> bytes:
+    """JSON of a ``book.in.<SYM>`` batch (see :func:`decode_book_in`)."""
+    return _json.encode(pairs)
