@@ -3,10 +3,12 @@
 PostgreSQL and nats-server (fixtures) and the alerter as a subprocess (``orrange actor
 alerter``). 1,500 seeded alerts (above / below / crosses, one-shot and re-arming, on the index
 price of one market and the last trade of another) watch two seeded random walks of 4,000
-updates each, published as ``md.index.<SYM>`` index prices and ``evt.<SYM>`` fills while the
-alerter is killed with SIGKILL six times and restarted. Afterwards PostgreSQL and
-``alert.<USER>`` must each hold exactly the notifications of one uninterrupted pure
-:class:`AlertIndex` run: same ids, each once, same prices and times.
+updates each, published as the feed and the matcher do: ``md.indexes`` arrays of index prices
+and ``evt.<SYM>`` arrays of fills (some fills published a second time inside batches with other
+boundaries, which the alerter must skip by their ``seq``), while the alerter is killed with
+SIGKILL six times and restarted. Afterwards PostgreSQL and the ``notifications`` messages must
+each hold exactly the notifications of one uninterrupted pure :class:`AlertIndex` run: same
+ids, each once, same prices and times.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from test_matcher_actor import wait_for
 
 from orrange.alerts.index import AlertIndex
 from orrange.alerts.rules import AlertFired, Condition, PriceAlert
-from orrange.engine.alerter import ALERTS, CMD_DURABLE, EVENTS_DURABLE, INDEX_DURABLE
+from orrange.engine.alerter import (
+    ALERTS,
+    CMD_DURABLE,
+    EVENTS_DURABLE,
+    INDEX_DURABLE,
+    INDEXES_SUBJECT,
+    NOTIFICATIONS_SUBJECT,
+    notifications_msg_id,
+)
 from orrange.engine.streams import EVENTS, events_subject
 from orrange.marketdata.index import IndexPrice
 from orrange.matching.enums import Side, TriggerSource
@@ -135,19 +145,30 @@ async def test_kill_9_loses_and_duplicates_no_notification(
     await wait_for(consumers_ready, "the alerter's consumers", limit_s=60)
     pub = Publisher(nc)
 
+    def fill(i: int) -> OrderFilled:
+        return OrderFilled(
+            LAST_SYM, i + 1, T0 + i, 1, 2, "m", "t", last_path[i], 1, Side.BUY, 0, 0, 0, 0, (),
+        )  # fmt: skip
+
     async def feed() -> None:
         for start in range(0, N_UPDATES, 50):
-            for i in range(start, start + 50):
+            for i in range(start, start + 50, 5):
+                ixs = [
+                    IndexPrice(INDEX_SYM, T0 + j, index_path[j], 1.0, ("a",), (), (), False)
+                    for j in range(i, i + 5)
+                ]
+                await pub.submit(INDEXES_SUBJECT, msgspec.json.encode(ixs), msg_id=f"ix:{i}")
+                fills = [fill(j) for j in range(i, i + 5)]
                 await pub.submit(
-                    f"md.index.{INDEX_SYM}",
-                    IndexPrice(INDEX_SYM, T0 + i, index_path[i], 1.0, ("a",), (), (), False),
-                    msg_id=f"ix:{i}",
+                    events_subject(LAST_SYM), msgspec.json.encode(fills), msg_id=f"{LAST_SYM}:{i}"
                 )
-                fill = OrderFilled(
-                    LAST_SYM, i + 1, T0 + i, 1, 2, "m", "t", last_path[i], 1, Side.BUY,
-                    0, 0, 0, 0, (),
-                )  # fmt: skip
-                await pub.submit(events_subject(LAST_SYM), fill, msg_id=f"{LAST_SYM}:{i + 1}")
+                if i % 20 == 10:  # fills i-3 .. i+1 again, as a late second copy would be
+                    again = [fill(j) for j in range(max(0, i - 3), i + 2)]
+                    await pub.submit(
+                        events_subject(LAST_SYM),
+                        msgspec.json.encode(again),
+                        msg_id=f"{LAST_SYM}:again:{i}",
+                    )
             await pub.flush()
             await asyncio.sleep(0.03)
 
@@ -206,19 +227,21 @@ async def test_kill_9_loses_and_duplicates_no_notification(
     assert live == {a.id for a in pure.alerts()}
     await conn.close()
 
-    # alert.<USER>: every notification exactly once
+    # notifications: every notification exactly once, each message the notes of one input
     total = (await js.stream_info(ALERTS.name)).state.messages
-    assert total == len(expected)
-    sub = await js.subscribe("alert.>", ordered_consumer=True)
+    sub = await js.subscribe(NOTIFICATIONS_SUBJECT, ordered_consumer=True)
     seen: dict[str, int] = {}
     try:
         for _ in range(total):
             msg = await sub.next_msg(timeout=10)
-            note = msgspec.json.decode(msg.data, type=Notification)
-            assert (msg.headers or {}).get(MSG_ID_HEADER) == note.id
-            assert msg.subject == f"alert.{note.user}"
-            assert expected[note.id] == (note.user, note.price, note.ts)
-            seen[note.id] = seen.get(note.id, 0) + 1
+            notes = msgspec.json.decode(msg.data, type=list[Notification])
+            assert notes
+            source, seq = notes[0].source, notes[0].source_seq
+            assert (msg.headers or {}).get(MSG_ID_HEADER) == notifications_msg_id(source, seq)
+            for note in notes:
+                assert (note.source, note.source_seq) == (source, seq)
+                assert expected[note.id] == (note.user, note.price, note.ts)
+                seen[note.id] = seen.get(note.id, 0) + 1
     finally:
         await sub.unsubscribe()
     assert set(seen) == set(expected)

@@ -29,9 +29,11 @@ WebSocket (:class:`AlertFanout`, wired into :class:`orrange.api.hub.EventHub`): 
 notifications arrive on their private ``orders`` channel as ``{"type": "notification",
 "channel": "orders", ...}`` (fields of :class:`NotificationOut`), and the public channel
 ``signals`` carries ``{"type": "signal", "channel": "signals", "signal": {...}}`` (a
-:class:`SignalOut`). Both come from an ordered JetStream consumer on stream ``ALERTS`` that
-starts at new messages, so a notification the alerter publishes again after a crash (same
-``Nats-Msg-Id``) is not delivered twice.
+:class:`SignalOut`). Both come from ordered JetStream consumers on stream ``ALERTS`` that start
+at new messages, so a batch the alerter publishes again after a crash (same ``Nats-Msg-Id``) is
+not delivered twice. The alerter publishes the notifications of one input message as one
+``notifications`` message (a JSON array, any users); each API process decodes it and pushes
+to the users it has subscribers for.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ from orrange.api.errors import ApiError
 from orrange.engine.alerter import (
     ALERT_CMD,
     ALERT_CMD_SUBJECT,
-    ALERT_PREFIX,
     ALERTS,
+    NOTIFICATIONS_SUBJECT,
     SIGNALS_SUBJECT,
     AlertCommand,
 )
@@ -98,6 +100,7 @@ __all__ = [
 ]
 
 _log = get_logger("orrange.api.alerts")
+_notes_decoder = msgspec.json.Decoder(list[Notification])
 _json = msgspec.json.Encoder()
 _STATUSES = ("active", "fired", "expired", "deleted")
 
@@ -520,7 +523,10 @@ class AlertFanout:
         js = nc.jetstream()
         await ensure_stream(js, ALERTS)
         await ensure_stream(js, ALERT_CMD)
-        for subject, cb in ((f"{ALERT_PREFIX}.>", self._on_note), (SIGNALS_SUBJECT, self._on_sig)):
+        for subject, cb in (
+            (NOTIFICATIONS_SUBJECT, self._on_notes),
+            (SIGNALS_SUBJECT, self._on_sig),
+        ):
             self._subs.append(
                 await js.subscribe(
                     subject,
@@ -549,20 +555,20 @@ class AlertFanout:
         sub.channels.discard(SIGNALS_SUBJECT)
         self._signal_subs.discard(sub)
 
-    async def _on_note(self, msg: Any) -> None:
-        user = msg.subject.partition(".")[2]
-        targets = list(self._user_subs(user))
-        if not targets:
-            return
+    async def _on_notes(self, msg: Any) -> None:
         try:
-            note = msgspec.json.decode(msg.data, type=Notification)
+            notes = _notes_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
-            _log.warning("undecodable notification", subject=msg.subject, error=str(exc))
+            _log.warning("undecodable notifications", subject=msg.subject, error=str(exc))
             return
-        body = msgspec.to_builtins(notification_out(self._markets, note))
-        data = _json.encode({"type": "notification", "channel": "orders", **body})
-        for sub in targets:
-            sub.enqueue(data)
+        for note in notes:
+            targets = list(self._user_subs(note.user))
+            if not targets:
+                continue
+            body = msgspec.to_builtins(notification_out(self._markets, note))
+            data = _json.encode({"type": "notification", "channel": "orders", **body})
+            for sub in targets:
+                sub.enqueue(data)
 
     async def _on_sig(self, msg: Any) -> None:
         if not self._signal_subs:

@@ -5,8 +5,11 @@ Inputs (durable pull consumers, processed one batch at a time under the actor's 
 ============================ ==================== ============================================
 Subject                      Durable              What it does
 ============================ ==================== ============================================
-``evt.<SYM>`` (``EVENTS``)   ``alerter-events``   every ``OrderFilled`` is a last-trade update
-``md.index.<SYM>``           ``alerter-index``    every :class:`IndexPrice` is an index update
+``evt.<SYM>`` (``EVENTS``)   ``alerter-events``   a batch of book events
+                                                  (:data:`~orrange.engine.streams.EventPayload`);
+                                                  every ``OrderFilled`` is a last-trade update
+``md.indexes`` (``MD``)      ``alerter-indexes``  one feed round: a JSON array of
+                                                  :class:`IndexPrice`, each an index update
 ``md.candle.<IV>.<SYM>``     ``alerter-candles``  every :class:`CandleClosed` feeds the
                                                   :class:`SignalEngine`
 ``alerts.cmd``               ``alerter-cmd``      :class:`AlertCommand`: re-read one alert or
@@ -14,34 +17,42 @@ Subject                      Durable              What it does
 ============================ ==================== ============================================
 
 Market data comes from the feed actor's stream :data:`~orrange.engine.md_streams.MD`
-(provisioned with the same spec, so either actor may start first). The three ordered consumers
-(trades, index, candles) are recreated at every start just after their ack floor, so input is
-applied strictly in stream order even when messages delivered to a killed process are still
-unacked, and every message whose notifications may not have been published yet is delivered
-again; a consumer that does not exist yet starts after the stored cursor, or at the next
-message of its stream.
+(provisioned with the same spec, so either actor may start first); ``md.index.<SYM>`` (the
+latest index per market, possibly published less often) is not read. The three ordered
+consumers (trades, index, candles) are recreated at every start just after their ack floor
+(ack policy ``all``: one ack per batch), so input is applied strictly in stream order even when
+messages delivered to a killed process are still unacked, and every message whose
+notifications may not have been published yet is delivered again; a consumer that does not
+exist yet starts after the stored cursor, or at the next message of its stream. Own trades:
+an event whose ``seq`` is not above the last one applied for its symbol is ignored (the
+matcher may store a batch twice with other boundaries); that watermark is stored with the
+batch (``alerter_cursors`` row ``evt:<SYM>``).
 
 Outputs (stream :data:`ALERTS`, de-duplication window one hour):
 
-* ``alert.<USER>``: a :class:`~orrange.store.alerts.Notification` (prices in ticks),
-  ``Nats-Msg-Id`` = the notification id (``alert:<alert id>:<fire number>`` or
-  ``signal:<signal id>:<user>``);
+* ``notifications``: a JSON array of :class:`~orrange.store.alerts.Notification` (prices in
+  ticks), all the notifications that **one input message** produced, in the order they fired;
+  ``Nats-Msg-Id`` = ``notes:<durable>:<input stream sequence>``
+  (:func:`notifications_msg_id`). Users are in each notification (``user``); the API fans them
+  out to the owners' private WebSocket channel. One message per input message rather than per
+  notification: a round of 1,000 index prices may fire hundreds of alerts.
 * ``signals``: a :class:`~orrange.store.alerts.SignalRecord`, ``Nats-Msg-Id`` = signal id.
 
 Exactly once across ``kill -9``: for every batch of price updates the alerter evaluates the
-:class:`~orrange.alerts.index.AlertIndex`, then writes in **one** PostgreSQL transaction the
-notifications (deterministic ids, ``ON CONFLICT DO NOTHING``), the alerts' new states
-(``status``, ``rearm_after``, ``fire_count``), the last price of every book it touched and the
-consumer's cursor (the batch's last stream sequence); only then are the notifications
-published and, after their publish acks, the input acked. After a crash the input is
-redelivered: messages at or below the stored cursor were applied already and only have their
-stored notifications published again (same ``Nats-Msg-Id``, so JetStream drops those already
-stored), the others are evaluated on the state restored from PostgreSQL. Restart (the
-:class:`~orrange.alerts.index.AlertIndex` contract): the stored book prices are fed to an empty
-index, then every ``active`` alert is added with its stored ``rearm_after``, so no restored
-alert fires on the restore itself. A failed transaction is retried on a fresh connection while
-the database is unreachable; any other failure reloads the state from PostgreSQL and lets the
-runtime retry the batch message by message.
+:class:`~orrange.alerts.index.AlertIndex`, then writes in **one** PostgreSQL statement the
+notifications (deterministic ids, ``ON CONFLICT DO NOTHING``, each with the input message that
+produced it), the alerts' new states (``status``, ``rearm_after``, ``fire_count``), the last
+price of every book it touched, the per-symbol event watermarks and the consumer's cursor (the
+batch's last stream sequence); only then are the notifications published and, after their
+publish acks, the input acked. After a crash the input is redelivered: messages at or below
+the stored cursor were applied already and only have their stored notifications published
+again (grouped by input message, so with the same ``Nats-Msg-Id`` and content, and JetStream
+drops those already stored), the others are evaluated on the state restored from PostgreSQL.
+Restart (the :class:`~orrange.alerts.index.AlertIndex` contract): the stored book prices are fed
+to an empty index, then every ``active`` alert is added with its stored ``rearm_after``, so no
+restored alert fires on the restore itself. A failed transaction is retried on a fresh
+connection while the database is unreachable; any other failure reloads the state from
+PostgreSQL and lets the runtime retry the batch message by message.
 
 New alerts: the API inserts the alert, then publishes an :class:`AlertCommand` on
 ``alerts.cmd`` (JetStream stream :data:`ALERT_CMD`); the alerter re-reads that alert from
@@ -66,8 +77,9 @@ Run it with :func:`main` (``orrange actor alerter``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import asyncpg
@@ -79,12 +91,11 @@ from nats.js.errors import NotFoundError
 from orrange.alerts.index import AlertIndex
 from orrange.alerts.rules import AlertEvent, AlertExpired, AlertFired, AlertRearmed
 from orrange.alerts.signals import SignalEngine, SignalSubscriptions
-from orrange.engine.md_streams import MD, MD_CANDLE_PREFIX, MD_INDEX_PREFIX
-from orrange.engine.streams import DUPLICATE_WINDOW_MS, EVENTS, EVENTS_PREFIX
+from orrange.engine.md_streams import MD, MD_CANDLE_PREFIX
+from orrange.engine.streams import DUPLICATE_WINDOW_MS, EVENTS, EVENTS_PREFIX, EventPayload
 from orrange.marketdata.candles import CandleClosed, CandleEvent
-from orrange.marketdata.index import IndexPrice
 from orrange.matching.enums import TriggerSource
-from orrange.matching.events import Event, OrderFilled
+from orrange.matching.events import OrderFilled
 from orrange.runtime import (
     Actor,
     ActorConfig,
@@ -121,38 +132,47 @@ __all__ = [
     "ALERTS",
     "ALERT_CMD",
     "ALERT_CMD_SUBJECT",
-    "ALERT_PREFIX",
     "CANDLES_DURABLE",
     "CMD_DURABLE",
     "EVENTS_DURABLE",
+    "INDEXES_SUBJECT",
     "INDEX_DURABLE",
+    "NOTIFICATIONS_SUBJECT",
     "SIGNALS_SUBJECT",
     "AlertCommand",
     "Alerter",
-    "alert_subject",
+    "IndexBatch",
+    "encode_notifications",
     "main",
+    "notifications_msg_id",
 ]
 
-ALERT_PREFIX = "alert"
+NOTIFICATIONS_SUBJECT = "notifications"
 SIGNALS_SUBJECT = "signals"
 ALERT_CMD_SUBJECT = "alerts.cmd"
+#: The feed's round of index prices (stream ``MD``): a JSON array of ``IndexPrice``.
+INDEXES_SUBJECT = "md.indexes"
 
 EVENTS_DURABLE = "alerter-events"
-INDEX_DURABLE = "alerter-index"
+INDEX_DURABLE = "alerter-indexes"
 CANDLES_DURABLE = "alerter-candles"
 CMD_DURABLE = "alerter-cmd"
+#: The durable of the per-market ``md.index.<SYM>`` input of earlier versions (deleted at start).
+_OLD_INDEX_DURABLE = "alerter-index"
+#: ``alerter_cursors`` key prefix of the last applied event ``seq`` per symbol.
+_EVENT_MARK = "evt:"
 
 #: How long ``ALERTS`` and ``ALERT_CMD`` keep messages (ms): a week (PostgreSQL is the record;
 #: the streams are delivery).
 _KEEP_MS = 7 * 86_400_000
 
-#: Notifications (``alert.<USER>``) and signals (``signals``).
+#: Notification batches (``notifications``) and signals (``signals``).
 ALERTS = StreamSpec(
     name="ALERTS",
-    subjects=(f"{ALERT_PREFIX}.>", SIGNALS_SUBJECT),
+    subjects=(NOTIFICATIONS_SUBJECT, SIGNALS_SUBJECT),
     max_age_ms=_KEEP_MS,
     duplicate_window_ms=DUPLICATE_WINDOW_MS,
-    description="alerter: notifications on alert.<USER> (Nats-Msg-Id = id) and signals",
+    description="alerter: notification batches (Nats-Msg-Id notes:<durable>:<seq>) and signals",
 )
 #: Commands from the API to the alerter.
 ALERT_CMD = StreamSpec(
@@ -164,9 +184,17 @@ ALERT_CMD = StreamSpec(
 )
 
 
-def alert_subject(user: str) -> str:
-    """``alert.<USER>``: where ``user``'s notifications are published."""
-    return f"{ALERT_PREFIX}.{user}"
+def notifications_msg_id(durable: str, seq: int) -> str:
+    """``notes:<durable>:<seq>``: the ``Nats-Msg-Id`` of the notifications of input ``seq``."""
+    return f"notes:{durable}:{seq}"
+
+
+_notes_encoder = msgspec.json.Encoder()
+
+
+def encode_notifications(notes: Sequence[Notification]) -> bytes:
+    """The payload of a ``notifications`` message (a JSON array of notifications)."""
+    return _notes_encoder.encode(notes)
 
 
 class AlertCommand(msgspec.Struct, frozen=True):
@@ -181,7 +209,21 @@ class AlertCommand(msgspec.Struct, frozen=True):
     id: int
 
 
+class _IndexUpdate(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="index_price"):
+    """The fields of an :class:`~orrange.marketdata.index.IndexPrice` the alerter reads (the
+    others are skipped while decoding)."""
+
+    symbol: str
+    ts: int
+    price: int
+
+
+#: Wire type of ``md.indexes`` as the alerter reads it: an array of index prices (or one).
+IndexBatch = list[_IndexUpdate] | _IndexUpdate
+
 _Update = tuple[str, TriggerSource, int, int]  # market, reference, price (ticks), ts (ms)
+_INDEX = TriggerSource.INDEX
+_LAST = TriggerSource.LAST
 
 
 def _now_ms() -> int:
@@ -223,6 +265,7 @@ class Alerter(Actor):
         self.subscriptions = SignalSubscriptions()
         self._fires: dict[int, int] = {}
         self._cursors: dict[str, int] = {}
+        self._marks: dict[str, int] = {}  # last applied event seq per symbol
         self._conn: asyncpg.Connection | None = None
         self._starts: dict[str, int] = {}
 
@@ -249,13 +292,13 @@ class Alerter(Actor):
         return (
             Input(
                 spec(EVENTS.name, EVENTS_DURABLE, f"{EVENTS_PREFIX}.>", "new"),
-                Event,
+                EventPayload,
                 self._on_trades,
                 self.batch_size,
             ),
             Input(
-                spec(md, INDEX_DURABLE, f"{MD_INDEX_PREFIX}.>", "new"),
-                IndexPrice,
+                spec(md, INDEX_DURABLE, INDEXES_SUBJECT, "new"),
+                IndexBatch,
                 self._on_index,
                 self.batch_size,
             ),
@@ -278,6 +321,8 @@ class Alerter(Actor):
         applied = await migrate(conn)
         self._conn = conn
         await self._load()
+        with contextlib.suppress(NotFoundError):  # the md.index.<SYM> reader of old versions
+            await self.js.delete_consumer(MD.name, _OLD_INDEX_DURABLE)
         for stream, durable in (
             (EVENTS.name, EVENTS_DURABLE),
             (MD.name, INDEX_DURABLE),
@@ -327,7 +372,8 @@ class Alerter(Actor):
         return conn
 
     async def _load(self) -> None:
-        """Rebuild the index, fire counts, subscriptions and cursors from PostgreSQL."""
+        """Rebuild the index, fire counts, subscriptions, cursors and event watermarks from
+        PostgreSQL."""
         conn = await self._db()
         index = AlertIndex()
         for b in await load_books(conn):
@@ -340,7 +386,10 @@ class Alerter(Actor):
         for s in await load_subscriptions(conn):
             subs.add(s.subscription)
         self.index, self._fires, self.subscriptions = index, fires, subs
-        self._cursors = await load_cursors(conn)
+        cursors = await load_cursors(conn)
+        n = len(_EVENT_MARK)
+        self._marks = {k[n:]: v for k, v in cursors.items() if k.startswith(_EVENT_MARK)}
+        self._cursors = {k: v for k, v in cursors.items() if not k.startswith(_EVENT_MARK)}
 
     # ------------------------------------------------------------------ persistence
     async def _store(self, **batch: Any) -> None:
@@ -368,12 +417,15 @@ class Alerter(Actor):
     ) -> tuple[list[Inbound[Any]], list[Inbound[Any]]]:
         """(already applied, new) messages of a batch, by the stored cursor."""
         cursor = self._cursors.get(durable, 0)
+        if not batch or batch[0].stream_seq > cursor:
+            return [], list(batch)
         old = [m for m in batch if m.stream_seq <= cursor]
         new = [m for m in batch if m.stream_seq > cursor]
         return old, new
 
     async def _republish(self, durable: str, old: Sequence[Inbound[Any]], out: Outbox) -> None:
-        """Publish again what already applied messages produced (JetStream drops repeats)."""
+        """Publish again what already applied messages produced, one ``notifications``
+        message per input message as the first time (JetStream drops the repeats)."""
         if not old:
             return
         first = min(m.stream_seq for m in old)
@@ -383,8 +435,10 @@ class Alerter(Actor):
             for s in await signals_by_source(conn, durable, first, last):
                 out.publish(SIGNALS_SUBJECT, s, msg_id=s.id)
         notes = await notifications_by_source(conn, durable, first, last)
+        groups: dict[int, list[Notification]] = {}
         for n in notes:
-            out.publish(alert_subject(n.user), n, msg_id=n.id)
+            groups.setdefault(n.source_seq, []).append(n)
+        self._emit(durable, list(groups.items()), out)
         self.log.info(
             "redelivered input already applied; its notifications published again",
             consumer=durable,
@@ -393,66 +447,109 @@ class Alerter(Actor):
             notifications=len(notes),
         )
 
-    # ------------------------------------------------------------------ prices
-    async def _on_trades(self, batch: Sequence[Inbound[Event]], out: Outbox) -> None:
-        def updates(m: Inbound[Event]) -> Iterable[_Update]:
-            ev = m.data
-            if isinstance(ev, OrderFilled) and m.subject == f"{EVENTS_PREFIX}.{ev.symbol}":
-                yield ev.symbol, TriggerSource.LAST, ev.price, ev.ts
-
-        await self._on_prices(EVENTS_DURABLE, batch, out, updates)
-
-    async def _on_index(self, batch: Sequence[Inbound[IndexPrice]], out: Outbox) -> None:
-        def updates(m: Inbound[IndexPrice]) -> Iterable[_Update]:
-            ix = m.data
-            if m.subject != f"{MD_INDEX_PREFIX}.{ix.symbol}":
-                raise ValueError(f"index of {ix.symbol!r} on subject {m.subject!r}")
-            yield ix.symbol, TriggerSource.INDEX, ix.price, ix.ts
-
-        await self._on_prices(INDEX_DURABLE, batch, out, updates)
-
-    async def _on_prices(
-        self, durable: str, batch: Sequence[Inbound[Any]], out: Outbox, updates: Any
+    def _emit(
+        self, durable: str, per_input: list[tuple[int, list[Notification]]], out: Outbox
     ) -> None:
-        old, new = self._split(durable, batch)
-        await self._republish(durable, old, out)
+        for seq, notes in per_input:
+            out.publish(
+                NOTIFICATIONS_SUBJECT,
+                encode_notifications(notes),
+                msg_id=notifications_msg_id(durable, seq),
+            )
+
+    # ------------------------------------------------------------------ prices
+    async def _on_trades(self, batch: Sequence[Inbound[Any]], out: Outbox) -> None:
+        old, new = self._split(EVENTS_DURABLE, batch)
+        await self._republish(EVENTS_DURABLE, old, out)
         if not new:
             return
-        good: list[tuple[int, list[_Update]]] = []
+        marks: dict[str, int] = {}  # watermarks this batch raised
+        work: list[tuple[int, list[_Update]]] = []
+        plen = len(EVENTS_PREFIX) + 1
         for m in new:
+            data = m.data
+            events = data if isinstance(data, list) else [data]
+            sym = m.subject[plen:]
+            mark = marks.get(sym)
+            if mark is None:
+                mark = self._marks.get(sym, 0)
+            ups: list[_Update] = []
             try:
-                ups = list(updates(m))
-                for u in ups:
-                    if u[2] < 1:
-                        raise ValueError(f"price {u[2]} ticks is not positive")
+                for ev in events:
+                    if ev.symbol != sym:
+                        raise ValueError(f"event of {ev.symbol!r} on subject {m.subject!r}")
+                    if ev.seq <= mark:
+                        continue  # applied already (stored twice with other boundaries)
+                    mark = ev.seq
+                    if isinstance(ev, OrderFilled):
+                        if ev.price < 1:
+                            raise ValueError(f"price {ev.price} ticks is not positive")
+                        ups.append((sym, _LAST, ev.price, ev.ts))
             except ValueError as exc:
                 out.dead_letter(m, exc)
                 continue
+            if mark:
+                marks[sym] = mark
             if ups:
-                good.append((m.stream_seq, ups))
-        notes: list[Notification] = []
+                work.append((m.stream_seq, ups))
+        await self._evaluate(EVENTS_DURABLE, new[-1].stream_seq, work, marks, out)
+
+    async def _on_index(self, batch: Sequence[Inbound[Any]], out: Outbox) -> None:
+        old, new = self._split(INDEX_DURABLE, batch)
+        await self._republish(INDEX_DURABLE, old, out)
+        if not new:
+            return
+        work: list[tuple[int, list[_Update]]] = []
+        for m in new:
+            data = m.data
+            items = data if isinstance(data, list) else [data]
+            bad = [x for x in items if x.price < 1]
+            if bad:
+                out.dead_letter(m, ValueError(f"price {bad[0].price} ticks is not positive"))
+                continue
+            work.append((m.stream_seq, [(x.symbol, _INDEX, x.price, x.ts) for x in items]))
+        await self._evaluate(INDEX_DURABLE, new[-1].stream_seq, work, {}, out)
+
+    async def _evaluate(
+        self,
+        durable: str,
+        last: int,
+        work: list[tuple[int, list[_Update]]],
+        marks: dict[str, int],
+        out: Outbox,
+    ) -> None:
+        """Evaluate the updates of each input message, store the batch, queue the
+        notifications (one message per input message that produced any)."""
+        per_input: list[tuple[int, list[Notification]]] = []
+        all_notes: list[Notification] = []
         states: dict[int, AlertState] = {}
-        books: dict[tuple[str, str], BookPrice] = {}
+        books: dict[tuple[str, TriggerSource], tuple[int, int]] = {}
+        update = self.index.update
+        apply = self._apply
         try:
-            for seq, ups in good:
+            for seq, ups in work:
+                notes: list[Notification] = []
                 for market, ref, price, ts in ups:
-                    events = self.index.update(market, ref, price, ts)
-                    books[(market, ref)] = BookPrice(market, ref, price, ts)
+                    events = update(market, ref, price, ts)
+                    books[(market, ref)] = (price, ts)
                     if events:
-                        self._apply(events, durable, seq, notes, states)
+                        apply(events, durable, seq, notes, states)
+                if notes:
+                    per_input.append((seq, notes))
+                    all_notes += notes
         except Exception:
             await self._load()  # the index may be half-updated: back to the stored state
             raise
-        last = new[-1].stream_seq
         await self._store(
-            notifications=notes,
+            notifications=all_notes,
             states=states.values(),
-            books=books.values(),
+            books=[BookPrice(k[0], k[1], v[0], v[1]) for k, v in books.items()],
             cursor=(durable, last),
+            marks=[(_EVENT_MARK + sym, seq) for sym, seq in marks.items()],
         )
         self._cursors[durable] = last
-        for n in notes:
-            out.publish(alert_subject(n.user), n, msg_id=n.id)
+        self._marks.update(marks)
+        self._emit(durable, per_input, out)
 
     def _apply(
         self,
@@ -569,13 +666,15 @@ class Alerter(Actor):
         if not new:
             return
         records: list[SignalRecord] = []
-        notes: list[Notification] = []
+        all_notes: list[Notification] = []
+        per_input: list[tuple[int, list[Notification]]] = []
         for m in new:
             c = m.data
             if not isinstance(c, CandleClosed):
                 continue
             if m.subject != f"{MD_CANDLE_PREFIX}.{c.interval}.{c.symbol}":
                 raise ValueError(f"candle of {c.interval} {c.symbol} on subject {m.subject!r}")
+            notes: list[Notification] = []
             for sig in self.engine.on_candle(c):
                 sid = signal_id(sig)
                 records.append(
@@ -597,13 +696,15 @@ class Alerter(Actor):
                             source_seq=m.stream_seq,
                         )
                     )
+            if notes:
+                per_input.append((m.stream_seq, notes))
+                all_notes += notes
         last = new[-1].stream_seq
-        await self._store(notifications=notes, signals=records, cursor=(CANDLES_DURABLE, last))
+        await self._store(notifications=all_notes, signals=records, cursor=(CANDLES_DURABLE, last))
         self._cursors[CANDLES_DURABLE] = last
         for r in records:
             out.publish(SIGNALS_SUBJECT, r, msg_id=r.id)
-        for n in notes:
-            out.publish(alert_subject(n.user), n, msg_id=n.id)
+        self._emit(CANDLES_DURABLE, per_input, out)
 
     # ------------------------------------------------------------------ commands
     async def _on_commands(self, batch: Sequence[Inbound[AlertCommand]], out: Outbox) -> None:

@@ -309,7 +309,8 @@ async def load_books(db: Db) -> list[BookPrice]:
 
 
 async def load_cursors(db: Db) -> dict[str, int]:
-    """The last applied stream sequence per alerter consumer."""
+    """The last applied stream sequence per alerter consumer (and the other rows of
+    ``alerter_cursors``: ``evt:<SYM>`` is the last applied event ``seq`` of a book)."""
     rows = await db.fetch("SELECT consumer, seq FROM alerter_cursors")
     return {r["consumer"]: r["seq"] for r in rows}
 
@@ -343,7 +344,7 @@ WITH sig AS (
     DO UPDATE SET last_price = EXCLUDED.last_price, ts = EXCLUDED.ts
 )
 INSERT INTO alerter_cursors (consumer, seq)
-SELECT $35::text, $36::bigint WHERE $35::text IS NOT NULL
+SELECT * FROM unnest($35::text[], $36::bigint[])
 ON CONFLICT (consumer) DO UPDATE SET seq = GREATEST(alerter_cursors.seq, EXCLUDED.seq)
 """
 
@@ -356,6 +357,7 @@ async def write_alerter_batch(
     states: Iterable[AlertState] = (),
     books: Iterable[BookPrice] = (),
     cursor: tuple[str, int] | None = None,
+    marks: Iterable[tuple[str, int]] = (),
     now_ms: int,
 ) -> None:
     """Store one alerter batch atomically: **one** SQL statement (data-modifying CTEs over
@@ -370,12 +372,17 @@ async def write_alerter_batch(
         books: last prices to upsert, at most one per ``(market, reference)``.
         cursor: ``(consumer, seq)``: the batch's last input sequence (only raised, never
             lowered).
+        marks: more ``(key, seq)`` rows of ``alerter_cursors`` to raise the same way (the
+            alerter's last applied event ``seq`` per symbol, key ``evt:<SYM>``).
         now_ms: ``updated_at`` of the changed alerts.
     """
     sg = signals
     ns = notifications
     st = list(states)
     bs = list(books)
+    cs = list(marks)
+    if cursor is not None:
+        cs.append(cursor)
     await conn.execute(
         _BATCH_SQL,
         [x.id for x in sg],
@@ -412,8 +419,8 @@ async def write_alerter_batch(
         [str(b.reference) for b in bs],
         [b.price for b in bs],
         [b.ts for b in bs],
-        cursor[0] if cursor is not None else None,
-        cursor[1] if cursor is not None else 0,
+        [c[0] for c in cs],
+        [c[1] for c in cs],
     )
 
 
