@@ -23,13 +23,15 @@ from orrange.engine.streams import (
     SNAPSHOT_BUCKET,
     book_in_subject,
     book_query_subject,
+    decode_events,
     events_subject,
 )
-from orrange.matching import Command, Event, L2Book, OrderBook, Side, SubmitOrder
+from orrange.matching import Command, L2Book, OrderBook, Side, SubmitOrder
 from orrange.matching.flow import BENCH_SPEC, synthetic_flow
 from orrange.runtime import ActorConfig, Publisher, ensure_stream
 
 SYM = BENCH_SPEC.symbol
+_enc = msgspec.json.Encoder()
 MARKETS = {SYM: BENCH_SPEC}
 
 
@@ -49,11 +51,13 @@ async def last_seq(nc: NATS, symbol: str = SYM) -> int:
         raw = await js.get_last_msg(EVENTS.name, events_subject(symbol))
     except nats.js.errors.NotFoundError:
         return 0
-    return msgspec.json.decode(raw.data or b"", type=Event).seq
+    events = decode_events(raw.data or b"")
+    return events[-1].seq if events else 0
 
 
 async def read_events(nc: NATS, symbol: str = SYM) -> list[bytes]:
-    """Every message on ``evt.<symbol>`` in stream order (raw payloads)."""
+    """Every event on ``evt.<symbol>`` in stream order, each as its own JSON (the messages
+    carry batches of events)."""
     js = nc.jetstream()
     info = await js.stream_info(EVENTS.name, subjects_filter=events_subject(symbol))
     total = (info.state.subjects or {}).get(events_subject(symbol), 0)
@@ -62,7 +66,7 @@ async def read_events(nc: NATS, symbol: str = SYM) -> list[bytes]:
     try:
         for _ in range(total):
             msg = await sub.next_msg(timeout=10)
-            out.append(msg.data)
+            out.extend(_enc.encode(e) for e in decode_events(msg.data))
     finally:
         await sub.unsubscribe()
     return out

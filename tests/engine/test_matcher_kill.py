@@ -2,7 +2,9 @@
 
 A nats-server (fixture) and the matcher as a subprocess (``python -m actors.matcher``); 30,000
 seeded synthetic commands flow into ``book.in.BENCH-USD`` while the matcher is killed with
-SIGKILL three times at different points of the run and restarted. ``evt.BENCH-USD`` must then
+SIGKILL three times at different points of the run and restarted. They come as risk forwards
+them (batches of ``[cmd_seq, command]``, some forwarded twice with other boundaries) with a few
+bare commands between. ``evt.BENCH-USD`` must then
 hold exactly the events of one uninterrupted pure :class:`OrderBook` run: same count, seqs
 1..n in order, same bytes.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -20,7 +23,13 @@ import msgspec
 import nats
 from test_matcher_actor import SYM, last_seq, pure_events, read_events, wait_for
 
-from orrange.engine.streams import BOOK_IN, EVENTS, SNAPSHOT_BUCKET, book_in_subject
+from orrange.engine.streams import (
+    BOOK_IN,
+    EVENTS,
+    SNAPSHOT_BUCKET,
+    book_in_subject,
+    encode_book_in,
+)
 from orrange.matching import Event
 from orrange.matching.flow import BENCH_SPEC, synthetic_flow
 from orrange.runtime import Publisher, ensure_stream
@@ -91,14 +100,32 @@ async def test_kill_9_under_load_loses_and_duplicates_nothing(
     await ensure_stream(js, EVENTS)
     pub = Publisher(nc)
 
+    rng = random.Random(5)
+
     async def feed() -> None:
-        # the first third at once (a backlog), the rest paced while the matcher is killed
-        for start in range(0, N_COMMANDS, 500):
-            for i in range(start, min(start + 500, N_COMMANDS)):
-                await pub.submit(book_in_subject(SYM), cmds[i], msg_id=f"cmd:{i}")
-            await pub.flush()
-            if start >= N_COMMANDS // 3:
-                await asyncio.sleep(0.05)
+        # The first third at once (a backlog), the rest paced while the matcher is killed.
+        # Messages are what risk forwards: batches of [cmd_seq, command] of varying size, and
+        # now and then a batch forwarded again with other boundaries (risk after a crash),
+        # which the matcher must not apply twice. Every 50th command goes bare.
+        i = 0
+        while i < N_COMMANDS:
+            if i % 50 == 0:
+                await pub.submit(book_in_subject(SYM), cmds[i], msg_id=f"bare:{i}")
+                i += 1
+                continue
+            back = rng.randint(1, 20) if i > 20 and rng.random() < 0.15 else 0
+            start = max(i - back, i // 50 * 50 + 1)  # never back over a bare command
+            end = min(i + rng.randint(1, 60), N_COMMANDS, (i // 50 + 1) * 50)
+            pairs = [(k + 1, cmds[k]) for k in range(start, end)]
+            await pub.submit(
+                book_in_subject(SYM), encode_book_in(pairs), msg_id=f"in:{start + 1}-{end}"
+            )
+            i = end
+            if i // 500 != (i - (end - start)) // 500:
+                await pub.flush()
+                if i >= N_COMMANDS // 3:
+                    await asyncio.sleep(0.05)
+        await pub.flush()
 
     proc = start_matcher(nats_url, markets, log)
     feeder = asyncio.create_task(feed())

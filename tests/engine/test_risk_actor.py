@@ -90,21 +90,52 @@ async def running_risk(url: str, limits: RiskLimits | None = None) -> AsyncItera
         await actor.stop()
 
 
+_pairs = msgspec.json.Decoder(list[tuple[int, msgspec.Raw]])
+
+
 async def read_stream(nc: NATS, stream: str) -> list[Msg]:
-    """Every message of ``stream`` as (subject, data, headers), in stream order."""
+    """Every message of ``stream`` as (subject, data, headers), in stream order.
+
+    ``BOOK_IN`` messages carry batches of ``[cmd_seq, command]``: each command the matcher
+    would apply is one entry here (a pair whose ``cmd_seq`` is not above the last one of its
+    subject is skipped, as the matcher does), its data the command's exact bytes, its
+    ``Nats-Msg-Id`` the one of the ``CMD`` message it came from (read back by ``cmd_seq``).
+    """
     js = nc.jetstream()
     info = await js.stream_info(stream)
     out: list[Msg] = []
     if info.state.messages == 0:
         return out
+    last: dict[str, int] = {}
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         m = await js.get_msg(stream, seq)
-        out.append((m.subject or "", m.data or b"", dict(m.headers or {})))
+        if stream != BOOK_IN.name:
+            out.append((m.subject or "", m.data or b"", dict(m.headers or {})))
+            continue
+        for cmd_seq, raw in _pairs.decode(m.data or b""):
+            if cmd_seq <= last.get(m.subject or "", 0):
+                continue
+            last[m.subject or ""] = cmd_seq
+            source = await js.get_msg(CMD.name, cmd_seq)
+            out.append((m.subject or "", bytes(raw), dict(source.headers or {})))
     return out
 
 
 async def count(nc: NATS, stream: str) -> int:
-    return int((await nc.jetstream().stream_info(stream)).state.messages)
+    """Messages in ``stream``; for ``BOOK_IN``, the commands the matcher would apply."""
+    js = nc.jetstream()
+    info = await js.stream_info(stream)
+    if stream != BOOK_IN.name or info.state.messages == 0:
+        return int(info.state.messages)
+    total = 0
+    last: dict[str, int] = {}
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        m = await js.get_msg(stream, seq)
+        for cmd_seq, _ in _pairs.decode(m.data or b""):
+            if cmd_seq > last.get(m.subject or "", 0):
+                last[m.subject or ""] = cmd_seq
+                total += 1
+    return total
 
 
 async def outputs(nc: NATS) -> int:

@@ -264,15 +264,10 @@ async def submit_order(
     if isinstance(outcome, OrderRejected):
         raise _rejected(outcome)
     tracker: OrderTracker = outcome
-    try:
-        # the matcher's current sequence covers every event of this order's arrival
-        # (fills, IOC remainder...); wait until the hub has seen them
-        book = await hub.query_book(spec.symbol, 1)
-        await hub.wait_seq(spec.symbol, book.seq, ctx.options.book_query_timeout_s)
-    except BookUnavailable:
-        pass
-    finally:
-        hub.untrack(tracker)
+    # Every event of the order's arrival (fills, IOC remainder...) travels in the same
+    # evt.<SYM> message as its acceptance, and the hub dispatches a message's events before
+    # this coroutine resumes: the tracker has seen them all.
+    hub.untrack(tracker)
     return _tracked_out(tracker)
 
 

@@ -44,7 +44,12 @@ from nats.js import api as js_api
 from orrange.api._marketdata import CandleFanout
 from orrange.api._metrics import ApiMetrics
 from orrange.api.schemas import FillOut, TickerOut, fee_string, order_event_json
-from orrange.engine.streams import EVENTS_PREFIX, REJECTS_PREFIX, book_query_subject
+from orrange.engine.streams import (
+    EVENTS_PREFIX,
+    REJECTS_PREFIX,
+    EventPayload,
+    book_query_subject,
+)
 from orrange.logging import get_logger
 from orrange.markets import MarketSpec
 from orrange.matching import (
@@ -68,7 +73,7 @@ __all__ = ["PRIVATE_PREFIX", "BookUnavailable", "EventHub", "OrderTracker", "Sub
 PRIVATE_PREFIX = "private"
 
 _log = get_logger("orrange.api.hub")
-_event_decoder = msgspec.json.Decoder(Event)
+_event_decoder = msgspec.json.Decoder(EventPayload)
 _reject_decoder = msgspec.json.Decoder(OrderRejected)
 _l2_decoder = msgspec.json.Decoder(L2Book)
 _json = msgspec.json.Encoder()
@@ -494,11 +499,15 @@ class EventHub:
             # queues now and then so that a burst longer than a queue closes no healthy client
             await asyncio.sleep(0)
         try:
-            ev = _event_decoder.decode(msg.data)
+            data = _event_decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             _log.warning("undecodable event", subject=msg.subject, error=str(exc))
             return
-        self.dispatch(ev)
+        if isinstance(data, list):
+            for ev in data:
+                self.dispatch(ev)
+        else:
+            self.dispatch(data)
 
     async def _on_reject_msg(self, msg: Any) -> None:
         self._metrics.events_in.labels("rejects").inc()

@@ -43,7 +43,7 @@ import asyncpg
 import msgspec
 from web3.exceptions import BlockNotFound
 
-from orrange.engine.streams import EVENTS, EVENTS_PREFIX
+from orrange.engine.streams import EVENTS, EVENTS_PREFIX, EventPayload
 from orrange.markets import MarketSpec
 from orrange.matching.events import Event, OrderFilled
 from orrange.runtime import (
@@ -229,7 +229,7 @@ class EscrowWatcher(Actor):
             ack_wait_ms=self.config.ack_wait_ms,
             description="escrow watcher: P2P fills open trades",
         )
-        return (Input(spec, Event, self._on_events),)
+        return (Input(spec, EventPayload, self._on_events),)
 
     async def on_start(self) -> None:
         self._conn = await self._connect_db(self.options.db_connect_timeout_ms / 1000)
@@ -268,21 +268,21 @@ class EscrowWatcher(Actor):
 
     # -- fills ------------------------------------------------------------------------------
 
-    async def _on_events(self, batch: Sequence[Inbound[Event]], out: Outbox) -> None:
-        fills = [
-            m
-            for m in batch
-            if isinstance(m.data, OrderFilled)
-            and is_p2p(self.markets.get(m.data.symbol), m.data)
-            and m.data.maker_user != m.data.taker_user
-        ]
+    async def _on_events(self, batch: Sequence[Inbound[Event | list[Event]]], out: Outbox) -> None:
+        fills: list[tuple[Inbound[Any], OrderFilled]] = []
+        for m in batch:
+            for ev in m.data if isinstance(m.data, list) else (m.data,):
+                if (
+                    isinstance(ev, OrderFilled)
+                    and is_p2p(self.markets.get(ev.symbol), ev)
+                    and ev.maker_user != ev.taker_user
+                ):
+                    fills.append((m, ev))
         if not fills:
             return
         pending = _Pending()
         async with self.conn.transaction():
-            for m in fills:
-                ev = m.data
-                assert isinstance(ev, OrderFilled)
+            for m, ev in fills:
                 spec = self.markets.get(ev.symbol)
                 if spec is None:
                     out.dead_letter(m, f"fill of unknown market {ev.symbol!r}")

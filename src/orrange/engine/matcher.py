@@ -1,16 +1,22 @@
 """The matcher actor: the order books of a symbol shard, fed by ``BOOK_IN``, publishing ``EVENTS``.
 
 For each hosted symbol the matcher reads ``book.in.<SYM>`` through the durable pull consumer
-``matcher-<SYM>`` strictly in stream order, applies every command to the symbol's
-:class:`~orrange.matching.OrderBook` and publishes each resulting event on ``evt.<SYM>`` with
-``Nats-Msg-Id`` ``<SYM>:<seq>``; the runtime acks a batch only once JetStream acked all of its
-events.
+``matcher-<SYM>`` strictly in stream order. A message there is a batch of ``[cmd_seq, command]``
+pairs forwarded by risk (or one bare command; see :mod:`orrange.engine.streams`). The matcher
+applies every command to the symbol's :class:`~orrange.matching.OrderBook` and publishes the
+events of each ``BOOK_IN`` message as **one** message on ``evt.<SYM>`` (a JSON array, ``seq``
+order, ``Nats-Msg-Id`` ``<SYM>:<first seq>``); the runtime acks a fetched batch only once
+JetStream acked all of its event messages. Since a ``BOOK_IN`` message never changes, the
+events of a replayed message are the same message with the same id. A pair whose ``cmd_seq``
+is not above the last one applied to the book is skipped: a batch that risk forwarded again
+after a crash, with other boundaries, is applied once.
 
 Recovery (``kill -9`` at any moment loses and duplicates nothing):
 
 * Snapshots go to the KV bucket ``snapshots`` (key ``<SYM>``, a few revisions kept): the book's
   :meth:`~orrange.matching.OrderBook.snapshot` with the ``BOOK_IN`` stream sequence of the last
-  command applied. One is taken every ``snapshot_every`` commands or ``snapshot_interval_ms``
+  message applied and the last ``cmd_seq`` applied. One is taken every ``snapshot_every``
+  commands or ``snapshot_interval_ms``
   (at the start of a batch, when every earlier event has been published and acked, or by a
   timer when the book is idle and all its events are stored), and at a clean stop.
 * At start the matcher reads the last event of ``evt.<SYM>`` (its ``seq`` is ``published``),
@@ -23,7 +29,8 @@ Recovery (``kill -9`` at any moment loses and duplicates nothing):
 If publishing a batch's events fails (e.g. NATS unreachable for ``publish_timeout_ms``) the
 runtime naks the batch. The next batch of that symbol, whether the redelivery or newer commands,
 first publishes every event applied but missing from ``EVENTS`` (events of the last 50,000
-commands are kept for this), in seq order; redelivered commands are not applied again.
+``BOOK_IN`` messages are kept for this), in seq order and in messages of at most 2,000 events;
+redelivered commands are not applied again.
 
 Book queries are core NATS request/reply on ``book.query.<SYM>``: the request is empty or
 ``{"depth": N}`` (JSON), the answer the :class:`~orrange.matching.L2Book` as JSON, or
@@ -51,13 +58,15 @@ from orrange.engine.streams import (
     BOOK_IN,
     EVENTS,
     SNAPSHOT_BUCKET,
+    BookInPayload,
     book_in_subject,
     book_query_subject,
+    decode_events,
     events_subject,
     matcher_durable,
 )
 from orrange.markets import MarketSpec, load_markets
-from orrange.matching import Command, Event, OrderBook
+from orrange.matching import Event, OrderBook
 from orrange.runtime import Actor, ActorConfig, ConsumerSpec, Inbound, Input, Outbox, StreamSpec
 
 __all__ = [
@@ -72,8 +81,10 @@ __all__ = [
 
 #: Snapshot revisions kept per symbol in the KV bucket (restore falls back to older ones).
 SNAPSHOT_HISTORY = 5
-#: Events of recently applied commands kept to re-publish them when a batch is redelivered.
-_RECENT_COMMANDS = 50_000
+#: Events of recently applied BOOK_IN messages kept to re-publish them after a failed publish.
+_RECENT_MESSAGES = 50_000
+#: At most this many events per ``evt.<SYM>`` message when re-publishing.
+_REPUBLISH_CHUNK = 2_000
 
 
 class BookQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -93,11 +104,12 @@ class MatcherSnapshot(msgspec.Struct, frozen=True):
 
     Attributes:
         symbol: the book's symbol.
-        in_seq: ``BOOK_IN`` stream sequence of the last command applied (0: none).
+        in_seq: ``BOOK_IN`` stream sequence of the last message applied (0: none).
         book_seq: the book's event sequence at that point.
         ts_ms: when the snapshot was taken, ms since the Unix epoch (UTC).
         codec: ``zlib`` (``book`` compressed) or ``none``.
         book: :meth:`OrderBook.snapshot` bytes (msgpack of a ``BookSnapshot``).
+        cmd_seq: the ``CMD`` stream sequence of the last command applied (0: none yet).
     """
 
     symbol: str
@@ -106,6 +118,7 @@ class MatcherSnapshot(msgspec.Struct, frozen=True):
     ts_ms: int
     codec: str
     book: bytes
+    cmd_seq: int = 0
 
     def restore(self, spec: MarketSpec) -> OrderBook:
         """The book this snapshot holds.
@@ -124,7 +137,6 @@ class MatcherSnapshot(msgspec.Struct, frozen=True):
 
 
 _snap_decoder = msgspec.msgpack.Decoder(MatcherSnapshot)
-_event_decoder = msgspec.json.Decoder(Event)
 _query_decoder = msgspec.json.Decoder(BookQuery)
 _json = msgspec.json.Encoder()
 
@@ -147,9 +159,8 @@ async def last_event_seq(js: Any, symbol: str) -> int:
         raw = await js.get_last_msg(EVENTS.name, events_subject(symbol))
     except NotFoundError:
         return 0
-    data = raw.data or b""
-    seq: int = _event_decoder.decode(data).seq
-    return seq
+    events = decode_events(raw.data or b"")
+    return events[-1].seq if events else 0
 
 
 async def load_snapshot(
@@ -183,6 +194,7 @@ class _BookState:
     spec: MarketSpec
     book: OrderBook
     in_seq: int = 0
+    cmd_seq: int = 0
     published: int = 0
     since_snapshot: int = 0
     snapshot_at: float = field(default_factory=time.monotonic)
@@ -247,7 +259,7 @@ class Matcher(Actor):
             if found is None:
                 st = _BookState(spec, OrderBook(spec))
             else:
-                st = _BookState(spec, found[1], in_seq=found[0].in_seq)
+                st = _BookState(spec, found[1], in_seq=found[0].in_seq, cmd_seq=found[0].cmd_seq)
             st.published = published
             self._books[sym] = st
             self.log.info(
@@ -276,7 +288,7 @@ class Matcher(Actor):
                 recreate=True,
                 description=f"matcher of {sym}",
             )
-            out.append(Input(consumer, Command, self._handler(sym)))
+            out.append(Input(consumer, BookInPayload, self._handler(sym)))
         return out
 
     async def on_stop(self) -> None:
@@ -325,7 +337,9 @@ class Matcher(Actor):
         codec = "none"
         if self._compress:
             raw, codec = zlib.compress(raw, 1), "zlib"
-        snap = MatcherSnapshot(sym, st.in_seq, st.book.seq, time.time_ns() // 1_000_000, codec, raw)
+        snap = MatcherSnapshot(
+            sym, st.in_seq, st.book.seq, time.time_ns() // 1_000_000, codec, raw, st.cmd_seq
+        )
         value = msgspec.msgpack.encode(snap)
         st.since_snapshot = 0
         st.snapshot_at = time.monotonic()
@@ -387,15 +401,16 @@ class Matcher(Actor):
             "republishing events of a failed batch", symbol=sym, seq=stored + 1, count=len(missing)
         )
         subject = events_subject(sym)
-        for e in missing:
-            out.publish(subject, e, msg_id=f"{sym}:{e.seq}")
+        for i in range(0, len(missing), _REPUBLISH_CHUNK):
+            chunk = missing[i : i + _REPUBLISH_CHUNK]
+            out.publish(subject, _json.encode(chunk), msg_id=f"{sym}:{chunk[0].seq}")
 
     def _handler(self, sym: str) -> Any:
         st = self._books[sym]
         subject = events_subject(sym)
         failures = self._failures(sym)
 
-        async def handle(batch: Sequence[Inbound[Command]], out: Outbox) -> None:
+        async def handle(batch: Sequence[Inbound[Any]], out: Outbox) -> None:
             nonlocal failures
             # The previous batch of this symbol is done here: published and acked, or (a
             # publish failed) nak'ed. After a failure, newer commands may come before the
@@ -413,29 +428,47 @@ class Matcher(Actor):
                     await self._snapshot(sym, st)
                 except Exception as exc:
                     self.log.error("snapshot failed", symbol=sym, error=repr(exc))
+            book = st.book
             for msg in batch:
                 seq = msg.stream_seq
                 if seq <= st.in_seq:
                     continue  # a redelivery: applied already, its events were queued above
-                try:
-                    events = st.book.process(msg.data)
-                except Exception as exc:
-                    self.log.warning(
-                        "command failed; dead-lettered", symbol=sym, seq=seq, error=repr(exc)
-                    )
-                    out.dead_letter(msg, exc)
-                    st.in_seq = seq
-                    continue
+                data = msg.data
+                pairs = data if isinstance(data, list) else ((0, data),)
+                events: list[Event] = []
+                last_cmd = st.cmd_seq
+                for i, (cmd_seq, cmd) in enumerate(pairs):
+                    if cmd_seq:
+                        if cmd_seq <= last_cmd:
+                            continue  # forwarded again by risk: applied already
+                        last_cmd = cmd_seq
+                    try:
+                        events += book.process(cmd)
+                    except Exception as exc:
+                        self.log.warning(
+                            "command failed; dead-lettered",
+                            symbol=sym,
+                            seq=seq,
+                            index=i,
+                            error=repr(exc),
+                        )
+                        out.dead_letter_part(msg, i, _json.encode(cmd), exc)
+                        continue
+                    st.since_snapshot += 1
                 st.in_seq = seq
-                st.since_snapshot += 1
-                published = st.published
-                for e in events:
-                    if e.seq > published:
-                        out.publish(subject, e, msg_id=f"{sym}:{e.seq}")
-                recent = st.recent
-                recent[seq] = events
-                if len(recent) > _RECENT_COMMANDS:
-                    del recent[next(iter(recent))]
+                st.cmd_seq = last_cmd
+                if events:
+                    published = st.published
+                    if events[0].seq <= published:
+                        new = [e for e in events if e.seq > published]
+                    else:
+                        new = events
+                    if new:
+                        out.publish(subject, _json.encode(new), msg_id=f"{sym}:{new[0].seq}")
+                    recent = st.recent
+                    recent[seq] = events
+                    if len(recent) > _RECENT_MESSAGES:
+                        del recent[next(iter(recent))]
 
         return handle
 

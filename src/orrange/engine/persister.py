@@ -2,7 +2,8 @@
 
 Inputs (durable pull consumers, batches of ``batch_size``):
 
-* ``EVENTS`` (``evt.>``), durable ``persister``: every book event;
+* ``EVENTS`` (``evt.>``), durable ``persister``: every book event (a message holds the events
+  of one matcher batch, see :mod:`orrange.engine.streams`);
 * ``REJECTS`` (``rej.>``), durable ``persister-rejects``: risk's rejections.
 
 Each batch is written by :class:`~orrange.store.EventWriter` in one transaction, idempotent on
@@ -10,9 +11,10 @@ Each batch is written by :class:`~orrange.store.EventWriter` in one transaction,
 crash changes nothing. At start the actor connects to PostgreSQL (waiting up to
 ``db_connect_timeout_ms`` for it) and applies the schema migrations.
 
-Failures: a message whose subject does not match its event's symbol, or a book event with
-``seq < 1``, is dead-lettered (``dlq.<actor>``); a batch the database refuses as data (a value
-out of range...) is retried one message at a time by the runtime and the offending message
+Failures: a message with an event whose symbol does not match the subject, or a book event
+with ``seq < 1``, is dead-lettered whole (``dlq.<actor>``); a batch the database refuses as
+data (a value out of range...) is retried one message at a time by the runtime and the offending
+message
 dead-lettered. A lost or broken database connection is not the input's fault: the batch is
 retried on a fresh connection with backoff (up to 5 s apart) until it is stored, and nothing is
 acked meanwhile (a stop request waits for that too).
@@ -27,8 +29,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 
-from orrange.engine.streams import EVENTS, EVENTS_PREFIX, REJECTS, REJECTS_PREFIX
+from orrange.engine.streams import EVENTS, EVENTS_PREFIX, REJECTS, REJECTS_PREFIX, EventPayload
 from orrange.matching.events import Event, OrderRejected
 from orrange.runtime import (
     MSG_ID_HEADER,
@@ -47,6 +50,7 @@ from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
 __all__ = ["EVENTS_DURABLE", "REJECTS_DURABLE", "Persister", "main"]
 
 EVENTS_DURABLE = "persister"
+_encoder = msgspec.json.Encoder()
 REJECTS_DURABLE = "persister-rejects"
 
 
@@ -91,7 +95,7 @@ class Persister(Actor):
 
     def inputs(self) -> Sequence[Input[Any]]:
         return (
-            self._input(EVENTS, EVENTS_DURABLE, EVENTS_PREFIX, Event, self._on_events),
+            self._input(EVENTS, EVENTS_DURABLE, EVENTS_PREFIX, EventPayload, self._on_events),
             self._input(REJECTS, REJECTS_DURABLE, REJECTS_PREFIX, OrderRejected, self._on_rejects),
         )
 
@@ -153,16 +157,24 @@ class Persister(Actor):
                 )
             return result
 
-    async def _on_events(self, batch: Sequence[Inbound[Event]], out: Outbox) -> None:
+    async def _on_events(self, batch: Sequence[Inbound[Event | list[Event]]], out: Outbox) -> None:
         good: list[tuple[Event, bytes]] = []
+        encode = _encoder.encode
         for m in batch:
-            if m.subject != f"{EVENTS_PREFIX}.{m.data.symbol}":
-                out.dead_letter(m, f"event of {m.data.symbol!r} on subject {m.subject!r}")
+            data = m.data
+            if not isinstance(data, list):
+                data = [data]
+            symbol = m.subject[len(EVENTS_PREFIX) + 1 :]
+            bad = next((e for e in data if e.symbol != symbol or e.seq < 1), None)
+            if bad is not None:
+                reason = (
+                    f"event of {bad.symbol!r} on subject {m.subject!r}"
+                    if bad.symbol != symbol
+                    else f"book event with seq {bad.seq} (must be >= 1)"
+                )
+                out.dead_letter(m, reason)
                 continue
-            if m.data.seq < 1:
-                out.dead_letter(m, f"book event with seq {m.data.seq} (must be >= 1)")
-                continue
-            good.append((m.data, m.payload))
+            good.extend((e, encode(e)) for e in data)
         if good:
             await self._write(good, ())
 

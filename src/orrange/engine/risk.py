@@ -3,13 +3,16 @@
 Inputs (durable pull consumers, one process reads each):
 
 * ``risk`` on ``CMD`` (``cmd.order.<SYM>``): every command is decided by the pure
-  :class:`~orrange.risk.RiskEngine`. A command that passes is forwarded unchanged (the original
-  bytes) to ``book.in.<SYM>`` with the same ``Nats-Msg-Id`` as its input (``CMD:<stream seq>``
-  when the input had none); a refused one is answered by an
-  :class:`~orrange.matching.events.OrderRejected` (``seq = 0``) on ``rej.<SYM>`` with
-  ``Nats-Msg-Id`` ``rej:<input id>``.
-* ``risk-events`` on ``EVENTS`` (``evt.<SYM>``): the books' events keep the per-user open-order
-  counts and the last trade prices of the engine up to date.
+  :class:`~orrange.risk.RiskEngine`. The commands of a fetched batch that pass are forwarded
+  unchanged (the original bytes), per symbol as **one** ``book.in.<SYM>`` message of
+  ``[cmd_seq, command]`` pairs (``cmd_seq`` = the ``CMD`` stream sequence; messages split only
+  above :data:`FORWARD_MAX_BYTES`), ``Nats-Msg-Id`` ``in:<SYM>:<first cmd_seq>-<last cmd_seq>``.
+  A refused one is answered by an :class:`~orrange.matching.events.OrderRejected` (``seq = 0``)
+  on ``rej.<SYM>`` with ``Nats-Msg-Id`` ``rej:<input id>`` (the input's ``Nats-Msg-Id``, or
+  ``CMD:<stream seq>`` when it had none).
+* ``risk-events`` on ``EVENTS`` (``evt.<SYM>``, batches of events): the books' events keep the
+  per-user open-order counts and the last trade prices of the engine up to date; an event
+  whose ``seq`` is not above the last one applied for its symbol is ignored.
 
 Idempotency of client order ids: before a passing submit with a non-empty ``client_order_id``
 is forwarded, risk creates the key ``<user>.<client_order_id>`` (escaped by
@@ -18,17 +21,19 @@ create-only semantics (expected last subject sequence 0), the value being the ``
 sequence of the command. Creation is atomic in JetStream, so across restarts and redeliveries a
 pair is forwarded at most once: a later submit with the same pair gets
 ``OrderRejected(reason=duplicate_client_order_id)``. A redelivery of the very command that
-created the key (a crash between forwarding and acking) is forwarded again with the same
-``Nats-Msg-Id``, which ``BOOK_IN`` de-duplicates. Refused commands never claim their id. The
-claims of one batch are pipelined (one round trip per batch, not per order).
+created the key (a crash between forwarding and acking) is forwarded again, and the matcher
+skips it because its ``cmd_seq`` is not above the last one the book applied. Refused commands
+never claim their id. The claims of one batch are pipelined (one round trip per batch, not per
+order).
 
 Restart (also after ``kill -9``): at start risk replays ``EVENTS`` from its first message to its
 last (an ordered consumer), then recreates ``risk-events`` to start right after it, so
 open-order counts and last prices are exactly those of the books. It recreates ``risk`` right
 after that consumer's ack floor, so commands are decided again strictly in ``CMD`` order; the
-ones a killed process had already forwarded or rejected are published again with the same
-``Nats-Msg-Id`` and dropped by JetStream. Rate buckets start full again and submits forwarded
-by the previous process but not yet accepted are not counted in flight.
+ones a killed process had already forwarded are skipped by the matcher (their ``cmd_seq``),
+the rejections carry the same ``Nats-Msg-Id`` and are dropped by JetStream. Rate buckets start
+full again and submits forwarded by the previous process but not yet accepted are not counted
+in flight.
 
 Bad input (undecodable JSON, unknown command type) goes to ``dlq.risk`` and never stops the
 actor. Run it with :func:`main` (``python -m actors.risk``) or embed :class:`RiskActor`.
@@ -58,6 +63,7 @@ from orrange.engine.streams import (
     EVENTS,
     EVENTS_PREFIX,
     REJECTS_PREFIX,
+    EventPayload,
     cmd_subject,
     events_subject,
 )
@@ -98,7 +104,10 @@ _WRONG_LAST_SEQUENCE = "10071"
 #: Attempts of one batch's client order id claims before the batch handler gives up.
 _CLAIM_ATTEMPTS = 3
 
-_event_decoder = msgspec.json.Decoder(Event)
+_event_decoder = msgspec.json.Decoder(EventPayload)
+#: A ``book.in.<SYM>`` message is split above this many bytes (NATS's default max payload is
+#: 1 MiB).
+FORWARD_MAX_BYTES = 512 * 1024
 
 
 class ClaimError(RuntimeError):
@@ -146,6 +155,7 @@ class RiskActor(Actor):
         self._cmd_start_seq: int | None = None
         self._kv: KeyValue | None = None
         self._claimer_pub: Publisher | None = None
+        self._event_seqs: dict[str, int] = {}  # last event seq applied per symbol
 
     # ------------------------------------------------------------------ wiring
     def streams(self) -> Sequence[StreamSpec]:
@@ -186,7 +196,7 @@ class RiskActor(Actor):
             recreate=True,
             description="risk: book events (open orders, last prices)",
         )
-        return [Input(cmd, Command, self.on_commands), Input(evt, Event, self.on_events)]
+        return [Input(cmd, Command, self.on_commands), Input(evt, EventPayload, self.on_events)]
 
     async def on_start(self) -> None:
         """Open (or create) the ``client_orders`` bucket and rebuild state from ``EVENTS``."""
@@ -227,7 +237,6 @@ class RiskActor(Actor):
         wanted = None if self.symbols is None else {events_subject(s) for s in self.symbols}
         done = asyncio.Event()
         applied = 0
-        engine = self.engine
 
         async def on_msg(msg: Any) -> None:
             nonlocal applied
@@ -238,8 +247,7 @@ class RiskActor(Actor):
                 return
             if wanted is None or msg.subject in wanted:
                 try:
-                    engine.apply(_event_decoder.decode(msg.data))
-                    applied += 1
+                    applied += self._apply(_event_decoder.decode(msg.data))
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     self.log.warning(
                         "undecodable event skipped in replay",
@@ -267,11 +275,27 @@ class RiskActor(Actor):
         return last + 1
 
     # ------------------------------------------------------------------ handlers
-    async def on_events(self, batch: Sequence[Inbound[Event]], out: Outbox) -> None:
-        """Apply a batch of book events to the risk state (publishes nothing)."""
+    def _apply(self, data: Event | list[Event]) -> int:
+        """Apply the events of one ``evt.<SYM>`` message that are new; returns how many."""
+        events = data if isinstance(data, list) else [data]
+        if not events:
+            return 0
+        symbol = events[0].symbol
+        last = self._event_seqs.get(symbol, 0)
         apply = self.engine.apply
+        n = 0
+        for e in events:
+            if e.seq > last:
+                apply(e)
+                last = e.seq
+                n += 1
+        self._event_seqs[symbol] = last
+        return n
+
+    async def on_events(self, batch: Sequence[Inbound[Event | list[Event]]], out: Outbox) -> None:
+        """Apply a batch of ``evt.<SYM>`` messages to the risk state (publishes nothing)."""
         for msg in batch:
-            apply(msg.data)
+            self._apply(msg.data)
 
     async def on_commands(self, batch: Sequence[Inbound[Command]], out: Outbox) -> None:
         """Decide a batch of commands; forward, claim client order ids, or reject.
@@ -327,11 +351,14 @@ class RiskActor(Actor):
                         f"{result.user!r}",
                     ),
                 )
+        forward: dict[str, list[tuple[int, bytes]]] = {}
         for msg, symbol, input_id, result in decided:
             if isinstance(result, OrderRejected):
                 out.publish(f"{REJECTS_PREFIX}.{symbol}", result, msg_id=f"rej:{input_id}")
             else:
-                out.publish(f"{BOOK_IN_PREFIX}.{symbol}", msg.payload, msg_id=input_id)
+                forward.setdefault(symbol, []).append((msg.stream_seq, msg.payload))
+        for symbol, items in forward.items():
+            _forward(out, symbol, items)
 
     async def _claim(self, claims: Sequence[tuple[int, str, bytes]]) -> list[int]:
         """Create each key (create-only, distinct keys); returns the indexes whose key another
@@ -391,6 +418,28 @@ class RiskActor(Actor):
             timeout_ms=cfg.publish_timeout_ms,
             max_pending=max(cfg.max_publish_pending, 2 * cfg.batch_size),
         )
+
+
+def _forward(out: Outbox, symbol: str, items: list[tuple[int, bytes]]) -> None:
+    """Queue ``items`` (``(cmd_seq, command JSON)`` in ``CMD`` order) as ``book.in.<symbol>``
+    messages of at most :data:`FORWARD_MAX_BYTES` (a single larger command goes alone)."""
+    subject = f"{BOOK_IN_PREFIX}.{symbol}"
+    start = 0
+    size = 2
+    parts: list[bytes] = []
+    for i, (seq, payload) in enumerate(items):
+        part = b"[%d,%s]" % (seq, payload)
+        if parts and size + len(part) + 1 > FORWARD_MAX_BYTES:
+            first, last = items[start][0], items[i - 1][0]
+            out.publish(
+                subject, b"[" + b",".join(parts) + b"]", msg_id=f"in:{symbol}:{first}-{last}"
+            )
+            start, size, parts = i, 2, []
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        first, last = items[start][0], items[-1][0]
+        out.publish(subject, b"[" + b",".join(parts) + b"]", msg_id=f"in:{symbol}:{first}-{last}")
 
 
 def load_risk_limits(

@@ -206,8 +206,25 @@ class Outbox:
         """Send ``msg`` to ``dlq.<actor>`` with ``error``; it is acked like the others."""
         self._dead_raw(msg.subject, msg.stream, msg.stream_seq, msg.payload, error)
 
+    def dead_letter_part(
+        self, msg: Inbound[Any], index: int, payload: bytes, error: BaseException | str
+    ) -> None:
+        """Dead-letter item ``index`` (0-based) of a batch message ``msg`` alone.
+
+        For inputs whose messages carry many items (e.g. ``book.in.<SYM>``): ``payload`` is the
+        item's own bytes, its ``Nats-Msg-Id`` ``dlq:<actor>:<stream>:<seq>:<index>``. The
+        message itself is acked with its batch like any other.
+        """
+        self._dead_raw(msg.subject, msg.stream, msg.stream_seq, payload, error, part=f":{index}")
+
     def _dead_raw(
-        self, subject: str, stream: str, seq: int, payload: bytes, error: BaseException | str
+        self,
+        subject: str,
+        stream: str,
+        seq: int,
+        payload: bytes,
+        error: BaseException | str,
+        part: str = "",
     ) -> None:
         if isinstance(error, BaseException):
             etype, text = type(error).__name__, str(error) or type(error).__name__
@@ -219,7 +236,7 @@ class Outbox:
                 f"{DLQ_SUBJECT_PREFIX}.{self._actor}",
                 payload,
                 {
-                    MSG_ID_HEADER: f"dlq:{self._actor}:{stream}:{seq}",
+                    MSG_ID_HEADER: f"dlq:{self._actor}:{stream}:{seq}{part}",
                     DLQ_ERROR_HEADER: text,
                     DLQ_ERROR_TYPE_HEADER: etype,
                     DLQ_ACTOR_HEADER: self._actor,
