@@ -121,6 +121,19 @@ def test_amend_rejections() -> None:
     assert book.order(1).quantity == 5  # type: ignore[union-attr]
 
 
+def test_amend_below_min_qty_is_rejected() -> None:
+    book = make_book(min_qty="3")
+    book.process(lim(BUY, 5, 100, user="b"))
+    ev = book.process(AmendOrder(ts=2, user="b", order_id=1, quantity=2))
+    r = one(ev, OrderRejected)
+    assert r.reason is RejectReason.BELOW_MIN_QTY and r.command == "amend" and len(ev) == 1
+    assert book.order(1).quantity == 5  # type: ignore[union-attr]
+    # down to the minimum itself is fine and keeps priority
+    ev = book.process(AmendOrder(ts=3, user="b", order_id=1, quantity=3))
+    assert one(ev, OrderAmended).priority_kept
+    assert book.depth().bids == [(100, 3)]
+
+
 def test_amend_pending_stops() -> None:
     book = make_book()
     sm = SubmitOrder(

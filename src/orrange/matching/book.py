@@ -1113,6 +1113,8 @@ class OrderBook:
                 _R.INVALID_AMEND,
                 f"quantity {new_qty} must exceed the filled quantity {o.filled}",
             )
+        elif c.quantity is not None and new_qty < self._min_lots:
+            reason, msg = _R.BELOW_MIN_QTY, f"quantity {new_qty} is below {self._min_lots} lots"
         elif new_qty > self._max_lots:
             reason, msg = _R.ABOVE_MAX_QTY, f"quantity {new_qty} is above {self._max_lots} lots"
         elif has_price and new_price * new_qty < self._min_notional:
