@@ -238,18 +238,6 @@ def _fold(acc: _Open | None, c: _Open, ms: int) -> _Open:
     return acc
 
 
-def _rewindow(cls: type[Candle], symbol: str, iv: str, ms: int, f: _Open) -> Candle:
-    """The open coarser candle when no finer window of it has closed yet: the open finer
-    window ``f`` re-windowed to the coarser interval of length ``ms``."""
-    start = f.open_time - f.open_time % ms
-    v = f.v
-    vwap = (2 * f.qv + v) // (2 * v)
-    return cls(
-        symbol, iv, start, start + ms - 1, f.o, f.h, f.l, f.p, v, f.qv, f.n, f.tbv, f.tbqv,
-        vwap, f.first_ts, f.last_ts,
-    )  # fmt: skip
-
-
 class _Symbol:
     __slots__ = ("acc", "fine", "floor")
 
@@ -379,27 +367,58 @@ class CandleAggregator:
             self._updates(symbol, st, out)
         return out
 
-    def _updates(self, symbol: str, st: _Symbol, out: list[Any]) -> None:
-        """Append the open candles of ``st`` (finest first) to ``out`` as CandleUpdated."""
+    def _updates(
+        self, symbol: str, st: _Symbol, out: list[Any], finest: bool = True, coarser: bool = True
+    ) -> None:
+        """Append the open candles of ``st`` (finest first) to ``out`` as CandleUpdated:
+        the finest interval's (``finest``) and the coarser ones (``coarser``)."""
         c = st.fine
         acc = st.acc
         if c is None:
-            for j, iv, _ms in self._coarse:
-                a = acc[j]
-                if a is not None:
-                    out.append(a.event(CandleUpdated, symbol, iv))
+            if coarser:
+                for j, iv, _ms in self._coarse:
+                    a = acc[j]
+                    if a is not None:
+                        out.append(a.event(CandleUpdated, symbol, iv))
             return
-        out.append(c.event(CandleUpdated, symbol, self._fine_iv))
+        if finest:
+            out.append(c.event(CandleUpdated, symbol, self._fine_iv))
+        if not coarser:
+            return
         fh, fl, fp, fv, fqv, fn = c.h, c.l, c.p, c.v, c.qv, c.n
         ftbv, ftbqv, flast = c.tbv, c.tbqv, c.last_ts
+        fo, ffirst, fopen = c.o, c.first_ts, c.open_time
+        # the coarser vwap is the finest one while no finer window of it has closed
+        fvwap = (2 * fqv + fv) // (2 * fv) if fv else fp
+        append = out.append
         for j, iv, ms in self._coarse:
             a = acc[j]
             if a is None:
-                out.append(_rewindow(CandleUpdated, symbol, iv, ms, c))
+                start = fopen - fopen % ms
+                append(
+                    CandleUpdated(
+                        symbol,
+                        iv,
+                        start,
+                        start + ms - 1,
+                        fo,
+                        fh,
+                        fl,
+                        fp,
+                        fv,
+                        fqv,
+                        fn,
+                        ftbv,
+                        ftbqv,
+                        fvwap,
+                        ffirst,
+                        flast,
+                    )
+                )
                 continue
             v = a.v + fv
             qv = a.qv + fqv
-            out.append(
+            append(
                 CandleUpdated(
                     symbol,
                     iv,
@@ -478,13 +497,19 @@ class CandleAggregator:
                 out.extend(self._close_coarse(symbol, st, end))
         return out  # type: ignore[return-value]
 
-    def open_candles(self, symbol: str) -> list[CandleUpdated]:
-        """The current open candles of ``symbol`` (finest first; none if it has no trades)."""
+    def open_candles(
+        self, symbol: str, *, finest: bool = True, coarser: bool = True
+    ) -> list[CandleUpdated]:
+        """The current open candles of ``symbol`` (finest first; none if it has no trades).
+
+        ``finest=False`` leaves out the finest interval's candle, ``coarser=False`` the
+        coarser intervals' (an actor can publish the finest often and the others less often).
+        """
         st = self._symbols.get(symbol)
         if st is None:
             return []
         out: list[CandleUpdated] = []
-        self._updates(symbol, st, out)
+        self._updates(symbol, st, out, finest, coarser)
         return out
 
     def restore(self, symbol: str, candles: Iterable[Candle]) -> None:

@@ -26,8 +26,9 @@ caller** (the core reads no clock). :meth:`IndexCalculator.compute` then does, a
    Evaluated in exact integer arithmetic (prices doubled so half-tick medians stay integers).
 4. **Weighted mean.** Accepted source ``i`` gets weight ``w_i = weight_i * ((1 - b) + b * n *
    v_i / V)`` where ``weight_i`` is the configured weight, ``v_i`` its traded lots over the last
-   ``volume_window_ms``, ``V = Σ v_i``, ``n`` the number of accepted sources and
-   ``b = volume_blend_bps / 10000``: with equal volumes (or no volume data, ``V = 0``) the
+   ``volume_window_ms`` (summed in :data:`VOLUME_STEPS` steps), ``V = Σ v_i``, ``n`` the
+   number of accepted sources and ``b = volume_blend_bps / 10000``: with equal volumes (or no
+   volume data, ``V = 0``) the
    configured weights apply unchanged, ``b = 1`` weighs fully by volume share. The index is
    ``Σ w_i p_i / Σ w_i`` rounded half up to a whole tick (all integers).
 5. **Confidence** in ``[0, 1]`` = ``coverage * agreement``: ``coverage = min(1, Σ weight_i of
@@ -44,6 +45,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 __all__ = [
+    "VOLUME_STEPS",
     "IndexCalculator",
     "IndexConfig",
     "IndexEngine",
@@ -52,6 +54,8 @@ __all__ = [
 ]
 
 _C_NUM, _C_DEN = 14826, 10000  # 1.4826 = 1 / Phi^-1(3/4), MAD -> sigma for normal data
+#: Steps of the volume window in which a source's traded volume is summed.
+VOLUME_STEPS = 60
 
 
 class SourceConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,7 +150,8 @@ class _Source:
         self.price = 0
         self.ts = 0
         self.vol = 0
-        self.vols: deque[tuple[int, int]] = deque()
+        # volume steps: [step number, last trade ts, lots] (see IndexCalculator.update)
+        self.vols: deque[list[int]] = deque()
 
 
 def _median2(sorted_vals: list[int]) -> int:
@@ -169,7 +174,7 @@ class IndexCalculator:
         idx.compute(now=1_700_000_000_050)  # IndexPrice(price=6500012, confidence=0.666...)
     """
 
-    __slots__ = ("_list", "_primary_weight", "_sources", "config", "symbol")
+    __slots__ = ("_list", "_primary_weight", "_sources", "_step", "_window", "config", "symbol")
 
     def __init__(self, symbol: str, config: IndexConfig) -> None:
         self.symbol = symbol
@@ -177,11 +182,18 @@ class IndexCalculator:
         self._list = [_Source(c) for c in config.sources]
         self._sources = {s.name: s for s in self._list}
         self._primary_weight = sum(s.weight for s in self._list if not s.fallback)
+        self._window = config.volume_window_ms
+        self._step = max(1, config.volume_window_ms // VOLUME_STEPS)
 
     def update(self, source: str, ts: int, price: int, qty: int = 0) -> None:
         """Record a price (ticks) from ``source`` at ``ts`` (ms UTC), with traded lots ``qty``
         (0 for a quote such as a mid price). An update older than the source's last one is
         ignored for the price but its volume still counts.
+
+        Volume is kept in :data:`VOLUME_STEPS` steps of the volume window (trades whose
+        timestamps fall in the same ``volume_window_ms / VOLUME_STEPS`` step are summed), so
+        memory stays bounded at any trade rate; a step leaves the window when its last trade
+        does (a trade may count up to one step longer than ``volume_window_ms``).
 
         Raises:
             KeyError: ``source`` is not configured for this market.
@@ -195,11 +207,18 @@ class IndexCalculator:
             s.price = price
         if qty:
             vols = s.vols
-            vols.append((ts, qty))
+            step = ts // self._step
+            if vols and vols[-1][0] == step:
+                last = vols[-1]
+                last[2] += qty
+                if ts > last[1]:
+                    last[1] = ts
+            else:
+                vols.append([step, ts, qty])
             s.vol += qty
-            horizon = ts - self.config.volume_window_ms
-            while vols[0][0] <= horizon:
-                s.vol -= vols.popleft()[1]
+            horizon = ts - self._window
+            while vols[0][1] <= horizon:
+                s.vol -= vols.popleft()[2]
 
     def compute(self, now: int) -> IndexPrice | None:
         """The index at ``now`` (ms UTC), or ``None`` if no source is usable."""
@@ -253,9 +272,9 @@ class IndexCalculator:
         vhorizon = now - cfg.volume_window_ms
         for s in live:
             vols = s.vols
-            if vols and vols[0][0] <= vhorizon:
-                while vols and vols[0][0] <= vhorizon:
-                    s.vol -= vols.popleft()[1]
+            if vols and vols[0][1] <= vhorizon:
+                while vols and vols[0][1] <= vhorizon:
+                    s.vol -= vols.popleft()[2]
             total_v += s.vol
         num = 0
         den = 0
