@@ -1,7 +1,9 @@
 """The feed actor on a real nats-server and PostgreSQL, beside a real matcher (in-process):
-ticks and index prices are published, the index reaches the matcher as its reference price and
-triggers an index-driven stop order, and the candles built from external trades and our own
-fills are stored exactly as the pure core builds them."""
+tick batches and index prices are published (``md.ticks.<SRC>``, ``md.indexes``,
+``md.index.<SYM>``), the index reaches the matcher as its reference price and triggers an
+index-driven stop order, and the candles built from external trades and our own fills
+(``evt.<SYM>`` batches) are published (``md.candles``, ``md.candle.<IV>.<SYM>``) and stored
+exactly as the pure core builds them."""
 
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ import pytest
 
 from orrange.engine.feed import FEED_DURABLE, Feed, index_configs, main
 from orrange.engine.matcher import Matcher, default_markets_path
-from orrange.engine.streams import book_in_subject
-from orrange.feeds import FeedConfig, decode_tick
+from orrange.engine.md_streams import decode_candles, decode_indexes, decode_ticks
+from orrange.engine.streams import book_in_subject, decode_events
+from orrange.feeds import FeedConfig
 from orrange.feeds.ticks import BestBidOffer, Trade
-from orrange.marketdata.candles import Candle, CandleAggregator, CandleClosed, CandleEvent
+from orrange.marketdata.candles import Candle, CandleAggregator, CandleClosed
 from orrange.marketdata.index import IndexPrice
 from orrange.markets import load_markets
 from orrange.matching import Event, OrderFilled, OrderTriggered, SubmitOrder
@@ -106,7 +109,14 @@ async def test_feed_ticks_index_reference_stop_and_candles(
         candle_lateness_ms=3_600_000,
     )
     nc = await nats.connect(nats_url)
-    seen: dict[str, list[bytes]] = {"tick": [], "index": [], "evt": [], "candle": []}
+    seen: dict[str, list[bytes]] = {
+        "tick": [],
+        "indexes": [],
+        "index": [],
+        "evt": [],
+        "candles": [],
+        "closed": [],
+    }
 
     def collector(kind: str) -> Callable[[Any], Awaitable[None]]:
         async def cb(msg: Any) -> None:
@@ -115,10 +125,12 @@ async def test_feed_ticks_index_reference_stop_and_candles(
         return cb
 
     for kind, subject in (
-        ("tick", "md.tick.synthetic.BTC-USDT"),
+        ("tick", "md.ticks.synthetic"),
+        ("indexes", "md.indexes"),
         ("index", "md.index.BTC-USDT"),
         ("evt", "evt.BTC-USDT"),
-        ("candle", "md.candle.1m.ETH-USDT"),
+        ("candles", "md.candles"),
+        ("closed", "md.candle.>"),
     ):
         await nc.subscribe(subject, cb=collector(kind))
     conn = await asyncpg.connect(database_url)
@@ -142,18 +154,29 @@ async def test_feed_ticks_index_reference_stop_and_candles(
         await feed.start()
 
         # ticks and index prices; every index price is a price the walk printed
-        await wait_for(lambda: len(seen["index"]) >= 5 and len(seen["tick"]) >= 10, "index")
-        ticks = [decode_tick(b) for b in list(seen["tick"])]
-        assert {type(t) for t in ticks} == {Trade, BestBidOffer}
-        printed = {BTC.price_to_ticks(str(t.price)) for t in ticks if isinstance(t, Trade)}
-        for raw in list(seen["index"])[:5]:
-            ip = msgspec.json.decode(raw, type=IndexPrice)
+        def ticks() -> list[Any]:
+            return [t for b in list(seen["tick"]) for t in decode_ticks(b)]
+
+        await wait_for(
+            lambda: len(seen["indexes"]) >= 5 and seen["index"] and len(ticks()) >= 10, "index"
+        )
+        assert {type(t) for t in ticks()} == {Trade, BestBidOffer}
+        assert {t.symbol for t in ticks()} == {"BTC-USDT"}
+        steps = [int(t.trade_id) for t in ticks() if isinstance(t, Trade)]
+        assert steps == list(range(len(steps)))  # every tick, once, in order
+        printed = {BTC.price_to_ticks(str(t.price)) for t in ticks() if isinstance(t, Trade)}
+        indexes = [ip for b in list(seen["indexes"])[:5] for ip in decode_indexes(b)]
+        assert {ip.symbol for ip in indexes} <= {"BTC-USDT", "ETH-USDT"}  # each names its market
+        indexes = [ip for ip in indexes if ip.symbol == "BTC-USDT"]
+        assert indexes
+        latest = msgspec.json.decode(seen["index"][0], type=IndexPrice)
+        for ip in [*indexes, latest]:
             assert ip.symbol == "BTC-USDT" and ip.sources == ("synthetic",)
             assert ip.price in printed and ip.confidence == 1.0
 
         # the reference price reached the matcher and triggered the stop, which traded
         def events() -> list[Event]:
-            return [msgspec.json.decode(b, type=Event) for b in list(seen["evt"])]
+            return [e for b in list(seen["evt"]) for e in decode_events(b)]
 
         await wait_for(lambda: any(isinstance(e, OrderFilled) for e in events()), "stop fill")
         trig = next(e for e in events() if isinstance(e, OrderTriggered))
@@ -193,11 +216,24 @@ async def test_feed_ticks_index_reference_stop_and_candles(
             stored += await query_candles(conn, "ETH-USDT", iv, 0, 2**62, 1000)
         assert sorted(map(_key, stored)) == sorted(map(_key, expected))
 
-        # the candle messages of ETH 1m end with the stored open candle
-        last_1m = max((c for c in stored if c.interval == "1m"), key=lambda c: c.open_time)
-        msgs = [msgspec.json.decode(b, type=CandleEvent) for b in list(seen["candle"])]
-        newest = [m for m in msgs if m.open_time == last_1m.open_time]
-        assert newest and _key(max(newest, key=lambda m: m.trades)) == _key(last_1m)
+        # the candle messages of ETH end with the stored candles: the latest version of each
+        # window on md.candles, the closed ones also on md.candle.<IV>.<SYM>
+        def published() -> dict[tuple[str, int], Candle]:
+            last: dict[tuple[str, int], Candle] = {}
+            for b in list(seen["candles"]):
+                for c in decode_candles(b):
+                    if c.symbol == "ETH-USDT":
+                        last[(c.interval, c.open_time)] = c
+            return last
+
+        want = {(c.interval, c.open_time): _key(c) for c in stored}
+        await wait_for(
+            lambda: {k: _key(c) for k, c in published().items()} == want, "the candle messages"
+        )
+        closed = [msgspec.json.decode(b, type=CandleClosed) for b in list(seen["closed"])]
+        assert sorted(_key(c) for c in closed if c.symbol == "ETH-USDT") == sorted(
+            _key(c) for c in stored if isinstance(c, CandleClosed)
+        )
         assert feed.counts["fills"] == 2  # BTC and ETH, each counted once
     finally:
         await feed.stop()

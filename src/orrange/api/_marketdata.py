@@ -29,8 +29,9 @@ the pure core's :meth:`~orrange.matching.OrderBook.depth_bands` and
 null and ``book_available`` is false. Indicator values are floats (analytics, never money).
 
 WebSocket: ``candles.<IV>.<SYM>`` delivers ``{"type": "candle", "channel": ..., ...}`` with the
-fields of :class:`CandleOut` for every ``md.candle.<IV>.<SYM>`` the feed publishes (``final``
-true once the window closed); :class:`CandleFanout` does the fan-out for the hub.
+fields of :class:`CandleOut` for every candle of that interval and market in the feed's
+``md.candles`` batches (the latest version of the open window per feed flush, ``final`` true
+once the window closed); :class:`CandleFanout` does the fan-out for the hub.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from orrange.api.errors import ApiError
-from orrange.engine.md_streams import MD, MD_CANDLE_PREFIX, index_subject
-from orrange.marketdata.candles import INTERVAL_MS, Candle, CandleClosed, CandleEvent
+from orrange.engine.md_streams import MD, MD_CANDLES_SUBJECT, decode_candles, index_subject
+from orrange.marketdata.candles import INTERVAL_MS, Candle, CandleClosed
 from orrange.marketdata.index import IndexPrice
 from orrange.marketdata.indicators import INDICATOR_NAMES, IndicatorConfig, IndicatorSet
 from orrange.markets import MarketSpec
@@ -469,14 +470,14 @@ async def get_snapshot(request: Request[Any, Any, Any], symbol: FromPath[str]) -
 MARKETDATA_HANDLERS = [get_candles, get_indicators, get_snapshots, get_snapshot]
 
 
-_candle_decoder = msgspec.json.Decoder(CandleEvent)
 _json = msgspec.json.Encoder()
 
 
 class CandleFanout:
     """The ``candles.<IV>.<SYM>`` WebSocket channel: one core NATS subscription to
-    ``md.candle.>``, each message sent to the subscribers of its channel (through their
-    bounded queues, so a slow client never delays the others).
+    ``md.candles`` (batches of candles of every market and interval), each candle sent to the
+    subscribers of its channel (through their bounded queues, so a slow client never delays
+    the others); candles of channels nobody follows are skipped without being converted.
 
     Args:
         markets: the markets served, keyed by symbol.
@@ -488,9 +489,9 @@ class CandleFanout:
         self._nats_sub: Any = None
 
     async def start(self, nc: NATS) -> None:
-        """Subscribe to ``md.candle.>``."""
+        """Subscribe to ``md.candles``."""
         self._nats_sub = await nc.subscribe(
-            f"{MD_CANDLE_PREFIX}.>", cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1
+            MD_CANDLES_SUBJECT, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
 
     async def stop(self) -> None:
@@ -522,19 +523,22 @@ class CandleFanout:
                 del self._subs[channel]
 
     async def _on_msg(self, msg: Any) -> None:
-        """Fan one ``md.candle.<IV>.<SYM>`` message out to its channel."""
-        channel = "candles." + msg.subject[len(MD_CANDLE_PREFIX) + 1 :]
-        subs = self._subs.get(channel)
-        if not subs:
+        """Fan the candles of one ``md.candles`` message out to their channels."""
+        if not self._subs:
             return
         try:
-            c = _candle_decoder.decode(msg.data)
+            candles = decode_candles(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return
-        spec = self._markets.get(c.symbol)
-        if spec is None:
-            return
-        body = msgspec.to_builtins(candle_out(spec, c))
-        data = _json.encode({"type": "candle", "channel": channel, **body})
-        for sub in list(subs):
-            sub.enqueue(data)
+        for c in candles:
+            channel = f"candles.{c.interval}.{c.symbol}"
+            subs = self._subs.get(channel)
+            if not subs:
+                continue
+            spec = self._markets.get(c.symbol)
+            if spec is None:
+                continue
+            body = msgspec.to_builtins(candle_out(spec, c))
+            data = _json.encode({"type": "candle", "channel": channel, **body})
+            for sub in list(subs):
+                sub.enqueue(data)

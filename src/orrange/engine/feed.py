@@ -1,35 +1,44 @@
 """The feed actor: outside market data into the engine (ticks, index price, candles).
 
-What it does (subjects and stream ``MD`` in :mod:`orrange.engine.md_streams`):
+What it does (subjects, payloads and streams ``MD`` / ``MD_LIVE`` in
+:mod:`orrange.engine.md_streams`). Everything is published in batches: one NATS message per tick
+cannot carry 100,000 ticks/s from Python.
 
 * **Ticks.** Runs the enabled sources of ``config/sources.toml`` (the seeded random walk by
-  default) and publishes every normalized tick on ``md.tick.<SRC>.<SYM>`` (``Nats-Msg-Id``
-  ``tick:<SRC>:<SYM>:<kind>:<exchange ts>:<trade id or counter>``). Ticks of markets not in
-  ``config/markets.toml`` are counted and dropped.
+  default). Each tick is normalized onto our market's grid (exchange prices off our grid are
+  rounded half even to the nearest tick and lot for the index and candles; the published ticks
+  keep the exact values), fed to the index and the candles at once, and buffered; every
+  ``flush_interval_ms`` (20 ms) the buffer of each source goes out as JSON arrays on
+  ``md.ticks.<SRC>``. Ticks of markets not in ``config/markets.toml`` are counted and dropped.
 * **Index price.** Trades (price and quantity) and best bid/offer mids of each market feed an
   :class:`~orrange.marketdata.index.IndexEngine` (one source per configured feed, its ``weight``
   from the configuration; our own fills join as the fallback source ``orrange``). Every
-  ``index_interval_ms`` (100 ms) the index of each market with a usable source is published on
-  ``md.index.<SYM>`` (``index:<SYM>:<ts>``) and, when its price changed, handed to the matcher
-  as ``SetReferencePrice(ts, price)`` on ``book.in.<SYM>`` (``ref:<SYM>:<ts>``): the reference
-  price of index-driven stop orders. Exchange prices off our market's grid are rounded half
-  even to the nearest tick (and lot) for the index and candles; the ticks keep the exact
-  values.
+  ``index_interval_ms`` (100 ms, a *round*) the index of every market with a usable source is
+  computed and published as one ``md.indexes`` message (a JSON array of ``IndexPrice``); the
+  latest index of each market is also kept on ``md.index.<SYM>`` (refreshed at least every
+  second). A changed index price is handed to the matcher as ``SetReferencePrice(ts, price)``
+  on ``book.in.<SYM>`` (``ref:<SYM>:<ts>``), at most every ``reference_interval_ms`` per
+  market: the reference price of index-driven stop orders.
 * **Candles.** External trades and our own fills (``OrderFilled`` read from ``EVENTS``
-  through the durable consumer ``feed``) go into one
-  :class:`~orrange.marketdata.candles.CandleAggregator` per process (1m ... 1d). Every
-  ``index_interval_ms`` the candles closed since the last round and the open candles of the
-  markets that traded are published on ``md.candle.<IV>.<SYM>``; their latest versions are
-  upserted into PostgreSQL (:mod:`orrange.store.candles`) every ``persist_interval_ms`` (1 s)
-  and at stop; windows close ``candle_lateness_ms`` (2 s) after their end. A batch of fills is
-  stored at once, with every pending candle and the per-market seq of its last fill, before it
-  is acked, so a redelivered fill is never counted twice (a crash loses at most the last
-  second of external trades from the stored candles, never a fill); at start the open windows
-  of the day are restored from the stored 1m candles.
+  through the durable consumer ``feed``; a message is one event or a batch, see
+  :func:`orrange.engine.streams.decode_events`) go into one
+  :class:`~orrange.marketdata.candles.CandleAggregator` per process (1m ... 1d). Every flush
+  publishes on ``md.candles`` the candles closed since the last flush and the open candle of the
+  finest interval of each market that traded, and every round also the coarser open candles
+  (latest version only); each closed candle also goes to ``md.candle.<IV>.<SYM>``. Windows close
+  ``candle_lateness_ms`` (2 s) after their end. The latest versions are upserted into
+  PostgreSQL (:mod:`orrange.store.candles`) every ``persist_interval_ms`` (1 s, in the
+  background) and at stop. A batch of fills is stored at once, with the candles of its markets
+  and the per-market seq of its last fill, before it is acked, so a redelivered fill is never
+  counted twice (an event whose seq is not above the last applied fill of its market is
+  skipped; a crash loses at most the last second of external trades from the stored candles,
+  never a fill); at start the open windows of the day are restored from the stored 1m candles.
 
 Failures: a database that goes away is waited for (writes retried with backoff, nothing acked
 meanwhile); a source that fails is restarted after 1 s (the live clients reconnect by
-themselves); a tick of an unknown market or with a non-positive price is dropped and counted.
+themselves); a tick of an unknown market or with a non-positive price is dropped and counted;
+while NATS refuses publishes the ticks of at most :data:`MAX_BUFFERED_TICKS` per source wait,
+older ones are dropped and counted.
 
 Run it with :func:`main` (``orrange actor feed``).
 """
@@ -37,26 +46,31 @@ Run it with :func:`main` (``orrange actor feed``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from orrange.engine.md_streams import MD, candle_subject, index_subject, tick_subject
-from orrange.engine.streams import BOOK_IN, EVENTS, EVENTS_PREFIX, book_in_subject
-from orrange.feeds import (
-    AnyTick,
-    BestBidOffer,
-    FeedConfig,
-    Source,
-    Trade,
-    build_sources,
-    encode_tick,
+from orrange.engine.md_streams import (
+    INDEX_LATEST_PER_ROUND,
+    MAX_CANDLES_PER_MSG,
+    MAX_INDEXES_PER_MSG,
+    MAX_TICKS_PER_MSG,
+    MD,
+    MD_CANDLES_SUBJECT,
+    MD_INDEXES_SUBJECT,
+    MD_LIVE,
+    candle_subject,
+    index_subject,
+    ticks_subject,
 )
+from orrange.engine.streams import BOOK_IN, EVENTS, EVENTS_PREFIX, EventPayload, book_in_subject
+from orrange.feeds import AnyTick, BestBidOffer, FeedConfig, Source, Trade, build_sources
+from orrange.feeds.grid import GridConverter
 from orrange.marketdata.candles import (
     INTERVAL_MS,
     INTERVALS,
@@ -65,21 +79,25 @@ from orrange.marketdata.candles import (
     CandleClosed,
     CandleUpdated,
 )
-from orrange.marketdata.index import IndexConfig, IndexEngine, SourceConfig
+from orrange.marketdata.index import IndexCalculator, IndexConfig, IndexEngine, SourceConfig
 from orrange.markets import MarketSpec
-from orrange.matching import Event, OrderFilled, SetReferencePrice
+from orrange.matching import OrderFilled, SetReferencePrice
 from orrange.matching.enums import Side
 from orrange.runtime import Actor, ActorConfig, ConsumerSpec, Inbound, Input, Outbox, StreamSpec
 from orrange.store import migrate
 from orrange.store.candles import fill_marks, query_candles, set_fill_marks, upsert_candles
 from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
 
-__all__ = ["FEED_DURABLE", "OWN_SOURCE", "Feed", "index_configs", "main"]
+__all__ = ["FEED_DURABLE", "MAX_BUFFERED_TICKS", "OWN_SOURCE", "Feed", "index_configs", "main"]
 
 #: Durable consumer of the feed on ``EVENTS``.
 FEED_DURABLE = "feed"
 #: Index source name of our own fills (a fallback source of every indexed market).
 OWN_SOURCE = "orrange"
+#: Ticks of one source waiting for publication at most (older ones are dropped beyond).
+MAX_BUFFERED_TICKS = 500_000
+
+_json = msgspec.json.Encoder()
 
 
 def _now_ms() -> int:
@@ -102,9 +120,39 @@ def index_configs(sources: Sequence[FeedConfig]) -> dict[str, IndexConfig]:
     }
 
 
-def _to_grid(value: Decimal, step: Decimal) -> int:
-    """``value / step`` rounded half even to an integer (exchange values off our grid)."""
-    return int((value / step).to_integral_value(rounding=ROUND_HALF_EVEN))
+class _Market:
+    """Per-market normalization state of the hot path."""
+
+    __slots__ = ("calc", "lots", "ticks")
+
+    def __init__(self, spec: MarketSpec, calc: IndexCalculator | None) -> None:
+        self.ticks = GridConverter(spec.tick_size)
+        self.lots = GridConverter(spec.lot_size)
+        self.calc = calc
+
+
+def _chunks(items: list[Any], size: int, limit: int) -> tuple[list[bytes], int]:
+    """JSON arrays of ``items`` in order, at most ``size`` per array and under ``limit`` bytes
+    each (halved until they fit); returns them and the number of items left out (an item alone
+    over the limit)."""
+    out: list[bytes] = []
+    dropped = 0
+
+    def put(part: list[Any]) -> None:
+        nonlocal dropped
+        data = _json.encode(part)
+        if len(data) <= limit:
+            out.append(data)
+        elif len(part) > 1:
+            half = len(part) // 2
+            put(part[:half])
+            put(part[half:])
+        else:
+            dropped += 1
+
+    for i in range(0, len(items), size):
+        put(items[i : i + size])
+    return out, dropped
 
 
 class Feed(Actor):
@@ -115,7 +163,9 @@ class Feed(Actor):
         database_url: PostgreSQL URL (migrated at start).
         markets: our markets.
         sources: the source configurations (the enabled ones run).
-        index_interval_ms: period of index, reference-price and candle rounds (ms).
+        index_interval_ms: period of rounds: index, reference prices, coarser candles (ms).
+        flush_interval_ms: period of flushes: tick batches, closed and finest open candles (ms).
+        reference_interval_ms: a market's reference price is sent at most this often (ms).
         candle_lateness_ms: how long after its end a candle window is closed (ms).
         persist_interval_ms: how often the candles changed by external trades are stored (ms).
         intervals: candle intervals built.
@@ -124,7 +174,7 @@ class Feed(Actor):
 
     Attributes:
         counts: running totals (``ticks``, ``dropped``, ``fills``, ``index``, ``references``,
-            ``candles``).
+            ``candles``, ``messages``: market-data messages published).
     """
 
     def __init__(
@@ -135,6 +185,8 @@ class Feed(Actor):
         sources: Sequence[FeedConfig] = (),
         *,
         index_interval_ms: int = 100,
+        flush_interval_ms: int = 20,
+        reference_interval_ms: int = 250,
         candle_lateness_ms: int = 2_000,
         persist_interval_ms: int = 1_000,
         intervals: Sequence[str] = INTERVALS,
@@ -142,26 +194,38 @@ class Feed(Actor):
         base_dir: str | Path = ".",
     ) -> None:
         super().__init__(config)
-        if index_interval_ms <= 0 or candle_lateness_ms < 0:
-            raise ValueError("index_interval_ms must be positive, candle_lateness_ms >= 0")
+        if index_interval_ms <= 0 or flush_interval_ms <= 0 or candle_lateness_ms < 0:
+            raise ValueError(
+                "index_interval_ms and flush_interval_ms must be positive, candle_lateness_ms >= 0"
+            )
         self.database_url = database_url
         self.markets = dict(markets)
         self.index_interval_ms = index_interval_ms
+        self.flush_interval_ms = min(flush_interval_ms, index_interval_ms)
+        self.reference_interval_ms = reference_interval_ms
         self.candle_lateness_ms = candle_lateness_ms
         self.persist_interval_ms = persist_interval_ms
-        self._unsaved: dict[tuple[str, str, int], Candle] = {}
-        self._saved_at = 0.0
         self.db_connect_timeout_ms = db_connect_timeout_ms
         self._sources = build_sources(list(sources), self.markets, base_dir)
         self.index = IndexEngine(index_configs(sources))
-        self._indexed = {m for m in self.markets if self._has_index(m)}
+        self._indexed = sorted(m for m in self.markets if self._has_index(m))
+        self._mkts = {
+            sym: _Market(spec, self.index.calculator(sym) if sym in self._indexed else None)
+            for sym, spec in self.markets.items()
+        }
         self.candles = CandleAggregator(intervals, emit_updates=False)
-        self._fine_ms = INTERVAL_MS[self.candles.intervals[0]]
-        self._closed: list[Candle] = []
-        self._dirty: set[str] = set()
+        self._coarser = len(self.candles.intervals) > 1
+        self._ticks: dict[str, list[AnyTick]] = {}
+        self._closed: list[CandleClosed] = []  # to publish
+        self._dirty_fast: set[str] = set()  # traded since the last flush
+        self._dirty_round: set[str] = set()  # traded since the last round
+        self._dirty_store: set[str] = set()  # traded since the last store
+        self._unsaved: dict[tuple[str, str, int], Candle] = {}
         self._marks: dict[str, int] = {}
-        self._last_ref: dict[str, int] = {}
-        self._tick_no = 0
+        self._last_ref: dict[str, tuple[int, int]] = {}  # symbol -> (price, sent at)
+        self._rounds_done = 0
+        self._run_id = 0
+        self._msg_no = itertools.count(1)
         self._conn: asyncpg.Connection | None = None
         self._db_lock = asyncio.Lock()
         self.counts: dict[str, int] = {
@@ -171,6 +235,7 @@ class Feed(Actor):
             "index": 0,
             "references": 0,
             "candles": 0,
+            "messages": 0,
         }
 
     def _has_index(self, market: str) -> bool:
@@ -183,7 +248,7 @@ class Feed(Actor):
     # ------------------------------------------------------------------ actor hooks
 
     def streams(self) -> Sequence[StreamSpec]:
-        return (MD, EVENTS, BOOK_IN)
+        return (MD, MD_LIVE, EVENTS, BOOK_IN)
 
     def inputs(self) -> Sequence[Input[Any]]:
         spec = ConsumerSpec(
@@ -193,20 +258,22 @@ class Feed(Actor):
             ack_wait_ms=self.config.ack_wait_ms,
             description="feed: own fills into candles and the index",
         )
-        return (Input(spec, Event, self._on_events),)
+        return (Input(spec, EventPayload, self._on_events),)
 
     async def on_start(self) -> None:
+        self._run_id = _now_ms()
         self._conn = await self._connect_db(self.db_connect_timeout_ms / 1000)
         await migrate(self._conn)
         self._marks = await fill_marks(self._conn)
         await self._restore(_now_ms())
         for src in self._sources:
             self.spawn(self._run_source(src), name=f"{self.name}:{src.name}")
-        self.spawn(self._rounds(), name=f"{self.name}:rounds")
+        self.spawn(self._flushes(), name=f"{self.name}:flushes")
+        self.spawn(self._stores(), name=f"{self.name}:stores")
         self.log.info(
             "feed started",
             sources=[s.name for s in self._sources],
-            indexed=sorted(self._indexed),
+            indexed=len(self._indexed),
             intervals=list(self.candles.intervals),
         )
 
@@ -216,7 +283,7 @@ class Feed(Actor):
                 await src.close()
             except Exception as exc:
                 self.log.warning("source close failed", source=src.name, error=repr(exc))
-        pending = self._pending(self._take_candles())
+        pending = self._collect(self._take_store_dirty())
         if pending:  # the last second of external trades (at most 10 s of waiting for it)
             try:
                 await asyncio.wait_for(self._save(pending, {}), 10)
@@ -248,7 +315,6 @@ class Feed(Actor):
                         key = (c.symbol, c.interval, c.open_time)
                         if self._unsaved.get(key) is c:
                             del self._unsaved[key]
-                    self._saved_at = time.monotonic()
                     return
                 except TRANSIENT_ERRORS as exc:
                     self.log.error("database unavailable; candles will be retried", error=repr(exc))
@@ -264,7 +330,6 @@ class Feed(Actor):
         fine = self.candles.intervals[0]
         coarsest = INTERVAL_MS[self.candles.intervals[-1]]
         since = now - now % coarsest
-        finalized: list[Candle] = []
         for sym in self.markets:
             rows = await query_candles(self._conn, sym, fine, since, now, 100_000)
             if not rows:
@@ -274,10 +339,39 @@ class Feed(Actor):
                 ended = c.close_time < now - self.candle_lateness_ms
                 if isinstance(c, CandleUpdated) and (i < len(rows) - 1 or ended):
                     c = CandleClosed(*msgspec.structs.astuple(c))
-                    finalized.append(c)
+                    self._closed_candle(c)
                 fixed.append(c)
             self.candles.restore(sym, fixed)
-        self._closed.extend(finalized)
+
+    def _take_store_dirty(self) -> set[str]:
+        dirty, self._dirty_store = self._dirty_store, set()
+        return dirty
+
+    def _collect(self, symbols: set[str]) -> list[Candle]:
+        """Add the open candles of ``symbols`` to the unsaved candles (a later version of a
+        window replaces the earlier, a closed one is never replaced); returns every unsaved
+        candle."""
+        unsaved = self._unsaved
+        for sym in sorted(symbols):
+            for c in self.candles.open_candles(sym):
+                key = (sym, c.interval, c.open_time)
+                if not isinstance(unsaved.get(key), CandleClosed):
+                    unsaved[key] = c
+        return list(unsaved.values())
+
+    async def _stores(self) -> None:
+        """Every ``persist_interval_ms``: store the candles changed since the last time."""
+        period = self.persist_interval_ms / 1000
+        while not self.stopping:
+            await asyncio.sleep(period)
+            try:
+                pending = self._collect(self._take_store_dirty())
+                if pending:
+                    await self._save(pending, {})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.error("storing candles failed", error=repr(exc))
 
     # ------------------------------------------------------------------ inputs
 
@@ -293,133 +387,192 @@ class Feed(Actor):
                 await asyncio.sleep(1.0)
 
     async def _emit(self, tick: AnyTick) -> None:
-        """Publish one tick and feed it to the index and the candles."""
-        spec = self.markets.get(tick.symbol)
-        if spec is None:
-            self.counts["dropped"] += 1
+        """The sources' callback: :meth:`ingest`."""
+        self.ingest(tick)
+
+    def ingest(self, tick: AnyTick) -> None:
+        """Take one tick: buffer it for ``md.ticks.<SRC>`` and feed it to the index and (a
+        trade) the candles. Synchronous and cheap: publishing happens at the next flush."""
+        sym = tick.symbol
+        m = self._mkts.get(sym)
+        counts = self.counts
+        if m is None:
+            counts["dropped"] += 1
             return
-        self._tick_no += 1
-        ident = tick.trade_id if isinstance(tick, Trade) else str(self._tick_no)
-        kind = type(tick).__name__
-        await self.publisher.submit(
-            tick_subject(tick.source, tick.symbol),
-            encode_tick(tick),
-            msg_id=f"tick:{tick.source}:{tick.symbol}:{kind}:{tick.exchange_ts_ms}:{ident}",
-        )
-        self.counts["ticks"] += 1
-        tick_step = Decimal(spec.tick_size)
-        if isinstance(tick, Trade):
-            price = _to_grid(tick.price, tick_step)
-            lots = _to_grid(tick.qty, Decimal(spec.lot_size))
+        buf = self._ticks.get(tick.source)
+        if buf is None:
+            buf = self._ticks[tick.source] = []
+        elif len(buf) >= MAX_BUFFERED_TICKS:
+            del buf[: len(buf) // 2]
+            counts["dropped"] += MAX_BUFFERED_TICKS - len(buf)
+        buf.append(tick)
+        counts["ticks"] += 1
+        kind = type(tick)
+        if kind is Trade:
+            price = m.ticks(tick.price)  # type: ignore[union-attr]
             if price <= 0:
-                self.counts["dropped"] += 1
+                counts["dropped"] += 1
                 return
-            if tick.symbol in self._indexed:
-                self.index.update(tick.symbol, tick.source, tick.recv_ts_ms, price, max(lots, 0))
+            lots = m.lots(tick.qty)  # type: ignore[union-attr]
+            if m.calc is not None:
+                m.calc.update(tick.source, tick.recv_ts_ms, price, lots if lots > 0 else 0)
             if lots > 0:
-                self._add_trade(tick.symbol, tick.exchange_ts_ms, price, lots, tick.side == "sell")
-        elif isinstance(tick, BestBidOffer) and tick.symbol in self._indexed:
-            mid = _to_grid((tick.bid_price + tick.ask_price) / 2, tick_step)
-            if mid > 0 and tick.bid_price > 0 and tick.ask_price >= tick.bid_price:
-                self.index.update(tick.symbol, tick.source, tick.recv_ts_ms, mid)
+                self._add_trade(sym, tick.exchange_ts_ms, price, lots, tick.side == "sell")  # type: ignore[union-attr]
+        elif kind is BestBidOffer and m.calc is not None:
+            bid, ask = tick.bid_price, tick.ask_price  # type: ignore[union-attr]
+            if bid > 0 and ask >= bid:
+                mid = m.ticks((bid + ask) / 2)
+                if mid > 0:
+                    m.calc.update(tick.source, tick.recv_ts_ms, mid)
 
     def _add_trade(self, symbol: str, ts: int, price: int, lots: int, taker_sold: bool) -> None:
-        self._closed.extend(self.candles.add_trade(symbol, ts, price, lots, taker_sold))
-        self._dirty.add(symbol)
+        closed = self.candles.add_trade(symbol, ts, price, lots, taker_sold)
+        if closed:
+            for c in closed:
+                self._closed_candle(c)  # type: ignore[arg-type]
+        self._dirty_fast.add(symbol)
+        self._dirty_round.add(symbol)
+        self._dirty_store.add(symbol)
 
-    async def _on_events(self, batch: Sequence[Inbound[Event]], out: Outbox) -> None:
+    def _closed_candle(self, c: CandleClosed) -> None:
+        self._closed.append(c)
+        self._unsaved[(c.symbol, c.interval, c.open_time)] = c
+
+    async def _on_events(self, batch: Sequence[Inbound[Any]], out: Outbox) -> None:
         """Own fills into the candles and the index; stored before the batch is acked."""
         marks: dict[str, int] = {}
         for m in batch:
-            ev = m.data
-            if not isinstance(ev, OrderFilled) or ev.symbol not in self.markets:
-                continue
-            if ev.seq <= self._marks.get(ev.symbol, 0):
-                continue  # already counted (redelivery after a crash)
-            self._add_trade(ev.symbol, ev.ts, ev.price, ev.quantity, ev.aggressor is Side.SELL)
-            if ev.symbol in self._indexed:
-                self.index.update(ev.symbol, OWN_SOURCE, _now_ms(), ev.price, ev.quantity)
-            marks[ev.symbol] = self._marks[ev.symbol] = ev.seq
-            self.counts["fills"] += 1
+            data = m.data
+            for ev in data if isinstance(data, list) else (data,):
+                if not isinstance(ev, OrderFilled) or ev.symbol not in self.markets:
+                    continue
+                if ev.seq <= self._marks.get(ev.symbol, 0):
+                    continue  # already counted (redelivery, or a batch published twice)
+                self._add_trade(ev.symbol, ev.ts, ev.price, ev.quantity, ev.aggressor is Side.SELL)
+                calc = self._mkts[ev.symbol].calc
+                if calc is not None:
+                    calc.update(OWN_SOURCE, _now_ms(), ev.price, ev.quantity)
+                marks[ev.symbol] = self._marks[ev.symbol] = ev.seq
+                self.counts["fills"] += 1
         if marks:
-            candles = self._take_candles()
-            await self._save(self._pending(candles), marks)
-            for subject, c, msg_id in self._candle_messages(candles):
-                out.publish(subject, c, msg_id=msg_id)
+            await self._save(self._collect(set(marks)), marks)
 
-    # ------------------------------------------------------------------ rounds
+    # ------------------------------------------------------------------ flushes and rounds
 
-    def _pending(self, candles: Sequence[Candle]) -> list[Candle]:
-        """Add ``candles`` to the unsaved ones (a later version of a window replaces the
-        earlier); returns every unsaved candle."""
-        unsaved = self._unsaved
-        for c in candles:
-            key = (c.symbol, c.interval, c.open_time)
-            if not isinstance(unsaved.get(key), CandleClosed):
-                unsaved[key] = c
-        return list(unsaved.values())
-
-    def _take_candles(self) -> list[Candle]:
-        """Closed candles since the last call, then the open candles of markets that traded."""
-        candles, self._closed = self._closed, []
-        dirty, self._dirty = self._dirty, set()
-        for sym in sorted(dirty):
-            candles.extend(self.candles.open_candles(sym))
-        return candles
-
-    def _candle_messages(self, candles: Sequence[Candle]) -> list[tuple[str, Candle, str]]:
-        """``(subject, candle, Nats-Msg-Id)`` of each candle (ids derived from its content)."""
-        msgs = []
-        for c in candles:
-            if isinstance(c, CandleClosed):
-                msg_id = f"candle:{c.interval}:{c.symbol}:{c.open_time}:final"
-            else:
-                msg_id = (
-                    f"candle:{c.interval}:{c.symbol}:{c.open_time}:{c.trades}:{c.last_trade_time}"
-                )
-            msgs.append((candle_subject(c.interval, c.symbol), c, msg_id))
-        self.counts["candles"] += len(candles)
-        return msgs
-
-    async def _rounds(self) -> None:
-        """Every ``index_interval_ms``: index, reference prices, candles; flush the ticks."""
-        period = self.index_interval_ms / 1000
+    async def _flushes(self) -> None:
+        """Every ``flush_interval_ms`` a flush, and every ``index_interval_ms`` a round."""
+        loop = asyncio.get_running_loop()
+        period = self.flush_interval_ms / 1000
+        round_period = self.index_interval_ms / 1000
+        next_flush = next_round = loop.time()
         while not self.stopping:
-            await asyncio.sleep(period)
+            next_flush += period
+            delay = next_flush - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_flush = loop.time()  # behind: no catch-up burst
+                await asyncio.sleep(0)
+            is_round = loop.time() >= next_round
+            if is_round:
+                next_round = max(next_round + round_period, loop.time())
             try:
                 async with self.lock:
-                    await self._round(_now_ms())
+                    await self._flush(_now_ms(), is_round)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.log.error("feed round failed", error=repr(exc))
+                self.log.error("feed flush failed", error=repr(exc))
 
-    async def _round(self, now: int) -> None:
-        """One round at ``now`` (ms UTC); see :meth:`_rounds`."""
+    async def _flush(self, now: int, is_round: bool) -> None:
+        """One flush at ``now`` (ms UTC), a round too when ``is_round``; see the module
+        docstring."""
         pub = self.publisher
-        for ip in self.index.compute_many(sorted(self._indexed), now):
-            await pub.submit(index_subject(ip.symbol), ip, msg_id=f"index:{ip.symbol}:{ip.ts}")
-            self.counts["index"] += 1
-            if self._last_ref.get(ip.symbol) != ip.price:
-                await pub.submit(
-                    book_in_subject(ip.symbol),
-                    SetReferencePrice(ts=now, price=ip.price),
-                    msg_id=f"ref:{ip.symbol}:{now}",
-                )
-                self._last_ref[ip.symbol] = ip.price
-                self.counts["references"] += 1
-        self._closed.extend(self.candles.advance(now - self.candle_lateness_ms))
-        candles = self._take_candles()
-        pending = self._pending(candles)
-        if pending and time.monotonic() - self._saved_at >= self.persist_interval_ms / 1000:
-            await self._save(pending, {})
-        for subject, c, msg_id in self._candle_messages(candles):
-            await pub.submit(subject, c, msg_id=msg_id)
+        limit = max(1024, self.nc.max_payload - 4096)
+        run = self._run_id
+        sent = 0
+        # ticks, per source
+        buffers, self._ticks = self._ticks, {}
+        for source, ticks in buffers.items():
+            datas, dropped = _chunks(ticks, MAX_TICKS_PER_MSG, limit)
+            self.counts["dropped"] += dropped
+            for data in datas:
+                n = next(self._msg_no)
+                await pub.submit(ticks_subject(source), data, msg_id=f"ticks:{source}:{run}:{n}")
+            sent += len(datas)
+        # rounds: index, reference prices, window closes, coarser candles
+        if is_round:
+            sent += await self._round(now)
+        # candles: closed since the last flush, then the open ones
+        closed, self._closed = self._closed, []
+        fast, self._dirty_fast = self._dirty_fast, set()
+        candles: list[Candle] = list(closed)
+        open_candles = self.candles.open_candles
+        if is_round and self._coarser:
+            for sym in sorted(self._dirty_round | fast):
+                candles += open_candles(sym, finest=sym in fast)
+            self._dirty_round = set()
+        else:
+            for sym in sorted(fast):
+                candles += open_candles(sym, coarser=False)
+        if candles:
+            datas, _ = _chunks(candles, MAX_CANDLES_PER_MSG, limit)
+            for data in datas:
+                n = next(self._msg_no)
+                await pub.submit(MD_CANDLES_SUBJECT, data, msg_id=f"candles:{run}:{n}")
+            sent += len(datas)
+            self.counts["candles"] += len(candles)
+        for c in closed:
+            await pub.submit(
+                candle_subject(c.interval, c.symbol),
+                c,
+                msg_id=f"candle:{c.interval}:{c.symbol}:{c.open_time}:final",
+            )
+        sent += len(closed)
+        self.counts["messages"] += sent
         try:
             await pub.flush()
         except Exception:
             self._last_ref.clear()  # the next round sends every reference price again
             raise
+
+    async def _round(self, now: int) -> int:
+        """The round part of a flush: index prices (``md.indexes``, the share of
+        ``md.index.<SYM>`` due), changed reference prices, window closes. Returns the number of
+        messages submitted."""
+        pub = self.publisher
+        sent = 0
+        ips = self.index.compute_many(self._indexed, now)
+        self.counts["index"] += len(ips)
+        for part, start in enumerate(range(0, len(ips), MAX_INDEXES_PER_MSG)):
+            await pub.submit(
+                MD_INDEXES_SUBJECT,
+                _json.encode(ips[start : start + MAX_INDEXES_PER_MSG]),
+                msg_id=f"indexes:{now}:{part}",
+            )
+            sent += 1
+        turns = -(-len(self._indexed) // INDEX_LATEST_PER_ROUND) or 1
+        turn = self._rounds_done % turns
+        self._rounds_done += 1
+        ref_gap = self.reference_interval_ms
+        for i, ip in enumerate(ips):
+            sym = ip.symbol
+            if i % turns == turn:
+                await pub.submit(index_subject(sym), ip, msg_id=f"index:{sym}:{ip.ts}")
+                sent += 1
+            last = self._last_ref.get(sym)
+            if last is None or (last[0] != ip.price and now - last[1] >= ref_gap):
+                await pub.submit(
+                    book_in_subject(sym),
+                    SetReferencePrice(ts=now, price=ip.price),
+                    msg_id=f"ref:{sym}:{now}",
+                )
+                self._last_ref[sym] = (ip.price, now)
+                self.counts["references"] += 1
+                sent += 1
+        for c in self.candles.advance(now - self.candle_lateness_ms):
+            self._closed_candle(c)
+        return sent
 
 
 def main(argv: Sequence[str] | None = None) -> int:

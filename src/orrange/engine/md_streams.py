@@ -1,59 +1,178 @@
-"""The market-data stream and subjects of the feed actor (``docs/architecture.md``).
+"""The market-data streams and subjects of the feed actor (``docs/architecture.md``).
 
-Stream ``MD`` captures ``md.>`` (msgspec JSON; prices in ticks unless said otherwise):
+One NATS message costs about the same whatever its size, so the feed publishes market data in
+**batches**: a JSON array per source per flush for ticks, one array of coalesced candles per
+flush, one array of index prices per round. All payloads are msgspec JSON; prices in ticks,
+quantities in lots, times in ms UTC unless said otherwise.
 
-* ``md.tick.<SRC>.<SYM>``: normalized ticks of source ``SRC`` (:mod:`orrange.feeds.ticks`, exact
-  decimal strings as the exchange sent them);
-* ``md.index.<SYM>``: :class:`~orrange.marketdata.index.IndexPrice` (ticks);
-* ``md.candle.<IV>.<SYM>``: :class:`~orrange.marketdata.candles.CandleUpdated` /
-  :class:`~orrange.marketdata.candles.CandleClosed` (ticks, lots, quote units).
+Stream ``MD`` (history: a day, at most :data:`MD_MAX_PER_SUBJECT` messages per subject, direct
+get allowed):
 
-Market data is a live view, not a ledger: the stream keeps a day (``max_age_ms``) and at most
-:data:`MD_MAX_PER_SUBJECT` messages per subject, so the last index of a market is always one
-direct get away (``allow_direct``).
+======================== ======================================================================
+Subject                  Payload
+======================== ======================================================================
+``md.indexes``           every index price of one feed round: a JSON array of
+                         :class:`~orrange.marketdata.index.IndexPrice` (each names its
+                         ``symbol``), one message per round (every ``index_interval_ms``,
+                         100 ms; split into several only past :data:`MAX_INDEXES_PER_MSG`
+                         markets). ``Nats-Msg-Id`` ``indexes:<ts>:<part>``. Decode with
+                         :func:`decode_indexes`.
+``md.index.<SYM>``       the latest :class:`~orrange.marketdata.index.IndexPrice` of one
+                         market, one object; refreshed at least every second while the
+                         market has an index (every round up to :data:`INDEX_LATEST_PER_ROUND`
+                         markets, beyond that a rotating share of them per round), so the last
+                         message is one direct get away (the API's snapshot reads it). Not
+                         every index value: follow ``md.indexes`` for those.
+``md.candle.<IV>.<SYM>`` one :class:`~orrange.marketdata.candles.CandleClosed` per message:
+                         the final candle of each window (the alerter's signals, history).
+======================== ======================================================================
+
+Stream ``MD_LIVE`` (the live view: :data:`MD_LIVE_MAX_AGE_MS`, at most :data:`MD_LIVE_MAX_BYTES`
+bytes; nothing reads it durably):
+
+======================== ======================================================================
+Subject                  Payload
+======================== ======================================================================
+``md.ticks.<SRC>``       the normalized ticks of source ``SRC`` received since the previous
+                         flush, in arrival order: a JSON array of
+                         :data:`~orrange.feeds.ticks.AnyTick` (tag ``kind``; exact decimal
+                         strings as the exchange sent them; each names its ``symbol``), at
+                         most :data:`MAX_TICKS_PER_MSG` per message. ``Nats-Msg-Id``
+                         ``ticks:<SRC>:<run>:<n>`` (``run`` the feed's start time in ms).
+                         Decode with :func:`decode_ticks`.
+``md.candles``           the candles changed since the previous flush, coalesced: a JSON
+                         array of :class:`~orrange.marketdata.candles.CandleUpdated` (the
+                         latest version of each open window) and
+                         :class:`~orrange.marketdata.candles.CandleClosed` (windows that
+                         ended), grouped by symbol, a symbol's closes before its updates, finest
+                         interval first; at most :data:`MAX_CANDLES_PER_MSG` per message. Every
+                         flush (``flush_interval_ms``, 20 ms) carries the finest interval's
+                         open candle of each market that traded; the coarser open candles come
+                         every round (``index_interval_ms``). ``Nats-Msg-Id``
+                         ``candles:<run>:<n>``. Decode with :func:`decode_candles`.
+======================== ======================================================================
+
+A consumer that needs every candle version of a channel reads ``md.candles``; a consumer of
+final candles only reads ``md.candle.>`` (which also keeps a day of history).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
+from orrange.feeds.ticks import AnyTick
+from orrange.marketdata.candles import CandleEvent
+from orrange.marketdata.index import IndexPrice
 from orrange.runtime import StreamSpec
 
 __all__ = [
+    "INDEX_LATEST_PER_ROUND",
+    "MAX_CANDLES_PER_MSG",
+    "MAX_INDEXES_PER_MSG",
+    "MAX_TICKS_PER_MSG",
     "MD",
+    "MD_CANDLES_SUBJECT",
     "MD_CANDLE_PREFIX",
+    "MD_INDEXES_SUBJECT",
     "MD_INDEX_PREFIX",
+    "MD_LIVE",
+    "MD_LIVE_MAX_AGE_MS",
+    "MD_LIVE_MAX_BYTES",
     "MD_MAX_PER_SUBJECT",
-    "MD_TICK_PREFIX",
+    "MD_TICKS_PREFIX",
     "candle_subject",
+    "decode_candles",
+    "decode_indexes",
+    "decode_ticks",
     "index_subject",
-    "tick_subject",
+    "ticks_subject",
 ]
 
-MD_TICK_PREFIX = "md.tick"
+MD_TICKS_PREFIX = "md.ticks"
 MD_INDEX_PREFIX = "md.index"
+MD_INDEXES_SUBJECT = "md.indexes"
 MD_CANDLE_PREFIX = "md.candle"
+MD_CANDLES_SUBJECT = "md.candles"
 #: Messages kept per subject of stream ``MD``.
 MD_MAX_PER_SUBJECT = 10_000
+#: How long stream ``MD_LIVE`` keeps ticks and candle updates (ms).
+MD_LIVE_MAX_AGE_MS = 900_000
+#: Size cap of stream ``MD_LIVE`` (bytes; the oldest messages go first).
+MD_LIVE_MAX_BYTES = 2 * 1024**3
+#: Ticks per ``md.ticks.<SRC>`` message at most (also split further to stay under the
+#: server's maximum payload).
+MAX_TICKS_PER_MSG = 2_000
+#: Candles per ``md.candles`` message at most.
+MAX_CANDLES_PER_MSG = 2_000
+#: Index prices per ``md.indexes`` message at most.
+MAX_INDEXES_PER_MSG = 5_000
+#: ``md.index.<SYM>`` messages per round at most (markets beyond take turns).
+INDEX_LATEST_PER_ROUND = 100
 
 MD = StreamSpec(
     name="MD",
-    subjects=("md.>",),
+    subjects=(f"{MD_INDEX_PREFIX}.>", MD_INDEXES_SUBJECT, f"{MD_CANDLE_PREFIX}.>"),
     max_age_ms=86_400_000,
     max_msgs_per_subject=MD_MAX_PER_SUBJECT,
     duplicate_window_ms=120_000,
-    description="market data: ticks per source, index prices, candles",
+    description="market data: index prices (per round and latest per market), final candles",
+)
+MD_LIVE = StreamSpec(
+    name="MD_LIVE",
+    subjects=(f"{MD_TICKS_PREFIX}.>", MD_CANDLES_SUBJECT),
+    max_age_ms=MD_LIVE_MAX_AGE_MS,
+    max_bytes=MD_LIVE_MAX_BYTES,
+    duplicate_window_ms=120_000,
+    description="live market data: tick batches per source, coalesced candle updates",
 )
 
+_ticks_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(list[AnyTick])
+_candles_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(list[CandleEvent])
+_indexes_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(list[IndexPrice])
 
-def tick_subject(source: str, symbol: str) -> str:
-    """``md.tick.<SRC>.<SYM>``: the normalized ticks of ``source`` for market ``symbol``."""
-    return f"{MD_TICK_PREFIX}.{source}.{symbol}"
+
+def ticks_subject(source: str) -> str:
+    """``md.ticks.<SRC>``: the batches of normalized ticks of ``source``."""
+    return f"{MD_TICKS_PREFIX}.{source}"
 
 
 def index_subject(symbol: str) -> str:
-    """``md.index.<SYM>``: the index price of ``symbol``."""
+    """``md.index.<SYM>``: the latest index price of ``symbol``."""
     return f"{MD_INDEX_PREFIX}.{symbol}"
 
 
 def candle_subject(interval: str, symbol: str) -> str:
-    """``md.candle.<IV>.<SYM>``: candle updates and closes of ``symbol`` at ``interval``."""
+    """``md.candle.<IV>.<SYM>``: the final candles of ``symbol`` at ``interval``."""
     return f"{MD_CANDLE_PREFIX}.{interval}.{symbol}"
+
+
+def decode_ticks(data: bytes) -> list[AnyTick]:
+    """The ticks of one ``md.ticks.<SRC>`` message.
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: not an array of ticks.
+    """
+    value: list[AnyTick] = _ticks_decoder.decode(data)
+    return value
+
+
+def decode_candles(data: bytes) -> list[CandleEvent]:
+    """The candles of one ``md.candles`` message.
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: not an array of candles.
+    """
+    value: list[CandleEvent] = _candles_decoder.decode(data)
+    return value
+
+
+def decode_indexes(data: bytes) -> list[IndexPrice]:
+    """The index prices of one ``md.indexes`` message.
+
+    Raises:
+        msgspec.DecodeError, msgspec.ValidationError: not an array of index prices.
+    """
+    value: list[IndexPrice] = _indexes_decoder.decode(data)
+    return value
