@@ -62,7 +62,14 @@ import nats.errors
 import uvloop
 from nats.js.errors import NotFoundError
 
-from orrange.engine.streams import BOOK_IN, CMD, EVENTS, cmd_subject, events_subject
+from orrange.engine.streams import (
+    BOOK_IN,
+    CMD,
+    EVENTS,
+    cmd_subject,
+    decode_events,
+    events_subject,
+)
 from orrange.markets import load_markets
 from orrange.matching import OrderBook
 from orrange.matching.commands import SubmitOrder
@@ -81,7 +88,6 @@ LAT_QTY = 100
 LAT_USERS = 2_000  # makers and as many takers: at 10k orders/s, 2.5 submits/s per user
 JWT_SECRET = "bench-pipeline-secret"
 _json = msgspec.json.Encoder()
-_fill_decoder = msgspec.json.Decoder(OrderFilled)
 
 
 def _free_port() -> int:
@@ -318,7 +324,7 @@ async def run_burst(stack: Stack, burst: Burst) -> dict[str, Any]:
         while matcher_done is None:
             with contextlib.suppress(NotFoundError, nats.errors.TimeoutError):
                 last = await js.get_last_msg(EVENTS.name, evt_subject)
-                seq = json.loads(last.data)["seq"]
+                seq = decode_events(last.data)[-1].seq
                 if seq >= burst.final_seq:
                     matcher_done = last.time.timestamp() if last.time else time.time()
                     break
@@ -355,7 +361,7 @@ async def run_burst(stack: Stack, burst: Burst) -> dict[str, Any]:
             "matcher_seen_s": t_matcher_seen - t0,
             "persister_s": persister_done - t0,
             "persister_orders_per_s": n / (persister_done - t0),
-            "events": json.loads(last.data)["seq"],
+            "events": decode_events(last.data)[-1].seq,
             "expected_events": burst.final_seq,
             "fills": stored_fills,
             "expected_fills": burst.fills,
@@ -411,15 +417,15 @@ class LatencyProbe:
     async def _on_event(self, msg: Any) -> None:
         now = time.perf_counter()
         data = msg.data
-        if b'"fill"' not in data[:20]:
+        if b'"fill"' not in data:
             return
-        fill = _fill_decoder.decode(data)
-        if fill.taker_leaves != 0:
-            return
-        q = self.sent.get(fill.taker_user)
-        if q:
-            self.latencies.append(now - q.popleft())
-            self.filled += 1
+        for fill in decode_events(data):
+            if not isinstance(fill, OrderFilled) or fill.taker_leaves != 0:
+                continue
+            q = self.sent.get(fill.taker_user)
+            if q:
+                self.latencies.append(now - q.popleft())
+                self.filled += 1
 
     async def offer(self, rate: float, duration_s: float, drain_s: float = 300.0) -> dict[str, Any]:
         """Offer ``rate`` orders/s (``rate / 2`` pairs/s) for ``duration_s``, then wait until
