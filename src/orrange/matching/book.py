@@ -44,7 +44,14 @@ from typing import Any
 import msgspec
 from sortedcontainers import SortedList
 
+try:
+    import cython
+except ImportError:  # pure Python without Cython installed
+    from orrange.matching import _nocython as cython
+
+
 from orrange.markets import MarketSpec
+from orrange.matching import commands as _commands
 from orrange.matching.commands import (
     AdvanceTime,
     AmendOrder,
@@ -109,9 +116,30 @@ _STP_OLDEST = SelfTradePrevention.CANCEL_OLDEST
 _STP_BOTH = SelfTradePrevention.CANCEL_BOTH
 _STP_DC = SelfTradePrevention.DECREMENT_AND_CANCEL
 _R = RejectReason
-_astuple = msgspec.structs.astuple
 _C = CancelReason
+# enum members as module constants: `CancelReason.USER` is a metaclass attribute lookup
+_C_USER = _C.USER
+_C_CANCEL_ALL = _C.CANCEL_ALL
+_C_FOK = _C.FOK_UNFILLABLE
+_C_IOC = _C.IOC_REMAINDER
+_C_PROTECTION = _C.MARKET_PROTECTION
+_C_NO_LIQUIDITY = _C.NO_LIQUIDITY
+_C_STP = _C.SELF_TRADE_PREVENTION
 _NEVER = 1 << 62  # "no expiry pending"
+
+if not cython.compiled:
+    # Compiled, book.pxd replaces these with C functions that allocate the event and fill its
+    # fields directly (same struct, same values), after checking msgspec's struct layout.
+    _ev_accepted = OrderAccepted
+    _ev_filled = OrderFilled
+    _ev_canceled = OrderCanceled
+    _ev_delta = BookDelta
+
+    def _check_layouts(s: type, c: type, a: type, f: type, x: type, d: type) -> int:
+        return 1
+
+
+_check_layouts(SubmitOrder, CancelOrder, OrderAccepted, OrderFilled, OrderCanceled, BookDelta)
 
 
 class _Order:
@@ -225,7 +253,7 @@ class _Side:
 class OrderState(msgspec.Struct, frozen=True, array_like=True):
     """A live order in a :class:`BookSnapshot` (prices ticks, quantities lots)."""
 
-    submit: SubmitOrder
+    submit: _commands.SubmitOrder  # compiled, the bare name is a C type, not a module global
     order_id: int
     price: int
     quantity: int
@@ -414,9 +442,8 @@ class OrderBook:
         """
         out: list[Event] = []
         self._out = out
-        if cmd.ts >= self._next_expiry:
-            self._expire_due(cmd.ts)
         t = type(cmd)
+        # submit and cancel run due expiries themselves (reading ts from the typed command)
         if t is SubmitOrder:
             self._submit(cmd)  # type: ignore[arg-type]
         elif t is CancelOrder:
@@ -425,6 +452,8 @@ class OrderBook:
             handler = self._handlers.get(t)
             if handler is None:
                 raise TypeError(f"not a book command: {t.__name__}")
+            if cmd.ts >= self._next_expiry:
+                self._expire_due(cmd.ts)
             handler(cmd)
         return out
 
@@ -469,52 +498,40 @@ class OrderBook:
     def _emit_cancel(self, ts: int, o: _Order, reason: CancelReason, qty: int, leaves: int) -> None:
         self._seq += 1
         self._out.append(
-            OrderCanceled(self.symbol, self._seq, ts, o.id, o.user, reason, qty, leaves)
+            _ev_canceled(self.symbol, self._seq, ts, o.id, o.user, reason, qty, leaves)
         )
 
     def _emit_delta(self, ts: int, side: Side, price: int, size: int) -> None:
         self._seq += 1
-        self._out.append(BookDelta(self.symbol, self._seq, ts, side, price, size))
+        self._out.append(_ev_delta(self.symbol, self._seq, ts, side, price, size))
 
     # ---------------------------------------------------------------------------- submit
     def _submit(self, c: SubmitOrder) -> None:
-        # one C call instead of ~15 attribute lookups (field order of SubmitOrder)
-        (
-            ts,
-            user,
-            side,
-            qty,
-            ot,
-            price,
-            trig,
-            _src,
-            tif,
-            expire_at,
-            post_only,
-            _stp,
-            coid,
-            order_id,
-            methods,
-            min_rep,
-            rep,
-            _slip,
-        ) = _astuple(c)
+        # compiled, `c` is typed by book.pxd: each field read is one load
+        ts = c.ts
+        if ts >= self._next_expiry:
+            self._expire_due(ts)
+        qty = c.quantity
+        ot = c.order_type
+        price = c.price
         if (
             ot is _LIMIT
-            and tif is _GTC
+            and c.tif is _GTC
             and price is not None
             and not self._halted
             and price > 0
             and self._min_lots <= qty <= self._max_lots
             and price * qty >= self._min_notional
-            and not order_id
-            and trig is None
-            and expire_at is None
-            and not post_only
+            and not c.order_id
+            and c.trigger_price is None
+            and c.expire_at is None
+            and not c.post_only
         ):
             # fast path: a plain GTC limit order (the bulk of any real flow)
             oid = self._next_id
             self._next_id = oid + 1
+            user = c.user
+            side = c.side
             o = _new_order(
                 oid,
                 user,
@@ -522,18 +539,18 @@ class OrderBook:
                 price,
                 qty,
                 c,
-                bool(methods) or min_rep > 0,
-                rep // self._tier_size if self._tiered else 0,
+                bool(c.payment_methods) or c.min_reputation > 0,
+                c.reputation // self._tier_size if self._tiered else 0,
             )
             self._seq += 1
             self._out.append(
-                OrderAccepted(
+                _ev_accepted(
                     self.symbol,
                     self._seq,
                     ts,
                     oid,
                     user,
-                    coid,
+                    c.client_order_id,
                     side,
                     ot,
                     _GTC,
@@ -667,7 +684,7 @@ class OrderBook:
         )
         self._seq += 1
         self._out.append(
-            OrderAccepted(
+            _ev_accepted(
                 self.symbol,
                 self._seq,
                 ts,
@@ -716,7 +733,7 @@ class OrderBook:
         c = o.cmd
         if o.market:
             if best is None:
-                self._emit_cancel(ts, o, _C.NO_LIQUIDITY, o.leaves, 0)
+                self._emit_cancel(ts, o, _C_NO_LIQUIDITY, o.leaves, 0)
                 o.leaves = 0
                 return
             bps = c.max_slippage_bps or self._protect_bps
@@ -729,14 +746,14 @@ class OrderBook:
             limit_key = o.price * sign
             if best is None or best > limit_key:
                 if c.tif is _IOC or c.tif is _FOK:
-                    reason = _C.IOC_REMAINDER if c.tif is _IOC else _C.FOK_UNFILLABLE
+                    reason = _C_IOC if c.tif is _IOC else _C_FOK
                     self._emit_cancel(ts, o, reason, o.leaves, 0)
                     o.leaves = 0
                 else:
                     self._rest(o, ts)
                 return
         if c.tif is _FOK and not self._fillable(o, opp, limit_key):
-            self._emit_cancel(ts, o, _C.FOK_UNFILLABLE, o.leaves, 0)
+            self._emit_cancel(ts, o, _C_FOK, o.leaves, 0)
             o.leaves = 0
             return
         self._match(o, opp, limit_key, ts)
@@ -744,11 +761,11 @@ class OrderBook:
             return
         if o.market:
             k = opp.best_key()
-            reason = _C.NO_LIQUIDITY if k is None or k <= limit_key else _C.MARKET_PROTECTION
+            reason = _C_NO_LIQUIDITY if k is None or k <= limit_key else _C_PROTECTION
             self._emit_cancel(ts, o, reason, o.leaves, 0)
             o.leaves = 0
         elif c.tif is _IOC or c.tif is _FOK:
-            reason = _C.IOC_REMAINDER if c.tif is _IOC else _C.FOK_UNFILLABLE
+            reason = _C_IOC if c.tif is _IOC else _C_FOK
             self._emit_cancel(ts, o, reason, o.leaves, 0)
             o.leaves = 0
         else:
@@ -784,7 +801,7 @@ class OrderBook:
         lvl.live += 1
         self._orders[o.id] = o
         self._seq += 1
-        self._out.append(BookDelta(self.symbol, self._seq, ts, own.side, o.price, lvl.size))
+        self._out.append(_ev_delta(self.symbol, self._seq, ts, own.side, o.price, lvl.size))
         if o.day:
             self._add_expiry(o.cmd.expire_at, o.id)  # type: ignore[arg-type]
 
@@ -803,7 +820,7 @@ class OrderBook:
         elif len(lvl.orders) > 2 * lvl.live + 16:
             lvl.orders = deque(x for x in lvl.orders if x.leaves)
         self._seq += 1
-        self._out.append(BookDelta(self.symbol, self._seq, ts, own.side, o.price, lvl.size))
+        self._out.append(_ev_delta(self.symbol, self._seq, ts, own.side, o.price, lvl.size))
 
     def _match(self, o: _Order, opp: _Side, limit_key: int, ts: int) -> None:
         levels = opp.levels
@@ -868,7 +885,7 @@ class OrderBook:
                 methods = _common_methods(o, m)
             if stp is not _STP_NONE and m.user == taker_user:
                 if stp is _STP_NEWEST or stp is _STP_BOTH:
-                    self._emit_cancel(ts, o, _C.SELF_TRADE_PREVENTION, leaves, 0)
+                    self._emit_cancel(ts, o, _C_STP, leaves, 0)
                     leaves = 0
                     if stp is _STP_NEWEST:
                         break
@@ -879,12 +896,12 @@ class OrderBook:
                     d = ml if ml < leaves else leaves
                     leaves -= d
                     o.qty -= d  # canceled lots leave the total too (qty == filled + leaves)
-                    self._emit_cancel(ts, o, _C.SELF_TRADE_PREVENTION, d, leaves)
+                    self._emit_cancel(ts, o, _C_STP, d, leaves)
                 ml -= d
                 m.leaves = ml
                 m.qty -= d
                 lvl.size -= d
-                self._emit_cancel(ts, m, _C.SELF_TRADE_PREVENTION, d, ml)
+                self._emit_cancel(ts, m, _C_STP, d, ml)
                 if not ml:
                     del orders[m.id]
                     lvl.live -= 1
@@ -903,7 +920,7 @@ class OrderBook:
             tf = (n * tbps + 9999) // 10000 if tbps >= 0 else -((n * -tbps) // 10000)
             self._seq += 1
             out.append(
-                OrderFilled(
+                _ev_filled(
                     sym,
                     self._seq,
                     ts,
@@ -934,7 +951,7 @@ class OrderBook:
         o.leaves = leaves
         if lvl.size != size0:
             self._seq += 1
-            out.append(BookDelta(sym, self._seq, ts, maker_side, price, lvl.size))
+            out.append(_ev_delta(sym, self._seq, ts, maker_side, price, lvl.size))
 
     def _fillable(self, o: _Order, opp: _Side, limit_key: int) -> bool:
         """FOK pre-check: can ``o`` fill completely against compatible makers now?"""
@@ -1056,19 +1073,23 @@ class OrderBook:
         return o, pending
 
     def _cancel(self, c: CancelOrder) -> None:
-        ts, user, order_id = _astuple(c)
+        ts = c.ts
+        if ts >= self._next_expiry:
+            self._expire_due(ts)
+        order_id = c.order_id
+        user = c.user
         o = self._orders.get(order_id)
         if o is not None and o.user == user:
             # fast path: the owner cancels a resting order
             self._seq += 1
             self._out.append(
-                OrderCanceled(self.symbol, self._seq, ts, o.id, o.user, _C.USER, o.leaves, 0)
+                _ev_canceled(self.symbol, self._seq, ts, o.id, o.user, _C_USER, o.leaves, 0)
             )
             self._remove_resting(o, ts)
             return
         found, pending = self._find(ts, order_id, user, "cancel")
         if found is not None:
-            self._cancel_one(found, pending, _C.USER, ts)
+            self._cancel_one(found, pending, _C_USER, ts)
 
     def _cancel_one(self, o: _Order, pending: bool, reason: CancelReason, ts: int) -> None:
         self._emit_cancel(ts, o, reason, o.leaves, 0)
@@ -1086,7 +1107,7 @@ class OrderBook:
             key=lambda t: t[0],
         )
         for _, pending, o in victims:
-            self._cancel_one(o, pending, _C.CANCEL_ALL, c.ts)
+            self._cancel_one(o, pending, _C_CANCEL_ALL, c.ts)
 
     def _amend(self, c: AmendOrder) -> None:
         ts = c.ts
