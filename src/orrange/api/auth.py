@@ -101,12 +101,36 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
+#: Tokens verified recently: (secret, token) -> (principal, exp in s UTC). A client sends the
+#: same token with every request; its signature and claims are checked once, its expiry on
+#: every use. Bounded: the oldest entry goes when full.
+_VERIFIED: dict[tuple[str, str], tuple[Principal, int]] = {}
+_VERIFIED_MAX = 10_000
+
+
 def decode_token(secret: str, token: str) -> Principal:
     """Verify ``token`` (signature, expiry, claims) and return its :class:`Principal`.
+
+    A token verified before is answered from a bounded cache after checking its expiry again.
 
     Raises:
         AuthError: ``expired_token`` or ``invalid_token``.
     """
+    key = (secret, token)
+    hit = _VERIFIED.get(key)
+    if hit is not None:
+        if hit[1] > time.time():
+            return hit[0]
+        del _VERIFIED[key]
+        raise AuthError("expired_token", "the token has expired")
+    principal, exp = _verify(secret, token)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        del _VERIFIED[next(iter(_VERIFIED))]
+    _VERIFIED[key] = (principal, exp)
+    return principal
+
+
+def _verify(secret: str, token: str) -> tuple[Principal, int]:
     try:
         claims = jwt.decode(
             token, secret, algorithms=[_ALGORITHM], options={"require": ["sub", "exp"]}
@@ -123,4 +147,7 @@ def decode_token(secret: str, token: str) -> Principal:
         _check_user(user)
     except ValueError as exc:
         raise AuthError("invalid_token", str(exc)) from exc
-    return Principal(user, role)
+    exp = claims["exp"]
+    if not isinstance(exp, int | float):
+        raise AuthError("invalid_token", "the token's exp claim is not a number")
+    return Principal(user, role), int(exp)
