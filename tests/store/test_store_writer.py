@@ -104,3 +104,25 @@ async def test_a_bad_value_fails_the_whole_batch(conn: asyncpg.Connection, run: 
     assert await conn.fetchval("SELECT count(*) FROM order_events") == 0
     await writer.write(good)
     assert await conn.fetchval("SELECT count(*) FROM order_events") > 0
+
+
+async def test_a_fast_path_copy_that_collides_is_written_again_the_slow_way(
+    conn: asyncpg.Connection, database_url: str, run: BookRun
+) -> None:
+    """Two writers on one database: the second one's watermark is stale, its straight COPY
+    hits rows the first one stored, and the batch is written again without duplicates."""
+    batches = _batches(run, 400)
+    first = EventWriter(conn)
+    other_conn = await asyncpg.connect(database_url)
+    try:
+        second = EventWriter(other_conn)
+        await second.write(batches[0])  # second's watermark: the end of batch 0
+        await first.write(batches[1])
+        res = await second.write(batches[1] + batches[2])  # above its watermark: fast path
+        stored_2 = await first.write(batches[2])
+        assert res.events > 0 and stored_2.events == 0
+        for batch in batches[3:]:
+            await second.write(batch)
+    finally:
+        await other_conn.close()
+    await check_matches_book(conn, run)

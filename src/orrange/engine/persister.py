@@ -32,7 +32,7 @@ import asyncpg
 import msgspec
 
 from orrange.engine.streams import EVENTS, EVENTS_PREFIX, REJECTS, REJECTS_PREFIX, EventPayload
-from orrange.matching.events import Event, OrderRejected
+from orrange.matching.events import BookDelta, Event, OrderRejected
 from orrange.runtime import (
     MSG_ID_HEADER,
     Actor,
@@ -174,7 +174,8 @@ class Persister(Actor):
                 )
                 out.dead_letter(m, reason)
                 continue
-            good.extend((e, encode(e)) for e in data)
+            # L2 deltas are not stored (see EventWriter): not worth encoding
+            good.extend((e, encode(e)) for e in data if type(e) is not BookDelta)
         if good:
             await self._write(good, ())
 

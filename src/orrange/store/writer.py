@@ -5,7 +5,12 @@
 1. the events (all but ``delta``, which only describe the L2 book) are COPYed into a temporary
    table and inserted into ``order_events`` with ``ON CONFLICT DO NOTHING``; the rows actually
    inserted (``RETURNING``) are the batch's *new* events; an event already stored (a redelivery
-   after a crash) is ignored from here on, so writing the same batch twice changes nothing;
+   after a crash) is ignored from here on, so writing the same batch twice changes nothing.
+   Fast path: the writer remembers the highest ``seq`` stored per symbol (read once per symbol);
+   when every event of the batch is above it (the normal in-order flow) they are COPYed
+   straight into ``order_events``. Should another writer have stored one of them meanwhile, the
+   unique key refuses the COPY, the transaction rolls back and the batch is written again the
+   slow way;
 2. the new fills are COPYed into ``fills``, the rejections (new book rejections plus the given
    risk rejections) inserted into ``rejections`` with ``ON CONFLICT DO NOTHING``;
 3. the orders the new events touch are read, advanced with :func:`~orrange.store.state.apply_event`
@@ -199,6 +204,8 @@ class EventWriter:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
         self._prepared = False
+        #: highest order_events seq per symbol known to be stored (fast-path watermark)
+        self._stored_seq: dict[str, int] = {}
         # orders with stored events but no stored ``accepted`` yet: rebuilt when it arrives
         self._orphans: set[tuple[str, int]] = set()
 
@@ -224,7 +231,6 @@ class EventWriter:
         """
         if not self._prepared:
             await self._prepare()
-        conn = self.conn
         # de-duplicate within the batch, keep sequence order per symbol
         by_key: dict[tuple[str, int], tuple[Event, str]] = {}
         for e, payload in events:
@@ -232,9 +238,49 @@ class EventWriter:
                 continue
             text = payload.decode() if isinstance(payload, bytes) else payload
             by_key.setdefault((e.symbol, e.seq), (e, text))
+        low: dict[str, int] = {}
+        high: dict[str, int] = {}
+        for sym, seq in by_key:
+            if seq < low.get(sym, seq + 1):
+                low[sym] = seq
+            if seq > high.get(sym, 0):
+                high[sym] = seq
+        for sym in low:
+            if sym not in self._stored_seq:
+                stored = await self.conn.fetchval(
+                    "SELECT max(seq) FROM order_events WHERE symbol = $1", sym
+                )
+                self._stored_seq[sym] = stored or 0
+        fast = all(low[sym] > self._stored_seq[sym] for sym in low)
+        try:
+            result = await self._write(by_key, rejections, fast)
+        except asyncpg.UniqueViolationError:
+            if not fast:
+                raise
+            self._stored_seq.clear()
+            result = await self._write(by_key, rejections, False)
+        for sym, seq in high.items():
+            if seq > self._stored_seq.get(sym, 0):
+                self._stored_seq[sym] = seq
+        return result
+
+    async def _write(
+        self,
+        by_key: dict[tuple[str, int], tuple[Event, str]],
+        rejections: Sequence[RiskRejection],
+        fast: bool,
+    ) -> WriteResult:
+        conn = self.conn
         async with conn.transaction():
             new: list[Event] = []
-            if by_key:
+            if by_key and fast:
+                await conn.copy_records_to_table(
+                    "order_events",
+                    records=[_event_row(e, p) for e, p in by_key.values()],
+                    columns=_EVENT_COLUMNS,
+                )
+                new = [by_key[k][0] for k in sorted(by_key)]
+            elif by_key:
                 await conn.copy_records_to_table(
                     "tmp_order_events",
                     records=[_event_row(e, p) for e, p in by_key.values()],
