@@ -849,7 +849,9 @@ def write_results(doc: dict[str, Any]) -> None:
             f"{cfg['rest_connections']} keep-alive connections, {cfg['rest_duration_s']} s, Lua "
             f"script), passive limit orders on `{BURST_SYMBOL}` alternating sides, rotating over "
             f"{len(REST_USERS)} users (exempt from the per-user rate limit and open-order cap); "
-            "no client order id, so the API generates one and risk claims it in the KV bucket. "
+            "no client order id, so the API generates one (`~` and a UUID4, unique by "
+            "construction, "
+            "so risk does not claim it in the KV bucket). "
             "Each answer (201) comes once the order is accepted on the events stream. "
             "orders/s counts 201 answers.",
             "",

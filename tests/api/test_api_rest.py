@@ -11,6 +11,7 @@ from api_stack import SPEC, SYM, Stack, api_stack, error_of, wait_for
 
 from orrange.api import ApiOptions
 from orrange.api.auth import issue_token
+from orrange.risk import is_generated_client_order_id
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,7 +110,7 @@ async def test_order_round_trip_and_ownership(nats_url: str, database_url: str) 
         buy = r.json()
         assert buy["status"] == "filled"
         assert buy["filled_quantity"] == "3" and buy["leaves_quantity"] == "0"
-        assert len(buy["client_order_id"]) > 0
+        assert is_generated_client_order_id(buy["client_order_id"])  # the API made one
         [fill] = buy["fills"]
         # taker fee: ceil(10025 * 3 * 5 / 10000) = 16 units of 0.01 USD
         assert fill == {
@@ -136,6 +137,10 @@ async def test_order_round_trip_and_ownership(nats_url: str, database_url: str) 
         ]
         r = await s.http.get("/api/v1/orders/by-client-id/a-1", headers=s.auth("alice"))
         assert r.status_code == 200 and r.json()["order_id"] == oid
+        generated = buy["client_order_id"]
+        await _order_status(s, "bob", buy["order_id"], "filled")
+        r = await s.http.get(f"/api/v1/orders/by-client-id/{generated}", headers=s.auth("bob"))
+        assert r.status_code == 200 and r.json()["order_id"] == buy["order_id"]
 
         # bob may not see, amend or cancel alice's order; unknown orders are 404
         url = f"/api/v1/orders/{SYM}/{oid}"

@@ -21,6 +21,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import api as js_api
+from nats.js.errors import KeyNotFoundError
 
 from orrange.engine.risk import RISK_DURABLE, RISK_EVENTS_DURABLE, RiskActor, load_risk_limits
 from orrange.engine.streams import (
@@ -42,7 +43,7 @@ from orrange.matching.events import (
     OrderFilled,
     OrderRejected,
 )
-from orrange.risk import RiskLimits, client_order_key
+from orrange.risk import RiskLimits, client_order_key, generate_client_order_id
 from orrange.runtime import DLQ_STREAM, ActorConfig, Publisher, ensure_stream
 from orrange.settings import SettingsError
 
@@ -359,6 +360,24 @@ async def test_duplicate_client_order_id_is_refused_even_after_a_restart(nats_ur
         assert [(o.user, o.client_order_id) for o in book_in].count(("alice", "c1")) == 1
         kv = await nc.jetstream().key_value(CLIENT_ORDERS_BUCKET)
         assert (await kv.get(client_order_key("a.b", "c"))).value is not None
+    finally:
+        await nc.close()
+
+
+async def test_an_engine_generated_client_order_id_is_not_claimed(nats_url: str) -> None:
+    """Ids the API generates (``~`` + UUID4) are unique by construction: forwarded without a
+    claim in ``client_orders``; a look-alike that is not one is claimed like any other."""
+    generated = generate_client_order_id()
+    lookalike = "~" + "Z" * 32
+    nc = await nats.connect(nats_url)
+    try:
+        async with running_risk(nats_url):
+            out = await send(nc, [(submit(generated), "alice:g1"), (submit(lookalike), "alice:g2")])
+            assert [m[0] for m in out] == ["book.in.T-USD", "book.in.T-USD"]
+        kv = await nc.jetstream().key_value(CLIENT_ORDERS_BUCKET)
+        with pytest.raises(KeyNotFoundError):
+            await kv.get(client_order_key("alice", generated))
+        assert (await kv.get(client_order_key("alice", lookalike))).value is not None
     finally:
         await nc.close()
 

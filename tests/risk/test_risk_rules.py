@@ -28,7 +28,16 @@ from orrange.matching.events import (
     OrderFilled,
     OrderRejected,
 )
-from orrange.risk import RiskEngine, RiskLimits, TokenBucket, client_order_key, escape_key_part
+from orrange.risk import (
+    GENERATED_ID_PREFIX,
+    RiskEngine,
+    RiskLimits,
+    TokenBucket,
+    client_order_key,
+    escape_key_part,
+    generate_client_order_id,
+    is_generated_client_order_id,
+)
 
 SYM = "T-USD"
 # 1 tick = 0.01 USD, 1 lot = 1 T: a notional unit is 0.01 USD; min notional 100 USD = 10000 units
@@ -450,3 +459,12 @@ def test_exempt_users_skip_the_cap_and_the_rate_limit_only() -> None:
     assert reason(risk.check(SYM, submit(user="mm", qty=0))) is RejectReason.INVALID_QUANTITY
     assert not isinstance(risk.check(SYM, submit()), OrderRejected)
     assert reason(risk.check(SYM, submit())) is RejectReason.TOO_MANY_OPEN_ORDERS
+
+
+def test_generated_client_order_ids() -> None:
+    cid = generate_client_order_id()
+    assert cid.startswith(GENERATED_ID_PREFIX) and len(cid) == 33
+    assert is_generated_client_order_id(cid)
+    assert cid != generate_client_order_id()
+    for other in ("c1", "", "~", "~" + "g" * 32, cid.upper(), cid + "0", cid[1:] + "0"):
+        assert not is_generated_client_order_id(other), other

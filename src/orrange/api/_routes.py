@@ -45,6 +45,7 @@ from orrange.matching import (
     OrderCanceled,
     OrderRejected,
 )
+from orrange.risk import generate_client_order_id, is_generated_client_order_id
 from orrange.runtime import PublishError
 from orrange.store.queries import (
     InvalidCursorError,
@@ -232,7 +233,10 @@ async def submit_order(
     ctx = _ctx(request)
     spec = _market(ctx, data.symbol, status=400)
     user = principal.user
-    cid = check_client_order_id(data.client_order_id or uuid.uuid4().hex)
+    if data.client_order_id:
+        cid = check_client_order_id(data.client_order_id)
+    else:
+        cid = generate_client_order_id()
     cmd = submit_command(spec, data, user, cid, now_ms())
     if spec.priority == "price-reputation-time" or cmd.payment_methods:
         # P2P: the user's settlement reputation, for counterparty constraints and priority
@@ -403,7 +407,8 @@ async def get_by_client_id(
     """My order with this client order id (a rejected one answers its rejection, 404 if none
     is stored yet)."""
     ctx = _ctx(request)
-    check_client_order_id(client_order_id)
+    if not is_generated_client_order_id(client_order_id):
+        check_client_order_id(client_order_id)
     st = await client_order_status(ctx.pool, principal.user, client_order_id, symbol=symbol)
     if st is None:
         raise ApiError(

@@ -15,7 +15,8 @@ Inputs (durable pull consumers, one process reads each):
   whose ``seq`` is not above the last one applied for its symbol is ignored.
 
 Idempotency of client order ids: before a passing submit with a non-empty ``client_order_id``
-is forwarded, risk creates the key ``<user>.<client_order_id>`` (escaped by
+is forwarded (except an id the API generated, ``~`` and a UUID4, unique by construction),
+risk creates the key ``<user>.<client_order_id>`` (escaped by
 :func:`~orrange.risk.client_order_key`) in the JetStream KV bucket ``client_orders`` with
 create-only semantics (expected last subject sequence 0), the value being the ``CMD`` stream
 sequence of the command. Creation is atomic in JetStream, so across restarts and redeliveries a
@@ -71,7 +72,13 @@ from orrange.markets import MarketSpec, load_markets
 from orrange.matching.commands import Command, SubmitOrder
 from orrange.matching.enums import RejectReason
 from orrange.matching.events import Event, OrderRejected
-from orrange.risk import RiskEngine, RiskLimits, client_order_key, reject
+from orrange.risk import (
+    RiskEngine,
+    RiskLimits,
+    client_order_key,
+    is_generated_client_order_id,
+    reject,
+)
 from orrange.runtime import (
     MSG_ID_HEADER,
     Actor,
@@ -318,7 +325,11 @@ class RiskActor(Actor):
             hdrs = msg.headers
             input_id = (hdrs.get(MSG_ID_HEADER) if hdrs else None) or f"CMD:{msg.stream_seq}"
             result = engine.check(symbol, msg.data)
-            if isinstance(result, SubmitOrder) and result.client_order_id:
+            if (
+                isinstance(result, SubmitOrder)
+                and result.client_order_id
+                and not is_generated_client_order_id(result.client_order_id)
+            ):
                 key = client_order_key(result.user, result.client_order_id)
                 submits[len(decided)] = result
                 if key in keys:
