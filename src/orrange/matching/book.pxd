@@ -130,8 +130,11 @@ cdef extern from *:
     }
 
     #define ORR_SET(f) Py_INCREF(f); e->f = f
-    #define ORR_NEW(T, t) T *e = (T *)(t)->tp_alloc((t), 0); if (e == NULL) return NULL; \
-        ORR_SET(symbol); ORR_SET(seq); ORR_SET(ts)
+    /* what msgspec's constructor does for a non-GC struct, less the zeroing: every field is
+       set below (and the struct has no other slot: checked above) */
+    #define ORR_NEW(T, t) T *e = (T *)PyObject_Malloc(sizeof(T)); \
+        if (e == NULL) return PyErr_NoMemory(); \
+        PyObject_Init((PyObject *)e, (t)); ORR_SET(symbol); ORR_SET(seq); ORR_SET(ts)
 
     static PyObject *orr_ev_accepted(PyObject *symbol, PyObject *seq, PyObject *ts,
             PyObject *order_id, PyObject *user, PyObject *client_order_id, PyObject *side,
@@ -213,8 +216,9 @@ cdef bint _compatible(_Order a, _Order b) except -1
 
 @cython.no_gc
 cdef class _Level:
-    cdef public object price, key, size, orders
-    cdef public Py_ssize_t live
+    cdef public object price, key, size
+    cdef public list orders
+    cdef public Py_ssize_t live, head
 
 
 cdef class _Side:
@@ -225,7 +229,7 @@ cdef class _Side:
     cdef public set inheap
 
     @cython.locals(k=object)
-    cpdef object best_key(self)
+    cdef object best_key(self)
 
 
 cdef class OrderBook:
@@ -257,7 +261,7 @@ cdef class OrderBook:
     @cython.locals(levels=dict, heap=list, lvl=_Level)
     cdef _match(self, _Order o, _Side opp, limit_key, ts)
 
-    @cython.locals(m=_Order, i=Py_ssize_t, out=list, orders=dict, tc=bint)
+    @cython.locals(m=_Order, i=Py_ssize_t, head=Py_ssize_t, q=list, out=list, orders=dict, tc=bint)
     cdef _match_level(self, _Order o, _Level lvl, maker_side, ts)
 
     @cython.locals(o=_Order)

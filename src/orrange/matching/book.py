@@ -28,13 +28,13 @@ Matching rules
 
 Implementation: each side keeps ``dict[key, _Level]`` plus a binary heap of level keys with
 lazy deletion (key = price for asks, -price for bids, so the best level is always the smallest
-key); a level holds a deque of orders in priority order, with canceled orders removed lazily.
+key); a level holds a list of orders in priority order, with canceled orders removed lazily
+(those before ``head`` have all left, the others are skipped while dead).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -145,7 +145,7 @@ _check_layouts(SubmitOrder, CancelOrder, OrderAccepted, OrderFilled, OrderCancel
 class _Order:
     """A live order (resting, or pending its trigger). Mutable; engine-internal.
 
-    ``leaves == 0`` marks an order that left the book; it may linger in a level's deque until
+    ``leaves == 0`` marks an order that left the book; it may linger in a level's list until
     swept (lazy deletion). Holds no reference to its level. When the module is compiled, the
     attribute types come from ``book.pxd``.
     """
@@ -221,7 +221,8 @@ class _Level:
         self.key = key
         self.size = 0  # aggregate open lots
         self.live = 0  # number of live orders
-        self.orders: deque[_Order] = deque()
+        self.orders: list[_Order] = []  # queue order; orders[:head] have all left the book
+        self.head = 0
 
 
 class _Side:
@@ -792,7 +793,7 @@ class OrderBook:
             q = lvl.orders
             tier = o.tier
             i = len(q)
-            while i and q[i - 1].tier < tier:
+            while i > lvl.head and q[i - 1].tier < tier:
                 i -= 1
             q.insert(i, o)
         else:
@@ -806,7 +807,7 @@ class OrderBook:
             self._add_expiry(o.cmd.expire_at, o.id)  # type: ignore[arg-type]
 
     def _remove_resting(self, o: _Order, ts: int) -> None:
-        """Take a resting order out of the book (it stays in its deque, dead) and emit the
+        """Take a resting order out of the book (it stays in its level's list, dead) and emit the
         level's delta."""
         own = self._bids if o.side is _BUY else self._asks
         key = o.key
@@ -818,7 +819,8 @@ class OrderBook:
         if not lvl.live:
             del own.levels[key]
         elif len(lvl.orders) > 2 * lvl.live + 16:
-            lvl.orders = deque(x for x in lvl.orders if x.leaves)
+            lvl.orders = [x for x in lvl.orders if x.leaves]
+            lvl.head = 0
         self._seq += 1
         self._out.append(_ev_delta(self.symbol, self._seq, ts, own.side, o.price, lvl.size))
 
@@ -867,15 +869,15 @@ class OrderBook:
         tbps = self._taker_bps
         leaves = o.leaves
         size0 = lvl.size
-        i = 0
+        head = lvl.head  # orders before it have left; it advances over those leaving at the front
+        i = head
         while leaves and i < len(q):
             m = q[i]
             ml = m.leaves
             if not ml:
-                if i:
-                    i += 1
-                else:
-                    q.popleft()
+                if i == head:
+                    head += 1
+                i += 1
                 continue
             methods: tuple[str, ...] = ()
             if tc or m.constrained:
@@ -905,10 +907,9 @@ class OrderBook:
                 if not ml:
                     del orders[m.id]
                     lvl.live -= 1
-                    if i:
-                        i += 1
-                    else:
-                        q.popleft()
+                    if i == head:
+                        head += 1
+                    i += 1
                 continue
             fill = ml if ml < leaves else leaves
             ml -= fill
@@ -944,10 +945,13 @@ class OrderBook:
             if not ml:
                 del orders[m.id]
                 lvl.live -= 1
-                if i:
-                    i += 1
-                else:
-                    q.popleft()
+                if i == head:
+                    head += 1
+                i += 1
+        if head > 16 and 2 * head > len(q):
+            del q[:head]
+            head = 0
+        lvl.head = head
         o.leaves = leaves
         if lvl.size != size0:
             self._seq += 1
@@ -1079,7 +1083,7 @@ class OrderBook:
         order_id = c.order_id
         user = c.user
         o = self._orders.get(order_id)
-        if o is not None and o.user == user:
+        if o is not None and (o.user is user or o.user == user):
             # fast path: the owner cancels a resting order
             self._seq += 1
             self._out.append(
