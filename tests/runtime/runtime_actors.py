@@ -74,6 +74,7 @@ class PassThrough(Actor):
         self.provision_out = provision_out
         self.max_delivered = 0
         self.batches: list[int] = []
+        self.calls: list[list[str]] = []  # the users of each handler call
         self._each = per_message(self.on_order)
 
     def streams(self) -> Sequence[StreamSpec]:
