@@ -1,36 +1,57 @@
 """Benchmark of the running market-data pipeline: the feed actor on a real nats-server and
-PostgreSQL (embedded, temporary), fed by the random-walk source across many symbols.
+PostgreSQL (embedded, temporary), 1,000 markets, three sources, ticks/s and tick-to-candle
+latency as issue 4 asks.
 
-Per tick the feed publishes it on ``md.tick.<SRC>.<SYM>`` (JetStream, acked), updates the
-index and (trades) the candles; every 100 ms it publishes each index, the changed reference
-prices (``book.in.<SYM>``) and the candles that changed (``md.candle.<IV>.<SYM>``) and upserts
-those candles into PostgreSQL. The random walk emits one trade and one best bid/offer per
-symbol per step (``--step-ms``), so it offers ``2 * symbols * 1000 / step_ms`` ticks/s; when the
-feed cannot keep up the walk slows down with it (its ``emit`` awaits the publish).
+Input: a paced in-process source offering ``--rate`` trade ticks/s in bursts every 5 ms (the
+way frames arrive from exchange sockets), over ``--symbols`` markets (tick 0.01, lot 0.001)
+and three source names (binance, coinbase, kraken; weights 3/2/1, all in every market's
+index). The ticks are typed :class:`~orrange.feeds.Trade` objects with exact Decimal price and
+quantity (records pre-generated untimed, a random walk of -3..+3 ticks per market with -2..+2
+ticks of per-source noise, 1..1,000 lots, random taker side), built at emission with the wall
+clock as exchange and receive time. Parsing exchange frames into those ticks is the clients'
+cost, measured per exchange on real captures by ``bench/bench_feeds.py``; not included here.
 
-Reported, over ``--seconds`` after a 2 s warm-up: ticks/s through the feed (published ticks),
-candle messages/s, and tick-to-candle latency p50/p99: wall-clock time at which an
-``md.candle.1m.<SYM>`` message arrives minus the receive time (``recv_ts_ms``, wall clock) of
-the trade tick it ends with (matched by symbol and ``last_trade_time``, read from
-``md.tick.walk.<SYM>``). By design a candle update waits for the next 100 ms round, so the
-floor is about 50 ms on average. The measuring subscriber (which decodes every tick) runs in
-the feed's process and event loop, so it takes part of the CPU the figures report.
+Per tick the feed (unchanged production code, default intervals) normalizes price and
+quantity onto the market's grid, updates the index source and the 1m, 5m, 15m, 1h, 4h and 1d
+candles, and buffers the tick; every 20 ms it publishes the tick batches (``md.ticks.<SRC>``)
+and the coalesced candles (``md.candles``: closed windows and each traded market's open 1m
+candle), every 100 ms also the index of every market (``md.indexes``, a share of
+``md.index.<SYM>``), the changed reference prices (``book.in.<SYM>``, at most every 250 ms per
+market) and the coarser open candles, every second it upserts the changed candles into
+PostgreSQL. All publishes are JetStream publishes with acks.
 
-Usage: ``.venv/bin/python bench/bench_md_pipeline.py [--symbols N] [--step-ms MS]
-[--seconds S]``; prints one JSON object.
+Measured over ``--seconds`` after a 3 s warm-up, in each of ``--runs`` runs per offered rate
+(fresh feed and database each run; medians reported):
+
+* ticks/s the feed took in (wall clock), and per CPU second of the benchmark process (feed,
+  source and the measuring subscriber together), plus the CPU seconds per second used by
+  nats-server and PostgreSQL (all processes share the machine's cores);
+* tick-to-candle-update latency, p50/p99/max: for every tick of 20 tracked markets, the wall
+  time from its emission to the arrival, at a core NATS subscriber of ``md.candles`` in the same
+  process, of the first 1m candle of its market and window that includes it (trade count at
+  least its position in the window).
+
+Usage: ``.venv/bin/python bench/bench_md_pipeline.py [--symbols N] [--rates R1,R2]
+[--seconds S] [--runs K]``; writes ``bench/results/md_pipeline.json`` and
+``bench/results/md_pipeline.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
 import platform
+import random
 import shutil
 import statistics
 import tempfile
 import time
+from collections import deque
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,117 +60,330 @@ import nats
 import uvloop
 
 from orrange.engine.feed import Feed
-from orrange.feeds import FeedConfig, Trade, decode_tick
+from orrange.engine.md_streams import MD_CANDLES_SUBJECT
+from orrange.feeds import Emit, FeedConfig, Source, Trade
+from orrange.feeds.ticks import Side
 from orrange.infra import EmbeddedPostgres, NatsServer
-from orrange.marketdata.candles import CandleEvent
 from orrange.markets import MarketSpec
 from orrange.runtime import ActorConfig
 
+RESULTS = Path(__file__).resolve().parent / "results"
+SOURCES = (("binance", 3), ("coinbase", 2), ("kraken", 1))
+BURST_S = 0.005
+TRACKED = 20
+WARMUP_S = 3.0
+RECORDS = 200_000
+MINUTE_MS = 60_000
 
-def _markets(n: int) -> dict[str, MarketSpec]:
+
+class _Seen(msgspec.Struct, gc=False):
+    """The fields of an ``md.candles`` candle the latency measurement reads (the others are
+    skipped by the decoder: a cheaper subscriber)."""
+
+    symbol: str
+    interval: str
+    open_time: int
+    trades: int
+
+
+_seen_decoder = msgspec.json.Decoder(list[_Seen])
+
+
+def markets(n: int) -> dict[str, MarketSpec]:
     return {
         f"S{i:04d}-USD": MarketSpec(
             symbol=f"S{i:04d}-USD",
             base=f"S{i:04d}",
             quote="USD",
             tick_size="0.01",
-            lot_size="1",
-            min_qty="1",
+            lot_size="0.001",
+            min_qty="0.001",
             max_qty="1000000",
         )
         for i in range(n)
     }
 
 
-def _pct(xs: list[float], q: float) -> float:
+class PacedSource(Source):
+    """Offers ``rate`` trade ticks/s from pre-generated records (see the module docstring) and
+    records the emission time of every tick of the tracked markets."""
+
+    def __init__(self, symbols: list[str], rate: int, seed: int) -> None:
+        super().__init__("bench")
+        rng = random.Random(seed)
+        price = [10_000] * len(symbols)
+        self.records: list[tuple[str, str, Decimal, Decimal, Side]] = []
+        for _ in range(RECORDS):
+            k = rng.randrange(len(symbols))
+            price[k] = max(1_000, price[k] + rng.randint(-3, 3))
+            self.records.append(
+                (
+                    symbols[k],
+                    SOURCES[rng.randrange(3)][0],
+                    Decimal(price[k] + rng.randint(-2, 2)).scaleb(-2),
+                    Decimal(rng.randint(1, 1_000)).scaleb(-3),
+                    "sell" if rng.random() < 0.5 else "buy",
+                )
+            )
+        self.rate = rate
+        self.tracked = set(symbols[:: max(1, len(symbols) // TRACKED)][:TRACKED])
+        # per tracked market: (window open, position in window, emission perf time)
+        self.pending: dict[str, deque[tuple[int, int, float]]] = {s: deque() for s in self.tracked}
+        self._window: dict[str, tuple[int, int]] = {}
+        self.recording = False
+        self.emitted = 0
+
+    async def run(self, emit: Emit) -> None:
+        loop = asyncio.get_running_loop()
+        burst = max(1, round(self.rate * BURST_S))
+        records, n = self.records, len(self.records)
+        tracked, pending, window = self.tracked, self.pending, self._window
+        clock = time.perf_counter
+        i = 0
+        due = loop.time()
+        while True:
+            now = time.time_ns() // 1_000_000
+            wo = now - now % MINUTE_MS
+            for _ in range(burst):
+                sym, src, price, qty, side = records[i % n]
+                i += 1
+                await emit(
+                    Trade(
+                        source=src,
+                        symbol=sym,
+                        exchange_ts_ms=now,
+                        recv_ts_ms=now,
+                        trade_id=str(i),
+                        price=price,
+                        qty=qty,
+                        side=side,
+                    )
+                )
+                if sym in tracked:
+                    w, k = window.get(sym, (0, 0))
+                    k = k + 1 if w == wo else 1
+                    window[sym] = (wo, k)
+                    if self.recording:
+                        pending[sym].append((wo, k, clock()))
+            self.emitted += burst
+            due += BURST_S
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:  # behind the offered rate: no catch-up, let the flushes run
+                due = loop.time()
+                await asyncio.sleep(0)
+
+
+def _cpu_of(pids: set[int]) -> float:
+    """CPU seconds (user + system) of ``pids`` and their children (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total = 0.0
+    for pid, (ppid, cpu) in stats.items():
+        if pid in pids or ppid in pids:
+            total += cpu
+    return total
+
+
+def pct(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
     s = sorted(xs)
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-async def _run(nats_url: str, database_url: str, symbols: int, step_ms: int, seconds: float) -> Any:
-    markets = _markets(symbols)
-    walk = FeedConfig(
-        name="walk",
-        kind="random_walk",
-        seed=1,
-        interval_ms=step_ms,
-        max_step_ticks=3,
-        start_prices={s: "100.00" for s in markets},
-    )
+async def one_run(
+    nats_url: str,
+    database_url: str,
+    n_symbols: int,
+    rate: int,
+    seconds: float,
+    pids: dict[str, int],
+) -> dict[str, Any]:
+    mkts = markets(n_symbols)
+    symbols = sorted(mkts)
+    configs = [
+        FeedConfig(
+            name=name, kind="random_walk", weight=w, start_prices={s: "100.00" for s in symbols}
+        )
+        for name, w in SOURCES
+    ]
+    source = PacedSource(symbols, rate, seed=7)
     cfg = ActorConfig(name="feed", nats_url=nats_url, metrics_port=None)
-    feed = Feed(cfg, database_url, markets, [walk], candle_lateness_ms=2_000)
-    decoder = msgspec.json.Decoder(CandleEvent)
+    feed = Feed(cfg, database_url, mkts, configs, source_objects=[source])
     latencies: list[float] = []
-    received: dict[tuple[str, int], int] = {}
-    counting = False
-    candles = 0
+    sub_cpu = 0.0
+    pending = source.pending
 
-    async def on_tick(msg: Any) -> None:
-        t = decode_tick(msg.data)
-        if isinstance(t, Trade):
-            received[(t.symbol, t.exchange_ts_ms)] = t.recv_ts_ms
-
-    async def on_candle(msg: Any) -> None:
-        nonlocal candles
-        if counting:
-            c = decoder.decode(msg.data)
-            recv = received.get((c.symbol, c.last_trade_time))
-            if recv is not None:
-                latencies.append(time.time() * 1000 - recv)
-            candles += 1
+    async def on_candles(msg: Any) -> None:
+        nonlocal sub_cpu
+        arrival = time.perf_counter()
+        c0 = time.process_time()
+        for c in _seen_decoder.decode(msg.data):
+            q = pending.get(c.symbol)
+            if not q or c.interval != "1m":
+                continue
+            while q and (q[0][0] < c.open_time or (q[0][0] == c.open_time and q[0][1] <= c.trades)):
+                latencies.append((arrival - q.popleft()[2]) * 1000)
+        sub_cpu += time.process_time() - c0
 
     nc = await nats.connect(nats_url)
-    await nc.subscribe("md.tick.walk.>", cb=on_tick)
-    await nc.subscribe("md.candle.1m.>", cb=on_candle)
+    await nc.subscribe(MD_CANDLES_SUBJECT, cb=on_candles, pending_msgs_limit=-1)
+    gc.collect()
     await feed.start()
     try:
-        await asyncio.sleep(2.0)
-        counting = True
-        t0, n0 = time.perf_counter(), feed.counts["ticks"]
+        await asyncio.sleep(WARMUP_S)
+        source.recording = True
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        ticks0, emitted0, msgs0 = feed.counts["ticks"], source.emitted, feed.counts["messages"]
+        nats0, pg0 = _cpu_of({pids["nats"]}), _cpu_of({pids["pg"]})
         await asyncio.sleep(seconds)
-        elapsed, ticks = time.perf_counter() - t0, feed.counts["ticks"] - n0
-        counting = False
+        elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        ticks = feed.counts["ticks"] - ticks0
+        emitted = source.emitted - emitted0
+        msgs = feed.counts["messages"] - msgs0
+        nats_cpu = _cpu_of({pids["nats"]}) - nats0
+        pg_cpu = _cpu_of({pids["pg"]}) - pg0
+        source.recording = False
+        await asyncio.sleep(0.5)  # the last tracked ticks reach their candles
+        unmatched = sum(len(q) for q in pending.values())
     finally:
         await feed.stop()
         await nc.drain()
     return {
-        "symbols": symbols,
-        "step_ms": step_ms,
-        "offered_ticks_per_s": 2 * symbols * 1000 // step_ms,
-        "seconds": round(elapsed, 2),
+        "offered_ticks_per_s": rate,
         "ticks_per_s": round(ticks / elapsed),
-        "candle_msgs_per_s": round(candles / elapsed),
-        "tick_to_candle_ms_p50": round(_pct(latencies, 0.5), 1),
-        "tick_to_candle_ms_p99": round(_pct(latencies, 0.99), 1),
-        "tick_to_candle_ms_mean": round(statistics.fmean(latencies), 1) if latencies else None,
-        "python": platform.python_version(),
+        "emitted_ticks_per_s": round(emitted / elapsed),
+        "ticks_per_cpu_s": round(ticks / cpu),
+        "process_cpu_per_s": round(cpu / elapsed, 3),
+        "measuring_subscriber_cpu_per_s": round(sub_cpu / elapsed, 3),
+        "nats_server_cpu_per_s": round(nats_cpu / elapsed, 3),
+        "postgres_cpu_per_s": round(pg_cpu / elapsed, 3),
+        "md_messages_per_s": round(msgs / elapsed),
+        "latency_ms_p50": round(pct(latencies, 0.5), 2),
+        "latency_ms_p99": round(pct(latencies, 0.99), 2),
+        "latency_ms_max": round(max(latencies), 2) if latencies else None,
+        "latency_samples": len(latencies),
+        "latency_unmatched": unmatched,
+        "dropped": feed.counts["dropped"],
+        "seconds": round(elapsed, 2),
     }
 
 
+def _median(runs: list[dict[str, Any]], key: str) -> Any:
+    vals = [r[key] for r in runs if r[key] is not None]
+    return statistics.median(vals) if vals else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; prints the result as JSON. Returns 0."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Run the benchmark; writes the results and prints the table. Returns 0."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--symbols", type=int, default=1000)
-    p.add_argument("--step-ms", type=int, default=100)
+    p.add_argument("--rates", default="100000,200000", help="offered ticks/s, comma-separated")
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--runs", type=int, default=3)
     args = p.parse_args(argv)
+    rates = [int(r) for r in args.rates.split(",")]
+    load_before = os.getloadavg()[0]
     base = Path(tempfile.mkdtemp(prefix="orrange-bench-md-"))
+    results: dict[int, list[dict[str, Any]]] = {r: [] for r in rates}
     try:
         with NatsServer(str(base / "nats"), log_file=base / "nats.log") as srv:
             pg = EmbeddedPostgres(base / "pg", log_file=base / "pg.log")
             pg.start()
             try:
-                pg.create_database("bench")
-                result = uvloop.run(
-                    _run(srv.url, pg.url("bench"), args.symbols, args.step_ms, args.seconds)
-                )
+                pids = {"nats": srv.pid or 0, "pg": pg.pid or 0}
+                k = 0
+                for _ in range(args.runs):
+                    for rate in rates:
+                        k += 1
+                        pg.create_database(f"bench{k}")
+                        r = uvloop.run(
+                            one_run(
+                                srv.url, pg.url(f"bench{k}"), args.symbols, rate, args.seconds, pids
+                            )
+                        )
+                        print(json.dumps(r))
+                        results[rate].append(r)
             finally:
                 pg.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    print(json.dumps(result, indent=2))
+    load_after = os.getloadavg()[0]
+    keys = [k for k in results[rates[0]][0] if k not in ("offered_ticks_per_s",)]
+    summary = {
+        str(rate): {k: _median(runs, k) for k in keys} | {"runs": runs}
+        for rate, runs in results.items()
+    }
+    out = {
+        "benchmark": "feed actor on nats-server + PostgreSQL: normalization, index, candles",
+        "symbols": args.symbols,
+        "sources": [s for s, _ in SOURCES],
+        "seconds_per_run": args.seconds,
+        "runs": args.runs,
+        "median_by_offered_rate": summary,
+        "target": {"ticks_per_s": 100_000, "p99_ms": 50},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_1m_before_after": [round(load_before, 2), round(load_after, 2)],
+        },
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "md_pipeline.json").write_text(json.dumps(out, indent=2) + "\n")
+    rows = []
+    for rate in rates:
+        m = summary[str(rate)]
+        tps = [r["ticks_per_s"] for r in results[rate]]
+        rows.append(
+            f"| {rate:,} | {m['ticks_per_s']:,.0f} ({min(tps):,} / {max(tps):,}) | "
+            f"{m['ticks_per_cpu_s']:,.0f} | {m['process_cpu_per_s']:.2f} "
+            f"({m['measuring_subscriber_cpu_per_s']:.2f}) | {m['nats_server_cpu_per_s']:.2f} | "
+            f"{m['postgres_cpu_per_s']:.2f} | {m['md_messages_per_s']:,.0f} | "
+            f"{m['latency_ms_p50']:.1f} / {m['latency_ms_p99']:.1f} / {m['latency_ms_max']:.1f} |"
+        )
+    md = f"""# Market-data pipeline benchmark (feed actor, NATS JetStream, PostgreSQL)
+
+`bench/bench_md_pipeline.py`: the feed actor on an embedded nats-server and PostgreSQL,
+{args.symbols:,} markets x 3 sources, a paced in-process source offering trade ticks (typed
+ticks with exact Decimals; exchange-frame parsing is measured per exchange in `feeds.md`).
+Per tick: normalization onto the market grid, index source update, candles 1m..1d; every 20 ms
+tick batches (`md.ticks.<SRC>`) and coalesced candles (`md.candles`), every 100 ms the
+indexes (`md.indexes`), reference prices and coarser candles, every second the candles into
+PostgreSQL. {args.runs} runs of {args.seconds:.0f} s per offered rate after a 3 s warm-up;
+medians (min / max of the runs for ticks/s).
+
+Latency: emission of a tick to the arrival of the first `md.candles` 1m candle including it at
+a subscriber in the same process (every tick of 20 tracked markets). CPU is in seconds per
+second: the benchmark process (feed, source and, in brackets, the measuring subscriber),
+nats-server, PostgreSQL (all share the machine's {os.cpu_count()} cores).
+
+| offered ticks/s | ticks/s (wall) | ticks per CPU s | process CPU/s | nats-server CPU/s | \
+PostgreSQL CPU/s | md messages/s | latency p50 / p99 / max ms |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+{chr(10).join(rows)}
+
+Target (issue 4): 100,000 ticks/s across 1,000 symbols, p99 under 50 ms.
+
+Machine: Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()};
+{out["date"]}; 1-minute load average {load_before:.1f} before and {load_after:.1f} after (other
+sessions share the machine, so figures are noisy).
+"""
+    (RESULTS / "md_pipeline.md").write_text(md)
+    print(md)
     return 0
 
 

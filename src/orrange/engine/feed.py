@@ -17,18 +17,22 @@ cannot carry 100,000 ticks/s from Python.
   computed and published as one ``md.indexes`` message (a JSON array of ``IndexPrice``); the
   latest index of each market is also kept on ``md.index.<SYM>`` (refreshed at least every
   second). A changed index price is handed to the matcher as ``SetReferencePrice(ts, price)``
-  on ``book.in.<SYM>`` (``ref:<SYM>:<ts>``), at most every ``reference_interval_ms`` per
-  market: the reference price of index-driven stop orders.
+  on ``book.in.<SYM>`` (``ref:<SYM>:<ts>``): the reference price of index-driven stop orders.
+  A market's first index goes at once, later changes at most every ``reference_interval_ms``
+  (1 s, the pace of exchanges' mark prices; one JetStream message per market each time).
 * **Candles.** External trades and our own fills (``OrderFilled`` read from ``EVENTS``
   through the durable consumer ``feed``; a message is one event or a batch, see
   :func:`orrange.engine.streams.decode_events`) go into one
   :class:`~orrange.marketdata.candles.CandleAggregator` per process (1m ... 1d). Every flush
   publishes on ``md.candles`` the candles closed since the last flush and the open candle of the
-  finest interval of each market that traded, and every round also the coarser open candles
-  (latest version only); each closed candle also goes to ``md.candle.<IV>.<SYM>``. Windows close
+  finest interval of each market that traded, and every ``coarse_interval_ms`` (1 s) also the
+  coarser open candles of the markets that traded (latest version only); each closed candle
+  also goes to ``md.candle.<IV>.<SYM>``. Windows close
   ``candle_lateness_ms`` (2 s) after their end. The latest versions are upserted into
-  PostgreSQL (:mod:`orrange.store.candles`) every ``persist_interval_ms`` (1 s, in the
-  background) and at stop. A batch of fills is stored at once, with the candles of its markets
+  PostgreSQL (:mod:`orrange.store.candles`) in the background, closed candles and the finest
+  open ones every ``persist_interval_ms`` (1 s), the coarser open ones every
+  :data:`COARSE_STORE_EVERY` times that (a restart rebuilds them from the finest), and all at
+  stop. A batch of fills is stored at once, with the candles of its markets
   and the per-market seq of its last fill, before it is acked, so a redelivered fill is never
   counted twice (an event whose seq is not above the last applied fill of its market is
   skipped; a crash loses at most the last second of external trades from the stored candles,
@@ -49,6 +53,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +93,15 @@ from orrange.store import migrate
 from orrange.store.candles import fill_marks, query_candles, set_fill_marks, upsert_candles
 from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
 
-__all__ = ["FEED_DURABLE", "MAX_BUFFERED_TICKS", "OWN_SOURCE", "Feed", "index_configs", "main"]
+__all__ = [
+    "COARSE_STORE_EVERY",
+    "FEED_DURABLE",
+    "MAX_BUFFERED_TICKS",
+    "OWN_SOURCE",
+    "Feed",
+    "index_configs",
+    "main",
+]
 
 #: Durable consumer of the feed on ``EVENTS``.
 FEED_DURABLE = "feed"
@@ -96,6 +109,8 @@ FEED_DURABLE = "feed"
 OWN_SOURCE = "orrange"
 #: Ticks of one source waiting for publication at most (older ones are dropped beyond).
 MAX_BUFFERED_TICKS = 500_000
+#: The coarser open candles are stored every this many stores of the finest ones.
+COARSE_STORE_EVERY = 5
 
 _json = msgspec.json.Encoder()
 
@@ -121,13 +136,20 @@ def index_configs(sources: Sequence[FeedConfig]) -> dict[str, IndexConfig]:
 
 
 class _Market:
-    """Per-market normalization state of the hot path."""
+    """Per-market normalization state of the hot path (converters shared by every market
+    with the same step: a smaller cache that hits more often)."""
 
     __slots__ = ("calc", "lots", "ticks")
 
-    def __init__(self, spec: MarketSpec, calc: IndexCalculator | None) -> None:
-        self.ticks = GridConverter(spec.tick_size)
-        self.lots = GridConverter(spec.lot_size)
+    def __init__(
+        self,
+        spec: MarketSpec,
+        calc: IndexCalculator | None,
+        converters: dict[Decimal, GridConverter],
+    ) -> None:
+        tick, lot = Decimal(spec.tick_size), Decimal(spec.lot_size)
+        self.ticks = converters.setdefault(tick, GridConverter(tick)).convert
+        self.lots = converters.setdefault(lot, GridConverter(lot)).convert
         self.calc = calc
 
 
@@ -166,11 +188,14 @@ class Feed(Actor):
         index_interval_ms: period of rounds: index, reference prices, coarser candles (ms).
         flush_interval_ms: period of flushes: tick batches, closed and finest open candles (ms).
         reference_interval_ms: a market's reference price is sent at most this often (ms).
+        coarse_interval_ms: period of the coarser open candles on ``md.candles`` (ms).
         candle_lateness_ms: how long after its end a candle window is closed (ms).
         persist_interval_ms: how often the candles changed by external trades are stored (ms).
         intervals: candle intervals built.
         db_connect_timeout_ms: how long :meth:`start` waits for PostgreSQL (ms).
         base_dir: directory relative replay paths are resolved against.
+        source_objects: run these sources instead of those built from ``sources`` (benchmarks,
+            tests); ``sources`` still define the index of each market.
 
     Attributes:
         counts: running totals (``ticks``, ``dropped``, ``fills``, ``index``, ``references``,
@@ -186,12 +211,14 @@ class Feed(Actor):
         *,
         index_interval_ms: int = 100,
         flush_interval_ms: int = 20,
-        reference_interval_ms: int = 250,
+        reference_interval_ms: int = 1_000,
+        coarse_interval_ms: int = 1_000,
         candle_lateness_ms: int = 2_000,
         persist_interval_ms: int = 1_000,
         intervals: Sequence[str] = INTERVALS,
         db_connect_timeout_ms: int = 60_000,
         base_dir: str | Path = ".",
+        source_objects: Sequence[Source] | None = None,
     ) -> None:
         super().__init__(config)
         if index_interval_ms <= 0 or flush_interval_ms <= 0 or candle_lateness_ms < 0:
@@ -203,14 +230,22 @@ class Feed(Actor):
         self.index_interval_ms = index_interval_ms
         self.flush_interval_ms = min(flush_interval_ms, index_interval_ms)
         self.reference_interval_ms = reference_interval_ms
+        self.coarse_interval_ms = coarse_interval_ms
         self.candle_lateness_ms = candle_lateness_ms
         self.persist_interval_ms = persist_interval_ms
         self.db_connect_timeout_ms = db_connect_timeout_ms
-        self._sources = build_sources(list(sources), self.markets, base_dir)
+        self._sources = (
+            list(source_objects)
+            if source_objects is not None
+            else build_sources(list(sources), self.markets, base_dir)
+        )
         self.index = IndexEngine(index_configs(sources))
         self._indexed = sorted(m for m in self.markets if self._has_index(m))
+        converters: dict[Decimal, GridConverter] = {}
         self._mkts = {
-            sym: _Market(spec, self.index.calculator(sym) if sym in self._indexed else None)
+            sym: _Market(
+                spec, self.index.calculator(sym) if sym in self._indexed else None, converters
+            )
             for sym, spec in self.markets.items()
         }
         self.candles = CandleAggregator(intervals, emit_updates=False)
@@ -218,8 +253,9 @@ class Feed(Actor):
         self._ticks: dict[str, list[AnyTick]] = {}
         self._closed: list[CandleClosed] = []  # to publish
         self._dirty_fast: set[str] = set()  # traded since the last flush
-        self._dirty_round: set[str] = set()  # traded since the last round
-        self._dirty_store: set[str] = set()  # traded since the last store
+        self._dirty_coarse: set[str] = set()  # traded since the last coarser candles
+        self._dirty_store: set[str] = set()  # traded since the last store (but the last flush)
+        self._dirty_store_coarse: set[str] = set()  # coarser candles not stored since
         self._unsaved: dict[tuple[str, str, int], Candle] = {}
         self._marks: dict[str, int] = {}
         self._last_ref: dict[str, tuple[int, int]] = {}  # symbol -> (price, sent at)
@@ -283,7 +319,7 @@ class Feed(Actor):
                 await src.close()
             except Exception as exc:
                 self.log.warning("source close failed", source=src.name, error=repr(exc))
-        pending = self._collect(self._take_store_dirty())
+        pending = self._collect(*self._take_store_dirty())
         if pending:  # the last second of external trades (at most 10 s of waiting for it)
             try:
                 await asyncio.wait_for(self._save(pending, {}), 10)
@@ -343,31 +379,43 @@ class Feed(Actor):
                 fixed.append(c)
             self.candles.restore(sym, fixed)
 
-    def _take_store_dirty(self) -> set[str]:
-        dirty, self._dirty_store = self._dirty_store, set()
-        return dirty
+    def _take_store_dirty(self, coarser: bool = True) -> tuple[set[str], set[str]]:
+        """The markets whose finest open candle changed since the last store, and (with
+        ``coarser``) those whose coarser ones changed since they were last stored."""
+        fine = self._dirty_store | self._dirty_fast
+        self._dirty_store = set()
+        self._dirty_store_coarse |= fine
+        if not coarser:
+            return fine, set()
+        coarse, self._dirty_store_coarse = self._dirty_store_coarse, set()
+        return fine, coarse
 
-    def _collect(self, symbols: set[str]) -> list[Candle]:
-        """Add the open candles of ``symbols`` to the unsaved candles (a later version of a
-        window replaces the earlier, a closed one is never replaced); returns every unsaved
-        candle."""
+    def _collect(self, fine: set[str], coarse: set[str] | None = None) -> list[Candle]:
+        """Add the open candles of ``fine`` (finest interval) and ``coarse`` (coarser
+        intervals; default ``fine``) to the unsaved candles (a later version of a window
+        replaces the earlier, a closed one is never replaced); returns every unsaved candle."""
         unsaved = self._unsaved
-        for sym in sorted(symbols):
-            for c in self.candles.open_candles(sym):
+        coarse = fine if coarse is None else coarse
+        for sym in sorted(fine | coarse):
+            for c in self.candles.open_candles(sym, finest=sym in fine, coarser=sym in coarse):
                 key = (sym, c.interval, c.open_time)
                 if not isinstance(unsaved.get(key), CandleClosed):
                     unsaved[key] = c
         return list(unsaved.values())
 
     async def _stores(self) -> None:
-        """Every ``persist_interval_ms``: store the candles changed since the last time."""
+        """Every ``persist_interval_ms``: store the finest open candles changed since the last
+        time, every :data:`COARSE_STORE_EVERY` times the coarser ones too (a restart rebuilds
+        the coarser windows from the finest candles, so only the API's view of them lags)."""
         period = self.persist_interval_ms / 1000
+        n = 0
         while not self.stopping:
             await asyncio.sleep(period)
+            n += 1
             try:
-                pending = self._collect(self._take_store_dirty())
-                if pending:
-                    await self._save(pending, {})
+                pending = self._collect(*self._take_store_dirty(n % COARSE_STORE_EVERY == 0))
+                if pending:  # never interrupted halfway: a stop waits for it (on_stop)
+                    await asyncio.shield(self._save(pending, {}))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -405,8 +453,8 @@ class Feed(Actor):
         elif len(buf) >= MAX_BUFFERED_TICKS:
             del buf[: len(buf) // 2]
             counts["dropped"] += MAX_BUFFERED_TICKS - len(buf)
-        buf.append(tick)
-        counts["ticks"] += 1
+            counts["ticks"] -= MAX_BUFFERED_TICKS - len(buf)
+        buf.append(tick)  # counted in "ticks" at the flush
         kind = type(tick)
         if kind is Trade:
             price = m.ticks(tick.price)  # type: ignore[union-attr]
@@ -417,7 +465,17 @@ class Feed(Actor):
             if m.calc is not None:
                 m.calc.update(tick.source, tick.recv_ts_ms, price, lots if lots > 0 else 0)
             if lots > 0:
-                self._add_trade(sym, tick.exchange_ts_ms, price, lots, tick.side == "sell")  # type: ignore[union-attr]
+                closed = self.candles.add_trade(
+                    sym,
+                    tick.exchange_ts_ms,
+                    price,
+                    lots,
+                    tick.side == "sell",  # type: ignore[union-attr]
+                )
+                if closed:
+                    for c in closed:
+                        self._closed_candle(c)  # type: ignore[arg-type]
+                self._dirty_fast.add(sym)
         elif kind is BestBidOffer and m.calc is not None:
             bid, ask = tick.bid_price, tick.ask_price  # type: ignore[union-attr]
             if bid > 0 and ask >= bid:
@@ -431,8 +489,6 @@ class Feed(Actor):
             for c in closed:
                 self._closed_candle(c)  # type: ignore[arg-type]
         self._dirty_fast.add(symbol)
-        self._dirty_round.add(symbol)
-        self._dirty_store.add(symbol)
 
     def _closed_candle(self, c: CandleClosed) -> None:
         self._closed.append(c)
@@ -460,11 +516,13 @@ class Feed(Actor):
     # ------------------------------------------------------------------ flushes and rounds
 
     async def _flushes(self) -> None:
-        """Every ``flush_interval_ms`` a flush, and every ``index_interval_ms`` a round."""
+        """Every ``flush_interval_ms`` a flush, every ``index_interval_ms`` with a round, every
+        ``coarse_interval_ms`` with the coarser open candles."""
         loop = asyncio.get_running_loop()
         period = self.flush_interval_ms / 1000
         round_period = self.index_interval_ms / 1000
-        next_flush = next_round = loop.time()
+        coarse_period = self.coarse_interval_ms / 1000
+        next_flush = next_round = next_coarse = loop.time()
         while not self.stopping:
             next_flush += period
             delay = next_flush - loop.time()
@@ -473,20 +531,24 @@ class Feed(Actor):
             else:
                 next_flush = loop.time()  # behind: no catch-up burst
                 await asyncio.sleep(0)
-            is_round = loop.time() >= next_round
+            t = loop.time()
+            is_round = t >= next_round
             if is_round:
-                next_round = max(next_round + round_period, loop.time())
+                next_round = max(next_round + round_period, t)
+            is_coarse = t >= next_coarse
+            if is_coarse:
+                next_coarse = max(next_coarse + coarse_period, t)
             try:
                 async with self.lock:
-                    await self._flush(_now_ms(), is_round)
+                    await self._flush(_now_ms(), is_round, is_coarse)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.log.error("feed flush failed", error=repr(exc))
 
-    async def _flush(self, now: int, is_round: bool) -> None:
-        """One flush at ``now`` (ms UTC), a round too when ``is_round``; see the module
-        docstring."""
+    async def _flush(self, now: int, is_round: bool, is_coarse: bool = True) -> None:
+        """One flush at ``now`` (ms UTC), a round too when ``is_round``, with the coarser open
+        candles when ``is_coarse``; see the module docstring."""
         pub = self.publisher
         limit = max(1024, self.nc.max_payload - 4096)
         run = self._run_id
@@ -494,6 +556,7 @@ class Feed(Actor):
         # ticks, per source
         buffers, self._ticks = self._ticks, {}
         for source, ticks in buffers.items():
+            self.counts["ticks"] += len(ticks)
             datas, dropped = _chunks(ticks, MAX_TICKS_PER_MSG, limit)
             self.counts["dropped"] += dropped
             for data in datas:
@@ -506,12 +569,15 @@ class Feed(Actor):
         # candles: closed since the last flush, then the open ones
         closed, self._closed = self._closed, []
         fast, self._dirty_fast = self._dirty_fast, set()
+        self._dirty_store |= fast
         candles: list[Candle] = list(closed)
         open_candles = self.candles.open_candles
-        if is_round and self._coarser:
-            for sym in sorted(self._dirty_round | fast):
+        if self._coarser:
+            self._dirty_coarse |= fast
+        if is_coarse and self._coarser:
+            for sym in sorted(self._dirty_coarse):
                 candles += open_candles(sym, finest=sym in fast)
-            self._dirty_round = set()
+            self._dirty_coarse = set()
         else:
             for sym in sorted(fast):
                 candles += open_candles(sym, coarser=False)

@@ -18,11 +18,11 @@ Subject                  Payload
                          markets). ``Nats-Msg-Id`` ``indexes:<ts>:<part>``. Decode with
                          :func:`decode_indexes`.
 ``md.index.<SYM>``       the latest :class:`~orrange.marketdata.index.IndexPrice` of one
-                         market, one object; refreshed at least every second while the
-                         market has an index (every round up to :data:`INDEX_LATEST_PER_ROUND`
-                         markets, beyond that a rotating share of them per round), so the last
-                         message is one direct get away (the API's snapshot reads it). Not
-                         every index value: follow ``md.indexes`` for those.
+                         market, one object, so the last one is a direct get away (the API's
+                         snapshot reads it). Not every value: each round publishes it for at
+                         most :data:`INDEX_LATEST_PER_ROUND` markets, taking turns (up to 100
+                         markets every round; 1,000 markets each once a second at the default
+                         100 ms round). Follow ``md.indexes`` for every value.
 ``md.candle.<IV>.<SYM>`` one :class:`~orrange.marketdata.candles.CandleClosed` per message:
                          the final candle of each window (the alerter's signals, history).
 ======================== ======================================================================
@@ -41,14 +41,15 @@ Subject                  Payload
                          ``ticks:<SRC>:<run>:<n>`` (``run`` the feed's start time in ms).
                          Decode with :func:`decode_ticks`.
 ``md.candles``           the candles changed since the previous flush, coalesced: a JSON
-                         array of :class:`~orrange.marketdata.candles.CandleUpdated` (the
-                         latest version of each open window) and
-                         :class:`~orrange.marketdata.candles.CandleClosed` (windows that
-                         ended), grouped by symbol, a symbol's closes before its updates, finest
-                         interval first; at most :data:`MAX_CANDLES_PER_MSG` per message. Every
+                         array of the :class:`~orrange.marketdata.candles.CandleClosed` of the
+                         windows that ended (in the order they ended), then the latest
+                         :class:`~orrange.marketdata.candles.CandleUpdated` of each open window
+                         (by symbol, finest interval first); at most
+                         :data:`MAX_CANDLES_PER_MSG` per message. Every
                          flush (``flush_interval_ms``, 20 ms) carries the finest interval's
-                         open candle of each market that traded; the coarser open candles come
-                         every round (``index_interval_ms``). ``Nats-Msg-Id``
+                         open candle of each market that traded; the coarser open candles of
+                         the markets that traded come every ``coarse_interval_ms`` (1 s).
+                         ``Nats-Msg-Id``
                          ``candles:<run>:<n>``. Decode with :func:`decode_candles`.
 ======================== ======================================================================
 

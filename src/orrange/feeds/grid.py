@@ -49,6 +49,11 @@ class GridConverter:
         self._cache: dict[Decimal, int] = {}
 
     def __call__(self, value: Decimal) -> int:
+        """``value`` in steps, rounded half even (also :meth:`convert`, a little faster to call
+        as a bound method)."""
+        return self.convert(value)
+
+    def convert(self, value: Decimal) -> int:
         """``value`` in steps, rounded half even."""
         n = self._cache.get(value)
         if n is not None:

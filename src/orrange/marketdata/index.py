@@ -310,7 +310,7 @@ class IndexCalculator:
             now,
             price,
             coverage * agreement,
-            tuple(s.name for s in live),
+            tuple([s.name for s in live]),
             tuple(rejected),
             tuple(stale),
             fallback,
