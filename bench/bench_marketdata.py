@@ -146,6 +146,16 @@ def run(
     return time.perf_counter() - start, time.process_time() - cpu_start, n_events, n_index
 
 
+def machine(load_before: float, load_after: float) -> dict[str, Any]:
+    """The machine a benchmark ran on, with the 1-minute load average around the run."""
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average_1m_before_after": [round(load_before, 2), round(load_after, 2)],
+    }
+
+
 def pct(xs: list[int], p: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(p / 100 * len(s)))] / 1_000  # us
@@ -203,12 +213,7 @@ def main() -> int:
         "candle_events_per_run": events,
         "index_values_per_run": index_values,
         "target": {"ticks_per_s": 100_000, "p99_ms": 50},
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_1m_before_after": [round(load_before, 2), round(load_after, 2)],
-        },
+        "machine": machine(load_before, load_after),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.mkdir(exist_ok=True)

@@ -58,6 +58,7 @@ from typing import Any
 import msgspec
 import nats
 import uvloop
+from bench_marketdata import machine
 
 from orrange.engine.feed import Feed
 from orrange.engine.md_streams import MD_CANDLES_SUBJECT
@@ -334,12 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": args.runs,
         "median_by_offered_rate": summary,
         "target": {"ticks_per_s": 100_000, "p99_ms": 50},
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_1m_before_after": [round(load_before, 2), round(load_after, 2)],
-        },
+        "machine": machine(load_before, load_after),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.mkdir(exist_ok=True)
