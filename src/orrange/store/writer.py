@@ -15,7 +15,9 @@
    risk rejections) inserted into ``rejections`` with ``ON CONFLICT DO NOTHING``;
 3. the orders the new events touch are read, advanced with :func:`~orrange.store.state.apply_event`
    in sequence order, and upserted into ``orders`` (COPY into a temporary table, then
-   ``INSERT ... ON CONFLICT DO UPDATE``).
+   ``INSERT ... ON CONFLICT DO UPDATE``). The writer keeps the committed rows of the open
+   orders it wrote in memory and reads only the others back (one writer per database, the
+   persister, owns ``orders``).
 
 Events of one symbol normally arrive in sequence order. If a new event is older than an order's
 ``last_seq``, or names an order whose ``accepted`` is not stored yet, the order is rebuilt from
@@ -39,7 +41,7 @@ from orrange.matching.events import (
     OrderFilled,
     OrderRejected,
 )
-from orrange.store.state import OrderRow, apply_event, order_ids
+from orrange.store.state import OPEN_STATUSES, OrderRow, apply_event, order_ids
 
 __all__ = ["EventWriter", "RiskRejection", "WriteResult"]
 
@@ -110,6 +112,8 @@ _ORDER_HISTORY = (
 )
 
 _event_decoder = msgspec.json.Decoder(Event)
+#: Open order rows a writer keeps in memory at most (the oldest go first).
+_OPEN_ROWS_MAX = 1_000_000
 #: event class -> its ``type`` tag (``accepted``, ``fill`` ...)
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in get_args(Event)}
 
@@ -206,6 +210,10 @@ class EventWriter:
         self._prepared = False
         #: highest order_events seq per symbol known to be stored (fast-path watermark)
         self._stored_seq: dict[str, int] = {}
+        #: committed rows of open orders this writer wrote (saves reading them back)
+        self._open_rows: dict[tuple[str, int], OrderRow] = {}
+        #: rows written by the transaction in progress; cached once it committed
+        self._written: list[OrderRow] = []
         # orders with stored events but no stored ``accepted`` yet: rebuilt when it arrives
         self._orphans: set[tuple[str, int]] = set()
 
@@ -257,8 +265,19 @@ class EventWriter:
         except asyncpg.UniqueViolationError:
             if not fast:
                 raise
+            # another writer stored some of these: forget what this one believed
             self._stored_seq.clear()
+            self._open_rows.clear()
             result = await self._write(by_key, rejections, False)
+        cache = self._open_rows
+        for row in self._written:
+            key = (row.symbol, row.order_id)
+            if row.status in OPEN_STATUSES:
+                if key not in cache and len(cache) >= _OPEN_ROWS_MAX:
+                    del cache[next(iter(cache))]
+                cache[key] = row
+            else:
+                cache.pop(key, None)
         for sym, seq in high.items():
             if seq > self._stored_seq.get(sym, 0):
                 self._stored_seq[sym] = seq
@@ -312,6 +331,7 @@ class EventWriter:
         return WriteResult(len(new), len(fills), n_rej, n_orders, rebuilt, orphans)
 
     async def _orders(self, new: Iterable[Event]) -> tuple[int, int, int]:
+        self._written = []
         touched: dict[tuple[str, int], list[Event]] = {}
         for e in new:
             for oid in order_ids(e):
@@ -319,8 +339,16 @@ class EventWriter:
         if not touched:
             return 0, 0, 0
         conn = self.conn
-        lookup = [k for k, evs in touched.items() if type(evs[0]) is not OrderAccepted]
         rows: dict[tuple[str, int], OrderRow] = {}
+        lookup: list[tuple[str, int]] = []
+        cache = self._open_rows
+        for k, evs in touched.items():
+            if type(evs[0]) is not OrderAccepted:
+                cached = cache.get(k)
+                if cached is None:
+                    lookup.append(k)
+                else:
+                    rows[k] = cached
         if lookup:
             for r in await conn.fetch(
                 _SELECT_ORDERS, [k[0] for k in lookup], [k[1] for k in lookup]
@@ -351,6 +379,7 @@ class EventWriter:
         if out:
             await conn.copy_records_to_table("tmp_orders", records=[r.as_tuple() for r in out])
             await conn.execute(_UPSERT_ORDERS)
+        self._written = out
         return len(out), rebuilt, orphans
 
     async def _rebuild(self, key: tuple[str, int]) -> OrderRow | None:
