@@ -227,6 +227,7 @@ cdef class _Side:
     cdef public dict levels
     cdef public list heap
     cdef public set inheap
+    cdef public object best
 
     @cython.locals(k=object)
     cdef object best_key(self)
@@ -239,7 +240,7 @@ cdef class OrderBook:
     cdef public dict _orders, _pending
     cdef public _Side _bids, _asks
     cdef public object _last, _ref
-    cdef public bint _halted, _tiered
+    cdef public bint _halted, _tiered, _need_notional
     cdef public list _out, _expiries
     cdef public object _next_expiry
     cdef public dict _rising, _falling, _handlers
@@ -261,7 +262,8 @@ cdef class OrderBook:
     @cython.locals(levels=dict, heap=list, lvl=_Level)
     cdef _match(self, _Order o, _Side opp, limit_key, ts)
 
-    @cython.locals(m=_Order, i=Py_ssize_t, head=Py_ssize_t, q=list, out=list, orders=dict, tc=bint)
+    @cython.locals(m=_Order, i=Py_ssize_t, head=Py_ssize_t, q=list, out=list, orders=dict, tc=bint,
+                   mpos=bint, tpos=bint)
     cdef _match_level(self, _Order o, _Level lvl, maker_side, ts)
 
     @cython.locals(o=_Order)

@@ -232,13 +232,18 @@ class _Side:
         self.levels: dict[int, _Level] = {}
         self.heap: list[int] = []
         self.inheap: set[int] = set()
+        self.best: int | None = None  # best_key() while no level was deleted since; or None
 
     def best_key(self) -> int | None:
+        k = self.best
+        if k is not None:
+            return k
         heap = self.heap
         levels = self.levels
         while heap:
             k = heap[0]
             if k in levels:
+                self.best = k
                 return k
             heappop(heap)
             self.inheap.discard(k)
@@ -397,6 +402,8 @@ class OrderBook:
         self._min_lots = spec.min_lots
         self._max_lots = spec.max_lots
         self._min_notional = spec.min_notional_units
+        # price >= 1 tick and quantity >= min_lots: a floor up to min_lots always holds
+        self._need_notional = self._min_notional > self._min_lots
         self._maker_bps = spec.maker_fee_bps
         self._taker_bps = spec.taker_fee_bps
         self._protect_bps = spec.market_protection_bps
@@ -522,7 +529,7 @@ class OrderBook:
             and not self._halted
             and price > 0
             and self._min_lots <= qty <= self._max_lots
-            and price * qty >= self._min_notional
+            and (not self._need_notional or price * qty >= self._min_notional)
             and not c.order_id
             and c.trigger_price is None
             and c.expire_at is None
@@ -785,6 +792,8 @@ class OrderBook:
         if lvl is None:
             lvl = _Level(o.price, key)
             levels[key] = lvl
+            if own.best is not None and key < own.best:
+                own.best = key
             if key not in own.inheap:
                 heappush(own.heap, key)
                 own.inheap.add(key)
@@ -818,6 +827,7 @@ class OrderBook:
         del self._orders[o.id]
         if not lvl.live:
             del own.levels[key]
+            own.best = None
         elif len(lvl.orders) > 2 * lvl.live + 16:
             lvl.orders = [x for x in lvl.orders if x.leaves]
             lvl.head = 0
@@ -842,6 +852,7 @@ class OrderBook:
             self._match_level(o, lvl, opp.side, ts)
             if not lvl.live:
                 del levels[k]
+                opp.best = None
                 heappop(heap)
                 opp.inheap.discard(k)
             elif o.leaves:
@@ -851,6 +862,7 @@ class OrderBook:
                     self._match_level(o, lvl, opp.side, ts)
                     if not lvl.live:
                         del levels[k2]
+                        opp.best = None
                     if not o.leaves:
                         return
                 return
@@ -867,6 +879,10 @@ class OrderBook:
         aggressor = o.side
         mbps = self._maker_bps
         tbps = self._taker_bps
+        mpos = mbps >= 0
+        tpos = tbps >= 0
+        mneg = -mbps
+        tneg = -tbps
         leaves = o.leaves
         size0 = lvl.size
         head = lvl.head  # orders before it have left; it advances over those leaving at the front
@@ -917,8 +933,8 @@ class OrderBook:
             m.leaves = ml
             m.filled += fill
             n = price * fill
-            mf = (n * mbps + 9999) // 10000 if mbps >= 0 else -((n * -mbps) // 10000)
-            tf = (n * tbps + 9999) // 10000 if tbps >= 0 else -((n * -tbps) // 10000)
+            mf = (n * mbps + 9999) // 10000 if mpos else -((n * mneg) // 10000)
+            tf = (n * tbps + 9999) // 10000 if tpos else -((n * tneg) // 10000)
             self._seq += 1
             out.append(
                 _ev_filled(
