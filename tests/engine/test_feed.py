@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import msgspec
 import nats
 import pytest
 
-from orrange.engine.feed import FEED_DURABLE, Feed, index_configs, main
+from orrange.engine.feed import FEED_DURABLE, Feed, _chunks, index_configs, main
 from orrange.engine.matcher import Matcher, default_markets_path
 from orrange.engine.md_streams import decode_candles, decode_indexes, decode_ticks
 from orrange.engine.streams import book_in_subject, decode_events
@@ -325,3 +326,27 @@ async def test_feed_restart_restores_candles_and_never_counts_a_fill_twice(
         await matcher.stop()
         await conn.close()
         await nc.drain()
+
+
+def test_batches_keep_order_and_fit_the_payload_limit() -> None:
+    ticks = [
+        Trade(
+            source="x",
+            symbol="BTC-USDT",
+            exchange_ts_ms=i,
+            recv_ts_ms=i,
+            trade_id=str(i),
+            price=Decimal(BTC.ticks_to_price(6_500_000 + i)),
+            qty=Decimal(BTC.lots_to_qty(1 + i)),
+            side="buy",
+        )
+        for i in range(1_000)
+    ]
+    datas, dropped = _chunks(ticks, 300, 10_000)
+    assert dropped == 0 and all(len(d) <= 10_000 for d in datas) and len(datas) > 4
+    back = [t for d in datas for t in decode_ticks(d)]
+    assert [t.trade_id for t in back] == [str(i) for i in range(1_000)]
+    assert back[5].price == ticks[5].price  # exact decimal strings
+    # an item alone over the limit is left out and counted, the others keep their order
+    datas, dropped = _chunks(["a", "b" * 100, "c"], 10, 20)
+    assert dropped == 1 and [x for d in datas for x in msgspec.json.decode(d)] == ["a", "c"]

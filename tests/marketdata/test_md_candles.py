@@ -275,6 +275,21 @@ def test_emit_updates_false_returns_only_closed() -> None:
     assert agg.open_candles("A")[0].open == 101
 
 
+def test_open_candles_of_the_finest_or_the_coarser_intervals_alone() -> None:
+    agg = CandleAggregator(("1m", "5m", "1h"), emit_updates=False)
+    agg.add_trade("A", T0, 100, 1)
+    agg.add_trade("A", T0 + 60_000, 102, 2)  # closes the first minute: 5m and 1h roll it up
+    both = agg.open_candles("A")
+    assert [c.interval for c in both] == ["1m", "5m", "1h"]
+    assert agg.open_candles("A", coarser=False) == both[:1]
+    assert agg.open_candles("A", finest=False) == both[1:]
+    assert agg.open_candles("A", finest=False, coarser=False) == []
+    fresh = CandleAggregator(("1m", "5m"), emit_updates=False)
+    fresh.add_trade("B", T0 + 1, 7, 3)  # no finer window closed yet: re-windowed
+    (c5,) = fresh.open_candles("B", finest=False)
+    assert (c5.interval, c5.open_time, c5.open, c5.volume, c5.vwap) == ("5m", T0, 7, 3, 7)
+
+
 def test_vwap_rounds_half_up_and_exact_value() -> None:
     agg = CandleAggregator(("1m",))
     agg.add_trade("A", T0, 10, 1)

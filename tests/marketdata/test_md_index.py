@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orrange.marketdata.index import (
+    VOLUME_STEPS,
     IndexCalculator,
     IndexConfig,
     IndexEngine,
@@ -264,3 +265,26 @@ def test_index_price_round_trips_and_config_loads_from_toml_shape() -> None:
     ip = idx.compute(T)
     assert ip is not None
     assert msgspec.json.decode(msgspec.json.encode(ip), type=IndexPrice) == ip
+
+
+def test_volume_is_kept_in_bounded_steps_of_the_window() -> None:
+    idx = IndexCalculator("X", cfg(1, 1, volume_blend_bps=10_000, max_dispersion_bps=10_000))
+    step = 60_000 // VOLUME_STEPS
+    for i in range(10_000):  # 10,000 trades within one step: one entry
+        idx.update("s0", T + i % step, 100, qty=1)
+    src = idx._sources["s0"]
+    assert len(src.vols) == 1 and src.vol == 10_000
+    for i in range(3 * VOLUME_STEPS):  # three windows of steps: never more than a window
+        idx.update("s0", T + 60_000 + i * step, 100, qty=1)
+    assert len(src.vols) <= VOLUME_STEPS + 1 and src.vol == len(src.vols)
+    # a step leaves the window with its last trade
+    idx2 = IndexCalculator(
+        "X", cfg(1, 1, volume_blend_bps=10_000, max_dispersion_bps=10_000, stale_after_ms=10**6)
+    )
+    idx2.update("s0", T, 100, qty=30)
+    idx2.update("s0", T + step - 1, 100, qty=10)  # same step, later
+    idx2.update("s1", T + 60_000, 200, qty=10)
+    ip = idx2.compute(T + 60_000)  # the step's last trade is inside: 40 lots still count
+    assert ip is not None and ip.price == 120  # (40*100 + 10*200) / 50
+    ip = idx2.compute(T + 60_000 + step - 1)
+    assert ip is not None and ip.price == 200  # the step left: only s1 has volume

@@ -57,14 +57,19 @@ source.run(emit)`` (runs until cancelled; a file replay returns at its end), or 
 :data:`AnyTick` (``Trade | BestBidOffer | BookSnapshot | BookUpdate | Candle``), each with
 ``source``, ``symbol`` (our market), ``exchange_ts_ms`` and ``recv_ts_ms``;
 ``encode_tick``/``decode_tick`` give their JSON. ``source.stats`` (:class:`FeedStats`) holds
-the counters (messages, malformed, reconnects, gaps, resyncs ...). A feed actor::
+the counters (messages, malformed, reconnects, gaps, resyncs ...). A minimal consumer::
 
     async def emit(tick: AnyTick) -> None:
-        await js.publish(f"md.tick.{tick.source}.{tick.symbol}", encode_tick(tick))
+        print(encode_tick(tick))
 
     markets = load_markets("config/markets.toml")
     for src in build_sources(load_sources("config/sources.toml"), markets):
         tasks.append(asyncio.create_task(src.run(emit)))
+
+The feed actor (:mod:`orrange.engine.feed`) keeps ``emit`` synchronous work only (it buffers
+the tick and updates the index and candles) and publishes batches (``md.ticks.<SRC>``, see
+:mod:`orrange.engine.md_streams`). :class:`~orrange.feeds.grid.GridConverter` puts exchange
+decimals onto our markets' integer grid.
 """
 
 from orrange.feeds.base import Backoff, Emit, FeedStats, Liveness, Source, WsSource

@@ -50,7 +50,7 @@ class FeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     Attributes:
         name: unique source name (the ``source`` of its ticks, the ``<SRC>`` of
-            ``md.tick.<SRC>.<SYM>``). kind: implementation. enabled: built or skipped.
+            ``md.ticks.<SRC>``). kind: implementation. enabled: built or skipped.
         symbols: exchange symbol -> our market (exchange kinds).
         channels: subset of ``trades``, ``book``, ``bbo`` (+ ``candles`` on Binance);
             ``None`` = all the kind supports.

@@ -206,17 +206,18 @@ class IndexCalculator:
             s.ts = ts
             s.price = price
         if qty:
+            s.vol += qty
             vols = s.vols
             step = ts // self._step
-            if vols and vols[-1][0] == step:
+            if vols:
                 last = vols[-1]
-                last[2] += qty
-                if ts > last[1]:
-                    last[1] = ts
-            else:
-                vols.append([step, ts, qty])
-            s.vol += qty
-            horizon = ts - self._window
+                if last[0] == step:
+                    last[2] += qty
+                    if ts > last[1]:
+                        last[1] = ts
+                    return
+            vols.append([step, ts, qty])
+            horizon = ts - self._window  # steps leave as new ones begin (and in compute)
             while vols[0][1] <= horizon:
                 s.vol -= vols.popleft()[2]
 
