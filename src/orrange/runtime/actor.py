@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import time
@@ -777,6 +778,19 @@ class Actor:
             await _isolated(one, msg, out, log)
 
 
+#: Allocations between young-generation collections in an actor process (CPython's default
+#: is 700). Batches allocate many short-lived tuples and structs; collecting every 700 of them
+#: costs more than it frees.
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Set the process's garbage collector for batch work: collect the young generation every
+    :data:`GC_GEN0_THRESHOLD` allocations and the old one rarely (reference counting frees
+    almost everything; the collector only has cycles to find)."""
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
+
+
 def run_actor(actor: Actor, *, use_uvloop: bool = True) -> int:
     """Run ``actor`` until SIGTERM or SIGINT, then drain it; returns the exit code (0).
 
@@ -788,6 +802,8 @@ def run_actor(actor: Actor, *, use_uvloop: bool = True) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, actor.request_stop)
         await actor.run()
+
+    tune_gc()
 
     if use_uvloop:
         import uvloop
