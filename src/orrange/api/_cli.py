@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from orrange.cli import CommandTree
+from orrange.runtime.actor import tune_gc
 from orrange.settings import SettingsError, load_settings
 
 __all__ = ["app_from_env", "register"]
@@ -52,6 +53,7 @@ def app_from_env() -> Any:
 
     settings = load_settings(os.environ.get("ORRANGE_CONFIG") or None)
     configure_logging(settings.log_format, settings.log_level, actor="api")
+    tune_gc()
     return create_app(settings)
 
 
@@ -104,6 +106,7 @@ def _api(args: argparse.Namespace) -> int:
         **common,
     )
     server = _server_class()(config)
+    tune_gc()
     server.run()
     return 0 if server.started else 1
 

@@ -71,6 +71,7 @@ __all__ = [
     "Outbox",
     "per_message",
     "run_actor",
+    "tune_gc",
 ]
 
 T = TypeVar("T")
