@@ -677,19 +677,17 @@ class OrderBook:
         else:
             oid = self._next_id
             self._next_id = oid + 1
-        o = _Order(
+        o = _new_order(
             oid,
             c.user,
             side,
             price or 0,
             qty,
-            qty,
-            0,
             c,
             bool(c.payment_methods) or c.min_reputation > 0,
             c.reputation // self._tier_size if self._tiered else 0,
-            ot is _MARKET,
         )
+        o.market = ot is _MARKET
         self._seq += 1
         self._out.append(
             _ev_accepted(
@@ -786,10 +784,10 @@ class OrderBook:
         else:
             own = self._asks
             key = o.price
-        o.key = key
         levels = own.levels
         lvl = levels.get(key)
         if lvl is None:
+            o.key = key
             lvl = _Level(o.price, key)
             levels[key] = lvl
             if own.best is not None and key < own.best:
@@ -798,15 +796,17 @@ class OrderBook:
                 heappush(own.heap, key)
                 own.inheap.add(key)
             lvl.orders.append(o)
-        elif self._tiered:
-            q = lvl.orders
-            tier = o.tier
-            i = len(q)
-            while i > lvl.head and q[i - 1].tier < tier:
-                i -= 1
-            q.insert(i, o)
         else:
-            lvl.orders.append(o)
+            o.key = lvl.key  # the dict's own key object: later lookups match it by identity
+            if self._tiered:
+                q = lvl.orders
+                tier = o.tier
+                i = len(q)
+                while i > lvl.head and q[i - 1].tier < tier:
+                    i -= 1
+                q.insert(i, o)
+            else:
+                lvl.orders.append(o)
         lvl.size += o.leaves
         lvl.live += 1
         self._orders[o.id] = o
