@@ -548,48 +548,42 @@ class Feed(Actor):
 
     async def _flush(self, now: int, is_round: bool, is_coarse: bool = True) -> None:
         """One flush at ``now`` (ms UTC), a round too when ``is_round``, with the coarser open
-        candles when ``is_coarse``; see the module docstring."""
-        pub = self.publisher
+        candles when ``is_coarse``; see the module docstring. The candle updates go first (the
+        latency that counts), then the ticks; the round's work comes after a yield that lets
+        the connection send them."""
         limit = max(1024, self.nc.max_payload - 4096)
-        run = self._run_id
-        sent = 0
+        # candles: closed since the last flush, then the finest open ones
+        closed, self._closed = self._closed, []
+        fast, self._dirty_fast = self._dirty_fast, set()
+        self._dirty_store |= fast
+        if self._coarser:
+            self._dirty_coarse |= fast
+        candles: list[Candle] = list(closed)
+        open_candles = self.candles.open_candles
+        for sym in sorted(fast):
+            candles += open_candles(sym, coarser=False)
+        sent = await self._submit_candles(candles, limit)
         # ticks, per source
         buffers, self._ticks = self._ticks, {}
         for source, ticks in buffers.items():
             self.counts["ticks"] += len(ticks)
-            datas, dropped = _chunks(ticks, MAX_TICKS_PER_MSG, limit)
-            self.counts["dropped"] += dropped
-            for data in datas:
-                n = next(self._msg_no)
-                await pub.submit(ticks_subject(source), data, msg_id=f"ticks:{source}:{run}:{n}")
-            sent += len(datas)
-        # rounds: index, reference prices, window closes, coarser candles
+            sent += await self._submit_batches(
+                ticks_subject(source), ticks, f"ticks:{source}", limit
+            )
+        if is_round or is_coarse:
+            await asyncio.sleep(0)
+        # rounds: index, reference prices, window closes
         if is_round:
             sent += await self._round(now)
-        # candles: closed since the last flush, then the open ones
-        closed, self._closed = self._closed, []
-        fast, self._dirty_fast = self._dirty_fast, set()
-        self._dirty_store |= fast
-        candles: list[Candle] = list(closed)
-        open_candles = self.candles.open_candles
-        if self._coarser:
-            self._dirty_coarse |= fast
+        # the coarser open candles
         if is_coarse and self._coarser:
+            coarse: list[Candle] = []
             for sym in sorted(self._dirty_coarse):
-                candles += open_candles(sym, finest=sym in fast)
+                coarse += open_candles(sym, finest=False)
             self._dirty_coarse = set()
-        else:
-            for sym in sorted(fast):
-                candles += open_candles(sym, coarser=False)
-        if candles:
-            datas, _ = _chunks(candles, MAX_CANDLES_PER_MSG, limit)
-            for data in datas:
-                n = next(self._msg_no)
-                await pub.submit(MD_CANDLES_SUBJECT, data, msg_id=f"candles:{run}:{n}")
-            sent += len(datas)
-            self.counts["candles"] += len(candles)
+            sent += await self._submit_candles(coarse, limit)
         for c in closed:
-            await pub.submit(
+            await self.publisher.submit(
                 candle_subject(c.interval, c.symbol),
                 c,
                 msg_id=f"candle:{c.interval}:{c.symbol}:{c.open_time}:final",
@@ -597,10 +591,27 @@ class Feed(Actor):
         sent += len(closed)
         self.counts["messages"] += sent
         try:
-            await pub.flush()
+            await self.publisher.flush()
         except Exception:
             self._last_ref.clear()  # the next round sends every reference price again
             raise
+
+    async def _submit_candles(self, candles: list[Candle], limit: int) -> int:
+        self.counts["candles"] += len(candles)
+        return await self._submit_batches(MD_CANDLES_SUBJECT, candles, "candles", limit)
+
+    async def _submit_batches(self, subject: str, items: list[Any], tag: str, limit: int) -> int:
+        """Submit ``items`` as JSON arrays on ``subject`` (``Nats-Msg-Id``
+        ``<tag>:<run>:<n>``); returns the number of messages."""
+        if not items:
+            return 0
+        size = MAX_CANDLES_PER_MSG if subject == MD_CANDLES_SUBJECT else MAX_TICKS_PER_MSG
+        datas, dropped = _chunks(items, size, limit)
+        self.counts["dropped"] += dropped
+        for data in datas:
+            n = next(self._msg_no)
+            await self.publisher.submit(subject, data, msg_id=f"{tag}:{self._run_id}:{n}")
+        return len(datas)
 
     async def _round(self, now: int) -> int:
         """The round part of a flush: index prices (``md.indexes``, the share of

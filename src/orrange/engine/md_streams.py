@@ -40,16 +40,16 @@ Subject                  Payload
                          most :data:`MAX_TICKS_PER_MSG` per message. ``Nats-Msg-Id``
                          ``ticks:<SRC>:<run>:<n>`` (``run`` the feed's start time in ms).
                          Decode with :func:`decode_ticks`.
-``md.candles``           the candles changed since the previous flush, coalesced: a JSON
-                         array of the :class:`~orrange.marketdata.candles.CandleClosed` of the
-                         windows that ended (in the order they ended), then the latest
-                         :class:`~orrange.marketdata.candles.CandleUpdated` of each open window
-                         (by symbol, finest interval first); at most
-                         :data:`MAX_CANDLES_PER_MSG` per message. Every
-                         flush (``flush_interval_ms``, 20 ms) carries the finest interval's
-                         open candle of each market that traded; the coarser open candles of
-                         the markets that traded come every ``coarse_interval_ms`` (1 s).
-                         ``Nats-Msg-Id``
+``md.candles``           the candles changed since the previous flush, coalesced (the latest
+                         version of each window only): a JSON array of
+                         :class:`~orrange.marketdata.candles.CandleClosed` (windows that ended,
+                         in the order they ended) followed by
+                         :class:`~orrange.marketdata.candles.CandleUpdated` (open windows, by
+                         symbol); at most :data:`MAX_CANDLES_PER_MSG` per message. Every flush
+                         (``flush_interval_ms``, 20 ms) sends the closed candles and the finest
+                         interval's open candle of each market that traded, first thing; every
+                         ``coarse_interval_ms`` (1 s) the coarser open candles of the markets
+                         that traded follow in messages of their own. ``Nats-Msg-Id``
                          ``candles:<run>:<n>``. Decode with :func:`decode_candles`.
 ======================== ======================================================================
 
