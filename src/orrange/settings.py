@@ -21,7 +21,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -80,6 +80,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         postgres_host, postgres_port: embedded PostgreSQL listen address/port.
         database_name: database created in the embedded PostgreSQL.
         api_host, api_port: where the HTTP API listens.
+        api_workers: API worker processes sharing the port (each follows every event).
         log_format: ``json`` (one JSON object per line) or ``console`` (coloured, aligned).
         log_level: ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``.
         jwt_secret: HS256 secret of API bearer tokens (environment only).
@@ -97,6 +98,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     database_name: str = "orrange"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     jwt_secret: str | None = None

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -47,9 +48,9 @@ def _free_port() -> int:
         return port
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "via"), [(1, "flag"), (2, "flag"), (2, "env")])
 def test_orrange_api_process_serves_and_stops(
-    nats_url: str, database_url: str, workers: int
+    nats_url: str, database_url: str, workers: int, via: str
 ) -> None:
     port = _free_port()
     env = {
@@ -59,8 +60,11 @@ def test_orrange_api_process_serves_and_stops(
         "ORRANGE_JWT_SECRET": "process-secret-process-secret-0123",
         "ORRANGE_API_PORT": str(port),
     }
+    args = ["--workers", str(workers)] if via == "flag" else []
+    if via == "env":
+        env["ORRANGE_API_WORKERS"] = str(workers)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orrange.cli", "api", "--workers", str(workers)],
+        [sys.executable, "-m", "orrange.cli", "api", *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -79,6 +83,9 @@ def test_orrange_api_process_serves_and_stops(
                 pytest.fail("orrange api did not become ready")
             time.sleep(0.1)
         assert r.json() == {"status": "ok", "nats": "ok", "postgres": "ok"}
+        if workers > 1:  # uvicorn's supervisor and one process per worker
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            assert len(children) >= workers
         r = httpx.get(f"http://127.0.0.1:{port}/api/v1/markets", timeout=5)
         assert "BTC-USDT" in [m["symbol"] for m in r.json()]
         proc.send_signal(signal.SIGTERM)

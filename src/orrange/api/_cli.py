@@ -84,7 +84,8 @@ def _api(args: argparse.Namespace) -> int:
         "access_log": False,
         "timeout_graceful_shutdown": 5,
     }
-    if args.workers > 1:
+    workers = args.workers if args.workers is not None else settings.api_workers
+    if workers > 1:
         try:
             resolve_jwt_secret(settings)
         except AuthError as exc:
@@ -94,7 +95,7 @@ def _api(args: argparse.Namespace) -> int:
             os.environ["ORRANGE_CONFIG"] = str(args.config)
         os.environ["ORRANGE_API_HOST"] = settings.api_host
         os.environ["ORRANGE_API_PORT"] = str(settings.api_port)
-        uvicorn.run("orrange.api._cli:app_from_env", factory=True, workers=args.workers, **common)
+        uvicorn.run("orrange.api._cli:app_from_env", factory=True, workers=workers, **common)
         return 0
     try:
         app = create_app(settings)
@@ -141,8 +142,9 @@ def register(cli: CommandTree) -> None:
     p.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="worker processes sharing the port (each with its own event subscription)",
+        default=None,
+        help="worker processes sharing the port, each with its own event subscription "
+        "(overrides ORRANGE_API_WORKERS, default 1)",
     )
     t = cli.command(
         "token",
