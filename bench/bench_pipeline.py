@@ -117,6 +117,15 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and all its descendants still alive."""
+    total = _cpu_s(pid)
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            total += _tree_cpu_s(int(child))
+    return total
+
+
 # ------------------------------------------------------------------------------------ stack
 @dataclass
 class Stack:
@@ -139,21 +148,10 @@ class Stack:
             self.pids[m.group(1)] = int(m.group(2))
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds per process so far (nats-server and postgres included via their
-        ``orrange infra`` parents' children when visible)."""
-        out = {name: _cpu_s(pid) for name, pid in self.pids.items()}
-        for name in ("nats", "postgres"):
-            pid = self.pids.get(name)
-            if pid is None:
-                continue
-            with contextlib.suppress(OSError):
-                for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-                    out[name] += _cpu_s(int(child))
-                    # postgres backends are grandchildren
-                    with contextlib.suppress(OSError):
-                        kids = Path(f"/proc/{child}/task/{child}/children").read_text().split()
-                        out[name] += sum(_cpu_s(int(k)) for k in kids)
-        return out
+        """CPU seconds per process so far, its descendants included (nats-server and the
+        PostgreSQL backends under their ``orrange infra`` parents, API workers under
+        uvicorn's supervisor)."""
+        return {name: _tree_cpu_s(pid) for name, pid in self.pids.items()}
 
     def stop(self) -> None:
         if self.proc.poll() is None:
