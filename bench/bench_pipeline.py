@@ -27,7 +27,8 @@ API when ``orrange api`` exists), then measures:
 Figures are medians over ``--runs`` runs, each on a fresh stack. The machine is shared, so
 the load average and per-process CPU seconds are recorded with the results.
 
-Writes ``bench/results/pipeline.json`` and ``bench/results/pipeline.md``.
+Writes ``bench/results/pipeline.json`` and ``bench/results/pipeline.md`` (``--out NAME``: other
+names, e.g. for a run with ``--env ORRANGE_API_WORKERS=2``).
 
     .venv/bin/python bench/bench_pipeline.py [--quick] [--runs 3] [--orders 100000]
 """
@@ -763,9 +764,9 @@ def summarize(runs: list[dict[str, Any]], rates: Sequence[float]) -> dict[str, A
     return out
 
 
-def write_results(doc: dict[str, Any]) -> None:
+def write_results(doc: dict[str, Any], name: str = "pipeline") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "pipeline.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     s = doc["summary"]
     runs = doc["runs"]
     cfg = doc["config"]
@@ -788,7 +789,13 @@ def write_results(doc: dict[str, Any]) -> None:
         f"{len(runs)} run(s), each on a fresh `orrange up` (temporary data directory, free ports; "
         f"embedded nats-server and PostgreSQL, matcher, risk, persister"
         f"{', API' if cfg['api'] else ''}). Produced by `bench/bench_pipeline.py"
-        f"{' --quick' if cfg['quick'] else ''}`.",
+        f"{' --quick' if cfg['quick'] else ''}`"
+        + "".join(
+            f" `--env {k}={v}`"
+            for k, v in cfg.get("env", {}).items()
+            if k != "ORRANGE_RISK_EXEMPT_USERS"
+        )
+        + ".",
         "",
         "## Targets",
         "",
@@ -905,7 +912,7 @@ def write_results(doc: dict[str, Any]) -> None:
         ]
     if doc.get("notes"):
         lines += ["", "## Notes", ""] + [f"* {n}" for n in doc["notes"]]
-    (RESULTS / "pipeline.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -928,17 +935,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--env", action="append", default=[], help="KEY=VALUE for the stack (e.g. batch size)"
     )
     p.add_argument("--procfile", default=None, help="another Procfile for `orrange up`")
+    p.add_argument(
+        "--out", default="pipeline", help="results name: bench/results/NAME.json and NAME.md"
+    )
     p.add_argument("--burst-only", action="store_true", help="only part 1 (no results written)")
     p.add_argument(
         "--render-only",
         action="store_true",
-        help="rewrite pipeline.md from pipeline.json (with the --note lines)",
+        help="rewrite NAME.md from NAME.json (with the --note lines)",
     )
     args = p.parse_args(argv)
     if args.render_only:
-        doc = json.loads((RESULTS / "pipeline.json").read_text())
+        doc = json.loads((RESULTS / f"{args.out}.json").read_text())
         doc["notes"] = args.note or doc.get("notes", [])
-        write_results(doc)
+        write_results(doc, args.out)
         return 0
     if args.quick:
         args.runs, args.orders, args.duration = 1, min(args.orders, 20_000), 4.0
@@ -996,7 +1006,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": runs,
         "notes": args.note,
     }
-    write_results(doc)
+    write_results(doc, args.out)
     print(json.dumps(doc["summary"], indent=2))
     return 0
 
