@@ -28,8 +28,8 @@ Recovery (``kill -9`` at any moment loses and duplicates nothing):
 
 If publishing a batch's events fails (e.g. NATS unreachable for ``publish_timeout_ms``) the
 runtime naks the batch. The next batch of that symbol, whether the redelivery or newer commands,
-first publishes every event applied but missing from ``EVENTS`` (events of the last 50,000
-``BOOK_IN`` messages are kept for this), in seq order and in messages of at most 2,000 events;
+first publishes every event applied but missing from ``EVENTS`` (the last 200,000 or so
+events applied are kept for this), in seq order and in messages of at most 2,000 events;
 redelivered commands are not applied again.
 
 Book queries are core NATS request/reply on ``book.query.<SYM>``: the request is empty or
@@ -81,8 +81,9 @@ __all__ = [
 
 #: Snapshot revisions kept per symbol in the KV bucket (restore falls back to older ones).
 SNAPSHOT_HISTORY = 5
-#: Events of recently applied BOOK_IN messages kept to re-publish them after a failed publish.
-_RECENT_MESSAGES = 50_000
+#: Events of recently applied BOOK_IN messages kept to re-publish them after a failed publish
+#: (at least this many events; whole messages are dropped, oldest first).
+_RECENT_EVENTS = 200_000
 #: At most this many events per ``evt.<SYM>`` message when re-publishing.
 _REPUBLISH_CHUNK = 2_000
 
@@ -199,6 +200,7 @@ class _BookState:
     since_snapshot: int = 0
     snapshot_at: float = field(default_factory=time.monotonic)
     recent: dict[int, list[Event]] = field(default_factory=dict)
+    recent_events: int = 0
 
 
 class Matcher(Actor):
@@ -467,8 +469,9 @@ class Matcher(Actor):
                         out.publish(subject, _json.encode(new), msg_id=f"{sym}:{new[0].seq}")
                     recent = st.recent
                     recent[seq] = events
-                    if len(recent) > _RECENT_MESSAGES:
-                        del recent[next(iter(recent))]
+                    st.recent_events += len(events)
+                    while st.recent_events - len(next(iter(recent.values()))) >= _RECENT_EVENTS:
+                        st.recent_events -= len(recent.pop(next(iter(recent))))
 
         return handle
 
