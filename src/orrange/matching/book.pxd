@@ -253,10 +253,10 @@ cdef class OrderBook:
     @cython.locals(opp=_Side, sign=long)
     cdef _execute(self, _Order o, ts)
 
-    @cython.locals(own=_Side, lvl=_Level, levels=dict, key=object)
+    @cython.locals(own=_Side, lvl=_Level, levels=dict, key=object, q=list, i=Py_ssize_t)
     cdef _rest(self, _Order o, ts)
 
-    @cython.locals(own=_Side, lvl=_Level)
+    @cython.locals(own=_Side, lvl=_Level, x=_Order)
     cdef _remove_resting(self, _Order o, ts)
 
     @cython.locals(levels=dict, heap=list, lvl=_Level)
