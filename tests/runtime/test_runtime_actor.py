@@ -366,3 +366,43 @@ async def test_an_actor_with_two_inputs_handles_both(nats_url: str) -> None:
     assert by_subject["out.AMZN"] == list(range(700))
     assert by_subject["out.CMD"] == list(range(600))
     await nc.close()
+
+
+class Lingering(PassThrough):
+    """PassThrough whose input waits up to ``linger_ms`` for a fuller batch."""
+
+    def __init__(self, config: ActorConfig, linger_ms: int) -> None:
+        super().__init__(config)
+        self.linger_ms = linger_ms
+        self.handled_at: list[float] = []
+
+    def inputs(self) -> Sequence[Input[Any]]:
+        return [Input(self.consumer, Order, self.on_batch, linger_ms=self.linger_ms)]
+
+    async def on_batch(self, batch: Sequence[Inbound[Order]], out: Outbox) -> None:
+        self.handled_at.append(asyncio.get_running_loop().time())
+        await super().on_batch(batch, out)
+
+
+async def test_linger_fills_a_batch_from_later_arrivals(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, IN)
+    actor = Lingering(_config(nats_url, batch_size=10), linger_ms=2_000)
+    await actor.start()
+    try:
+        await publish_orders(nc, 5)
+        await asyncio.sleep(0.2)  # the first 5 are fetched and wait for company
+        assert actor.batches == []
+        await publish_orders(nc, 5, start=5)
+        await wait_for(lambda: _drained(js), "10 handled")
+        assert actor.batches == [10]  # a full batch ends the linger early
+        # fewer than a batch: handled once the linger is over
+        t0 = asyncio.get_running_loop().time()
+        await publish_orders(nc, 3, start=10)
+        await wait_for(lambda: _drained(js), "13 handled")
+        assert actor.batches == [10, 3]
+        assert actor.handled_at[-1] - t0 >= 1.9
+    finally:
+        await actor.stop()
+        await nc.close()

@@ -50,6 +50,8 @@ from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
 __all__ = ["EVENTS_DURABLE", "REJECTS_DURABLE", "Persister", "main"]
 
 EVENTS_DURABLE = "persister"
+#: Default of :attr:`Persister.linger_ms` (ms).
+DEFAULT_LINGER_MS = 20
 _encoder = msgspec.json.Encoder()
 REJECTS_DURABLE = "persister-rejects"
 
@@ -62,6 +64,9 @@ class Persister(Actor):
         database_url: ``postgresql://`` URL of the database (migrated at start).
         batch_size: messages per fetch (None: ``config.batch_size``).
         db_connect_timeout_ms: how long :meth:`start` waits for PostgreSQL (ms).
+        linger_ms: a fetch that brings less than a full batch waits up to this long (ms) for
+            more before it is written: fewer, fuller transactions at moderate rates. The
+            persister is off the order-to-fill path, so this costs no trading latency.
 
     Attributes:
         totals: running sums of what was stored (events, fills, rejections, orders upserts).
@@ -74,8 +79,10 @@ class Persister(Actor):
         *,
         batch_size: int | None = None,
         db_connect_timeout_ms: int = 60_000,
+        linger_ms: int = DEFAULT_LINGER_MS,
     ) -> None:
         super().__init__(config)
+        self.linger_ms = linger_ms
         self.database_url = database_url
         self.batch_size = batch_size
         self.db_connect_timeout_ms = db_connect_timeout_ms
@@ -109,7 +116,7 @@ class Persister(Actor):
             ack_wait_ms=self.config.ack_wait_ms,
             description=f"persister: {prefix}.> into PostgreSQL",
         )
-        return Input(spec, kind, handler, self.batch_size)
+        return Input(spec, kind, handler, self.batch_size, linger_ms=self.linger_ms)
 
     async def on_start(self) -> None:
         conn = await self._connect_db(self.db_connect_timeout_ms / 1000)
@@ -196,16 +203,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``orrange actor persister`` / ``python -m actors.persister``: run until signalled.
 
     Options: ``--database-url`` / ``--nats-url`` (default: the settings'), ``--config``
-    (settings TOML), ``--name``, ``--batch-size``, ``--metrics-port`` (0: any free port, the
-    default; -1: none). Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad
-    arguments or settings.
+    (settings TOML), ``--name``, ``--batch-size``, ``--linger-ms``, ``--metrics-port`` (0: any
+    free port, the default; -1: none). Returns the exit code: 0 after a clean stop
+    (SIGTERM/SIGINT), 2 for bad arguments or settings.
     """
     from orrange.engine._main import actor_parser, actor_setup
 
     p = actor_parser("persister", "write book events and risk rejections into PostgreSQL")
+    p.add_argument(
+        "--linger-ms",
+        type=int,
+        default=DEFAULT_LINGER_MS,
+        help=f"wait up to this long for a fuller batch (ms, default {DEFAULT_LINGER_MS})",
+    )
     args = p.parse_args(argv)
     settings, config = actor_setup(p, args)
+    if args.linger_ms < 0:
+        p.error("--linger-ms must be >= 0")
     actor = Persister(
-        config, args.database_url or settings.effective_database_url, batch_size=args.batch_size
+        config,
+        args.database_url or settings.effective_database_url,
+        batch_size=args.batch_size,
+        linger_ms=args.linger_ms,
     )
     return run_actor(actor)

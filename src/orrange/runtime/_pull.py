@@ -97,8 +97,9 @@ class PullConsumer:
         if not self._closing and self._outstanding < self._batch // 2 + 1:
             await self._request()
 
-    async def fetch(self, timeout_s: float) -> list[Msg]:
-        """Up to ``batch`` delivered messages; empty when none arrived within ``timeout_s``."""
+    async def fetch(self, timeout_s: float, limit: int | None = None) -> list[Msg]:
+        """Up to ``batch`` (or ``limit``, if smaller) delivered messages; empty when none
+        arrived within ``timeout_s``."""
         await self._top_up()
         if not self._buffer:
             self._event.clear()
@@ -110,8 +111,9 @@ class PullConsumer:
                 idle = asyncio.get_running_loop().time() - self._last_activity
                 if idle > 2 * self._expires_ns / 1e9 + 1:
                     self._outstanding = 0
-        out = self._buffer[: self._batch]
-        del self._buffer[: self._batch]
+        n = self._batch if limit is None else min(limit, self._batch)
+        out = self._buffer[:n]
+        del self._buffer[:n]
         if out:
             await self._top_up()
         return out
