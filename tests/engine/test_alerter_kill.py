@@ -170,24 +170,32 @@ async def test_kill_9_loses_and_duplicates_no_notification(
                         msg_id=f"{LAST_SYM}:again:{i}",
                     )
             await pub.flush()
-            await asyncio.sleep(0.03)
+            await asyncio.sleep(0.2)
 
     async def stored() -> int:
         n: int = await conn.fetchval("SELECT count(*) FROM notifications")
         return n
 
+    async def restarted() -> bool:  # the last one installed its SIGTERM handler
+        with log.open("rb") as fh:
+            fh.seek(last_start)
+            return b"alerter ready" in fh.read()
+
     feeder = asyncio.create_task(feed())
     at_kill: list[int] = []
+    last_start = 0
     try:
         for fraction in (0.1, 0.25, 0.4, 0.55, 0.7, 0.85):
 
             async def reached(target: int = int(len(expected) * fraction)) -> bool:
                 return await stored() >= target
 
+            await wait_for(restarted, "the alerter to be ready", limit_s=60)
             await wait_for(reached, f"{fraction:.0%} of the notifications", limit_s=90)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             at_kill.append(await stored())
+            last_start = log.stat().st_size
             proc = start_alerter(nats_url, database_url, log)
         await feeder
 
@@ -207,6 +215,8 @@ async def test_kill_9_loses_and_duplicates_no_notification(
             )
 
         await wait_for(drained, "the alerter to ack every update", limit_s=90)
+
+        await wait_for(restarted, "the last alerter to be ready", limit_s=60)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

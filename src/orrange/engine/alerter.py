@@ -103,6 +103,7 @@ from orrange.runtime import (
     Inbound,
     Input,
     Outbox,
+    PublishError,
     StreamSpec,
     run_actor,
 )
@@ -161,6 +162,8 @@ CMD_DURABLE = "alerter-cmd"
 _OLD_INDEX_DURABLE = "alerter-index"
 #: ``alerter_cursors`` key prefix of the last applied event ``seq`` per symbol.
 _EVENT_MARK = "evt:"
+#: ``alerter_cursors`` key prefix of the last input seq per durable whose output is published.
+_PUBLISHED = "published:"
 
 #: How long ``ALERTS`` and ``ALERT_CMD`` keep messages (ms): a week (PostgreSQL is the record;
 #: the streams are delivery).
@@ -230,6 +233,29 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_State = tuple[str, str | None, int]  # status, rearm_after, fire_count
+
+
+class _Pending:
+    """Work evaluated but not committed yet: what the writer stores in one transaction, then
+    publishes. Later batches merge into it (the last state of an alert or book wins)."""
+
+    __slots__ = ("books", "cursors", "marks", "notes", "publishes", "signals", "states", "updates")
+
+    def __init__(self) -> None:
+        self.notes: list[Notification] = []
+        self.signals: list[SignalRecord] = []
+        self.states: dict[int, _State] = {}
+        self.books: dict[tuple[str, TriggerSource], tuple[int, int]] = {}
+        self.cursors: dict[str, int] = {}  # durable -> last input seq
+        self.marks: dict[str, int] = {}  # symbol -> last applied event seq
+        self.publishes: list[tuple[str, bytes, str]] = []  # subject, payload, Nats-Msg-Id
+        self.updates = 0  # price updates evaluated into it
+
+    def __bool__(self) -> bool:
+        return bool(self.cursors or self.states or self.notes or self.signals or self.books)
+
+
 class Alerter(Actor):
     """Evaluates price alerts and signals (see the module docstring).
 
@@ -239,11 +265,15 @@ class Alerter(Actor):
         batch_size: messages per fetch (None: ``config.batch_size``).
         db_connect_timeout_ms: how long :meth:`start` waits for PostgreSQL (ms).
         expiry_interval_ms: period of the wall-clock expiry sweep (ms).
+        max_pending_updates: price updates evaluated but not yet committed before the inputs
+            wait for the writer.
 
     Attributes:
         index: the live :class:`AlertIndex`.
         engine: the :class:`SignalEngine`.
         subscriptions: the live :class:`SignalSubscriptions`.
+        failed: the error that stopped the writer (the actor then stops; a restart resumes
+            from the last commit), or None.
     """
 
     def __init__(
@@ -254,20 +284,33 @@ class Alerter(Actor):
         batch_size: int | None = None,
         db_connect_timeout_ms: int = 60_000,
         expiry_interval_ms: int = 1_000,
+        max_pending_updates: int = 20_000,
     ) -> None:
         super().__init__(config)
         self.expiry_interval_ms = expiry_interval_ms
         self.database_url = database_url
         self.batch_size = batch_size
         self.db_connect_timeout_ms = db_connect_timeout_ms
+        self.max_pending_updates = max_pending_updates
         self.index = AlertIndex()
         self.engine = SignalEngine()
         self.subscriptions = SignalSubscriptions()
+        self.failed: BaseException | None = None
         self._fires: dict[int, int] = {}
-        self._cursors: dict[str, int] = {}
+        self._cursors: dict[str, int] = {}  # committed: last input seq per durable
+        self._applied: dict[str, int] = {}  # evaluated (committed or pending)
         self._marks: dict[str, int] = {}  # last applied event seq per symbol
-        self._conn: asyncpg.Connection | None = None
+        self._published: dict[str, int] = {}  # stored: input seq whose output is published
+        self._unrecorded: dict[str, int] = {}  # published since, stored with the next commit
+        self._conn: asyncpg.Connection | None = None  # reads (handlers)
+        self._wconn: asyncpg.Connection | None = None  # the writer's
         self._starts: dict[str, int] = {}
+        self._open = _Pending()
+        self._writing = False
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._writer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ wiring
     def streams(self) -> Sequence[StreamSpec]:
@@ -330,6 +373,8 @@ class Alerter(Actor):
         ):
             self._starts[durable] = await self._start_seq(stream, durable)
         primed = await self._prime_signals()
+        self._closing = False
+        self._writer = asyncio.create_task(self._write_loop(), name=f"{self.name}:writer")
         self.spawn(self._expiry_loop(), name=f"{self.name}:expiry")
         self.log.info(
             "alerter ready",
@@ -343,8 +388,12 @@ class Alerter(Actor):
     async def _start_seq(self, stream: str, durable: str) -> int:
         """Where ``durable`` resumes: after its ack floor (messages up to the stored cursor are
         then only published again), else after the stored cursor, else at the stream's next
-        message."""
+        message. Input is acked once evaluated, before its commit and publication, so the ack
+        floor may be ahead: then after the last input whose output is known published (the
+        messages up to the cursor only have their output published again)."""
         cursor = self._cursors.get(durable)
+        if cursor is not None:
+            cursor = min(cursor, self._published.get(durable, 0))
         try:
             info = await self.js.consumer_info(stream, durable)
         except NotFoundError:
@@ -358,9 +407,22 @@ class Alerter(Actor):
         return floor + 1
 
     async def on_stop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            await conn.close()
+        try:
+            if self.failed is None and self._writer is not None:
+                await self._flush()
+        finally:
+            if self._writer is not None:
+                self._closing = True
+                self._wake.set()
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._writer), 5)
+                except BaseException:
+                    self._writer.cancel()
+                self._writer = None
+            for conn in (self._conn, self._wconn):
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+            self._conn = self._wconn = None
 
     async def _connect_db(self, timeout_s: float) -> asyncpg.Connection:
         return await connect_when_ready(self.database_url, timeout_s, self.log)
@@ -373,7 +435,7 @@ class Alerter(Actor):
 
     async def _load(self) -> None:
         """Rebuild the index, fire counts, subscriptions, cursors and event watermarks from
-        PostgreSQL."""
+        PostgreSQL (nothing may be pending: see :meth:`_flush`)."""
         conn = await self._db()
         index = AlertIndex()
         for b in await load_books(conn):
@@ -387,40 +449,148 @@ class Alerter(Actor):
             subs.add(s.subscription)
         self.index, self._fires, self.subscriptions = index, fires, subs
         cursors = await load_cursors(conn)
-        n = len(_EVENT_MARK)
-        self._marks = {k[n:]: v for k, v in cursors.items() if k.startswith(_EVENT_MARK)}
-        self._cursors = {k: v for k, v in cursors.items() if not k.startswith(_EVENT_MARK)}
+        self._marks, self._published, self._cursors = {}, {}, {}
+        for k, v in cursors.items():
+            if k.startswith(_EVENT_MARK):
+                self._marks[k[len(_EVENT_MARK) :]] = v
+            elif k.startswith(_PUBLISHED):
+                self._published[k[len(_PUBLISHED) :]] = v
+            else:
+                self._cursors[k] = v
+        self._applied = dict(self._cursors)
 
-    # ------------------------------------------------------------------ persistence
-    async def _store(self, **batch: Any) -> None:
-        """Write one batch (see :func:`write_alerter_batch`), retrying while the database is
-        unreachable; any other error reloads the state and propagates."""
+    # ------------------------------------------------------------------ the writer
+    async def _write_loop(self) -> None:
+        """Commit what the inputs evaluated, then publish it; one transaction for everything
+        pending, so commits overlap the evaluation of the next batches and grow under load."""
+        while True:
+            if self._unrecorded and not self._closing:  # idle: store how far output is published
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 0.05)
+                except TimeoutError:
+                    try:
+                        await self._commit(_Pending())
+                    except Exception as exc:
+                        self.log.error("publication cursor not stored", error=repr(exc))
+            await self._wake.wait()
+            self._wake.clear()
+            if self._closing and not self._open:
+                return
+            while self._open:
+                job, self._open = self._open, _Pending()
+                self._writing = True
+                try:
+                    await self._commit(job)
+                    self._cursors.update(job.cursors)
+                    async with self._progress:
+                        self._progress.notify_all()
+                    await self._publish(job.publishes)
+                    self._unrecorded.update(job.cursors)
+                except Exception as exc:
+                    self.failed = exc
+                    self.log.critical(
+                        "cannot store evaluated input; stopping (a restart resumes from the"
+                        " last commit)",
+                        error=repr(exc),
+                    )
+                    self.request_stop()
+                    return
+                finally:
+                    self._writing = False
+                    async with self._progress:
+                        self._progress.notify_all()
+
+    async def _commit(self, job: _Pending) -> None:
+        """Store ``job`` (see :func:`write_alerter_batch`), retrying while the database is
+        unreachable."""
         delay = 0.2
+        states = [AlertState(alert_id=k, status=v[0], rearm_after=v[1], fire_count=v[2])
+                  for k, v in job.states.items()]  # fmt: skip
+        books = [BookPrice(k[0], k[1], v[0], v[1]) for k, v in job.books.items()]
+        recorded = dict(self._unrecorded)
+        cursors = [
+            *job.cursors.items(),
+            *((_EVENT_MARK + k, v) for k, v in job.marks.items()),
+            *((_PUBLISHED + k, v) for k, v in recorded.items()),
+        ]
         while True:
             try:
-                conn = await self._db()
-                await write_alerter_batch(conn, now_ms=_now_ms(), **batch)
+                conn = self._wconn
+                if conn is None or conn.is_closed():
+                    conn = self._wconn = await self._connect_db(0)
+                await write_alerter_batch(
+                    conn,
+                    notifications=job.notes,
+                    signals=job.signals,
+                    states=states,
+                    books=books,
+                    cursors=cursors,
+                    now_ms=_now_ms(),
+                )
+                for k, v in recorded.items():
+                    if self._unrecorded.get(k) == v:
+                        del self._unrecorded[k]
                 return
             except TRANSIENT_ERRORS as exc:
                 self.log.error("database unavailable; batch will be retried", error=repr(exc))
-                if self._conn is not None:
-                    self._conn.terminate()
-                self._conn = None
+                if self._wconn is not None:
+                    self._wconn.terminate()
+                self._wconn = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            except Exception:
-                await self._load()
-                raise
 
+    async def _publish(self, items: list[tuple[str, bytes, str]]) -> None:
+        """Publish committed output (retried until JetStream has it; repeats are dropped by
+        their ``Nats-Msg-Id``)."""
+        delay = 0.2
+        while items:
+            try:
+                for subject, payload, msg_id in items:
+                    await self.publisher.submit(subject, payload, msg_id=msg_id)
+                await self.publisher.flush()
+                return
+            except (PublishError, nats.errors.Error) as exc:
+                self.log.error("publishing failed; retried", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _queued(self) -> None:
+        """The inputs added work: wake the writer."""
+        self._wake.set()
+
+    async def _backpressure(self) -> None:
+        """Wait while too much evaluated work waits for the writer."""
+        if self._open.updates < self.max_pending_updates:
+            return
+        async with self._progress:
+            while self._open.updates >= self.max_pending_updates and self.failed is None:
+                await self._progress.wait()
+
+    async def _flush(self) -> None:
+        """Wait until everything evaluated so far is committed."""
+        self._wake.set()
+        async with self._progress:
+            while (self._open or self._writing) and self.failed is None:
+                await self._progress.wait()
+
+    async def _reload(self) -> None:
+        """Back to the stored state after a failed evaluation (pending work is committed
+        first; the failed batch's work was never queued)."""
+        await self._flush()
+        await self._load()
+
+    # ------------------------------------------------------------------ inputs
     def _split(
         self, durable: str, batch: Sequence[Inbound[Any]]
     ) -> tuple[list[Inbound[Any]], list[Inbound[Any]]]:
-        """(already applied, new) messages of a batch, by the stored cursor."""
-        cursor = self._cursors.get(durable, 0)
-        if not batch or batch[0].stream_seq > cursor:
+        """(committed already, new) messages of a batch; messages evaluated but still being
+        committed are in neither (the writer publishes their output)."""
+        applied = self._applied.get(durable, 0)
+        if not batch or batch[0].stream_seq > applied:
             return [], list(batch)
+        cursor = self._cursors.get(durable, 0)
         old = [m for m in batch if m.stream_seq <= cursor]
-        new = [m for m in batch if m.stream_seq > cursor]
+        new = [m for m in batch if m.stream_seq > applied]
         return old, new
 
     async def _republish(self, durable: str, old: Sequence[Inbound[Any]], out: Outbox) -> None:
@@ -438,7 +608,12 @@ class Alerter(Actor):
         groups: dict[int, list[Notification]] = {}
         for n in notes:
             groups.setdefault(n.source_seq, []).append(n)
-        self._emit(durable, list(groups.items()), out)
+        for seq, group in groups.items():
+            out.publish(
+                NOTIFICATIONS_SUBJECT,
+                encode_notifications(group),
+                msg_id=notifications_msg_id(durable, seq),
+            )
         self.log.info(
             "redelivered input already applied; its notifications published again",
             consumer=durable,
@@ -447,20 +622,19 @@ class Alerter(Actor):
             notifications=len(notes),
         )
 
-    def _emit(
-        self, durable: str, per_input: list[tuple[int, list[Notification]]], out: Outbox
-    ) -> None:
-        for seq, notes in per_input:
-            out.publish(
-                NOTIFICATIONS_SUBJECT,
-                encode_notifications(notes),
-                msg_id=notifications_msg_id(durable, seq),
-            )
+    async def _incoming(
+        self, durable: str, batch: Sequence[Inbound[Any]], out: Outbox
+    ) -> list[Inbound[Any]]:
+        """The messages of a batch still to evaluate (the writer's failure stops everything:
+        nothing more is evaluated, and a restart resumes from the last commit)."""
+        if self.failed is not None:
+            return []
+        old, new = self._split(durable, batch)
+        await self._republish(durable, old, out)
+        return new
 
-    # ------------------------------------------------------------------ prices
     async def _on_trades(self, batch: Sequence[Inbound[Any]], out: Outbox) -> None:
-        old, new = self._split(EVENTS_DURABLE, batch)
-        await self._republish(EVENTS_DURABLE, old, out)
+        new = await self._incoming(EVENTS_DURABLE, batch, out)
         if not new:
             return
         marks: dict[str, int] = {}  # watermarks this batch raised
@@ -492,23 +666,22 @@ class Alerter(Actor):
                 marks[sym] = mark
             if ups:
                 work.append((m.stream_seq, ups))
-        await self._evaluate(EVENTS_DURABLE, new[-1].stream_seq, work, marks, out)
+        await self._evaluate(EVENTS_DURABLE, new[-1].stream_seq, work, marks)
 
     async def _on_index(self, batch: Sequence[Inbound[Any]], out: Outbox) -> None:
-        old, new = self._split(INDEX_DURABLE, batch)
-        await self._republish(INDEX_DURABLE, old, out)
+        new = await self._incoming(INDEX_DURABLE, batch, out)
         if not new:
             return
         work: list[tuple[int, list[_Update]]] = []
         for m in new:
             data = m.data
             items = data if isinstance(data, list) else [data]
-            bad = [x for x in items if x.price < 1]
+            bad = [x for x in items if x.price < 1 or "\x00" in x.symbol]
             if bad:
-                out.dead_letter(m, ValueError(f"price {bad[0].price} ticks is not positive"))
+                out.dead_letter(m, ValueError(f"bad index price {bad[0]!r}"))
                 continue
             work.append((m.stream_seq, [(x.symbol, _INDEX, x.price, x.ts) for x in items]))
-        await self._evaluate(INDEX_DURABLE, new[-1].stream_seq, work, {}, out)
+        await self._evaluate(INDEX_DURABLE, new[-1].stream_seq, work, {})
 
     async def _evaluate(
         self,
@@ -516,16 +689,17 @@ class Alerter(Actor):
         last: int,
         work: list[tuple[int, list[_Update]]],
         marks: dict[str, int],
-        out: Outbox,
     ) -> None:
-        """Evaluate the updates of each input message, store the batch, queue the
-        notifications (one message per input message that produced any)."""
+        """Evaluate the updates of each input message and queue the result for the writer
+        (one ``notifications`` message per input message that produced any)."""
+        job = self._open
         per_input: list[tuple[int, list[Notification]]] = []
         all_notes: list[Notification] = []
-        states: dict[int, AlertState] = {}
+        states: dict[int, _State] = {}
         books: dict[tuple[str, TriggerSource], tuple[int, int]] = {}
         update = self.index.update
         apply = self._apply
+        n = 0
         try:
             for seq, ups in work:
                 notes: list[Notification] = []
@@ -534,22 +708,32 @@ class Alerter(Actor):
                     books[(market, ref)] = (price, ts)
                     if events:
                         apply(events, durable, seq, notes, states)
+                n += len(ups)
                 if notes:
                     per_input.append((seq, notes))
                     all_notes += notes
         except Exception:
-            await self._load()  # the index may be half-updated: back to the stored state
+            await self._reload()  # the index may be half-updated: back to the stored state
             raise
-        await self._store(
-            notifications=all_notes,
-            states=states.values(),
-            books=[BookPrice(k[0], k[1], v[0], v[1]) for k, v in books.items()],
-            cursor=(durable, last),
-            marks=[(_EVENT_MARK + sym, seq) for sym, seq in marks.items()],
-        )
-        self._cursors[durable] = last
+        job = self._open  # the writer may have taken the previous one meanwhile: no await above
+        job.notes += all_notes
+        job.states.update(states)
+        job.books.update(books)
+        job.cursors[durable] = last
+        job.marks.update(marks)
+        job.updates += n
+        for seq, notes in per_input:
+            job.publishes.append(
+                (
+                    NOTIFICATIONS_SUBJECT,
+                    encode_notifications(notes),
+                    notifications_msg_id(durable, seq),
+                )
+            )
+        self._applied[durable] = last
         self._marks.update(marks)
-        self._emit(durable, per_input, out)
+        self._queued()
+        await self._backpressure()
 
     def _apply(
         self,
@@ -557,7 +741,7 @@ class Alerter(Actor):
         source: str,
         seq: int,
         notes: list[Notification],
-        states: dict[int, AlertState],
+        states: dict[int, _State],
     ) -> None:
         """Turn index events into notifications and alert states (and update fire counts)."""
         fires = self._fires
@@ -574,8 +758,8 @@ class Alerter(Actor):
                         market=ev.market,
                         ts=ev.ts,
                         alert_id=aid,
-                        condition=str(ev.condition),
-                        reference=str(ev.reference),
+                        condition=ev.condition.value,
+                        reference=ev.reference.value,
                         target=ev.target,
                         price=ev.price,
                         direction=ev.direction,
@@ -585,23 +769,14 @@ class Alerter(Actor):
                     )
                 )
                 if ev.final:
-                    states[aid] = AlertState(
-                        alert_id=aid, status="fired", rearm_after=None, fire_count=n
-                    )
-                    fires.pop(aid, None)
+                    states[aid] = ("fired", None, n)
+                    del fires[aid]
                 else:
-                    states[aid] = AlertState(
-                        alert_id=aid, status="active", rearm_after=ev.direction, fire_count=n
-                    )
+                    states[aid] = ("active", ev.direction, n)
             elif isinstance(ev, AlertRearmed):
-                states[aid] = AlertState(
-                    alert_id=aid, status="active", rearm_after=None, fire_count=fires.get(aid, 0)
-                )
+                states[aid] = ("active", None, fires.get(aid, 0))
             elif isinstance(ev, AlertExpired):
-                states[aid] = AlertState(
-                    alert_id=aid, status="expired", rearm_after=None, fire_count=fires.get(aid, 0)
-                )
-                fires.pop(aid, None)
+                states[aid] = ("expired", None, fires.pop(aid, 0))
 
     async def _prime_signals(self) -> int:
         """Feed the stored ``md.candle.>`` history up to the candle cursor to the signal
@@ -646,27 +821,23 @@ class Alerter(Actor):
 
     async def _expiry_loop(self) -> None:
         """Expire alerts by wall clock (markets without price updates), persisting states."""
-        while not self.stopping:
+        while not self.stopping and self.failed is None:
             await asyncio.sleep(self.expiry_interval_ms / 1000)
             async with self.lock:
                 events = self.index.expire(_now_ms())
                 if not events:
                     continue
-                states: dict[int, AlertState] = {}
+                states: dict[int, _State] = {}
                 self._apply(events, "expiry", 0, [], states)
-                try:
-                    await self._store(states=states.values())
-                except Exception as exc:  # state reloaded by _store; the sweep goes on
-                    self.log.error("expiry sweep not stored", error=repr(exc))
+                self._open.states.update(states)
+                self._queued()
 
     # ------------------------------------------------------------------ signals
     async def _on_candles(self, batch: Sequence[Inbound[CandleEvent]], out: Outbox) -> None:
-        old, new = self._split(CANDLES_DURABLE, batch)
-        await self._republish(CANDLES_DURABLE, old, out)
+        new = await self._incoming(CANDLES_DURABLE, batch, out)
         if not new:
             return
         records: list[SignalRecord] = []
-        all_notes: list[Notification] = []
         per_input: list[tuple[int, list[Notification]]] = []
         for m in new:
             c = m.data
@@ -698,16 +869,30 @@ class Alerter(Actor):
                     )
             if notes:
                 per_input.append((m.stream_seq, notes))
-                all_notes += notes
         last = new[-1].stream_seq
-        await self._store(notifications=all_notes, signals=records, cursor=(CANDLES_DURABLE, last))
-        self._cursors[CANDLES_DURABLE] = last
+        job = self._open
+        job.signals += records
+        job.cursors[CANDLES_DURABLE] = last
         for r in records:
-            out.publish(SIGNALS_SUBJECT, r, msg_id=r.id)
-        self._emit(CANDLES_DURABLE, per_input, out)
+            job.publishes.append((SIGNALS_SUBJECT, _notes_encoder.encode(r), r.id))
+        for seq, notes in per_input:
+            job.notes += notes
+            job.publishes.append(
+                (
+                    NOTIFICATIONS_SUBJECT,
+                    encode_notifications(notes),
+                    notifications_msg_id(CANDLES_DURABLE, seq),
+                )
+            )
+        self._applied[CANDLES_DURABLE] = last
+        self._queued()
+        await self._backpressure()
 
     # ------------------------------------------------------------------ commands
     async def _on_commands(self, batch: Sequence[Inbound[AlertCommand]], out: Outbox) -> None:
+        if self.failed is not None:
+            return
+        await self._flush()  # the rows must show every state evaluated so far
         conn = await self._db()
         for m in batch:
             cmd = m.data
@@ -734,8 +919,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Options: ``--database-url`` / ``--nats-url`` (default: the settings'), ``--config``
     (settings TOML), ``--name``, ``--batch-size``, ``--metrics-port`` (0: any free port, the
-    default; -1: none). Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad
-    arguments or settings.
+    default; -1: none). Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 1 when the
+    alerter stopped because it could not store its work, 2 for bad arguments or settings.
     """
     from orrange.engine._main import actor_parser, actor_setup
 
@@ -747,4 +932,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     actor = Alerter(
         config, args.database_url or settings.effective_database_url, batch_size=args.batch_size
     )
-    return run_actor(actor)
+    code = run_actor(actor)
+    return 1 if actor.failed is not None else code

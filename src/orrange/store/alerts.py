@@ -4,7 +4,7 @@ Tables of migration ``0004_alerts``. Prices are integer **ticks**, times integer
 decimal conversion is the API's job. ``db`` is an ``asyncpg`` pool or connection.
 
 The alerter's writes go through :func:`write_alerter_batch`: notifications, signals, alert
-states, the last price per book and the input cursor in **one** transaction. Notification and
+states, the last price per book and the input cursors in **one** transaction. Notification and
 signal ids are deterministic (see :func:`alert_notification_id`, :func:`signal_id`,
 :func:`signal_notification_id`) and inserted with ``ON CONFLICT DO NOTHING``, so writing a
 redelivered input again changes nothing.
@@ -316,6 +316,32 @@ async def load_cursors(db: Db) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------ the batch
+_NOTE_INSERT = """
+INSERT INTO notifications (id, user_id, kind, market, ts, alert_id, condition, reference,
+                           target, price, direction, final, signal_id, source, source_seq)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                     $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bigint[],
+                     $11::text[], $12::boolean[], $13::text[], $14::text[], $15::bigint[])
+ON CONFLICT (id) DO NOTHING
+"""
+_NOTE_COPY_COLS = (
+    "id",
+    "user_id",
+    "kind",
+    "market",
+    "ts",
+    "alert_id",
+    "condition",
+    "reference",
+    "target",
+    "price",
+    "direction",
+    "final",
+    "signal_id",
+    "source",
+    "source_seq",
+)
+
 _BATCH_SQL = """
 WITH sig AS (
     INSERT INTO signals (id, symbol, interval, type, open_time, score, value, explanation,
@@ -323,30 +349,43 @@ WITH sig AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                          $6::float8[], $7::float8[], $8::text[], $9::text[], $10::bigint[])
     ON CONFLICT (id) DO NOTHING
-), note AS (
-    INSERT INTO notifications (id, user_id, kind, market, ts, alert_id, condition, reference,
-                               target, price, direction, final, signal_id, source, source_seq)
-    SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[],
-                         $16::bigint[], $17::text[], $18::text[], $19::bigint[], $20::bigint[],
-                         $21::text[], $22::boolean[], $23::text[], $24::text[], $25::bigint[])
-    ON CONFLICT (id) DO NOTHING
 ), st AS (
     UPDATE alerts AS a
     SET status = u.status, rearm_after = u.rearm_after, fire_count = u.fire_count,
-        updated_at = $30
-    FROM unnest($26::bigint[], $27::text[], $28::text[], $29::bigint[])
+        updated_at = $15
+    FROM unnest($11::bigint[], $12::text[], $13::text[], $14::bigint[])
         AS u(id, status, rearm_after, fire_count)
     WHERE a.id = u.id AND a.status = 'active'
 ), bk AS (
     INSERT INTO alerter_books (market, reference, last_price, ts)
-    SELECT * FROM unnest($31::text[], $32::text[], $33::bigint[], $34::bigint[])
+    SELECT * FROM unnest($16::text[], $17::text[], $18::bigint[], $19::bigint[])
     ON CONFLICT (market, reference)
     DO UPDATE SET last_price = EXCLUDED.last_price, ts = EXCLUDED.ts
 )
 INSERT INTO alerter_cursors (consumer, seq)
-SELECT * FROM unnest($35::text[], $36::bigint[])
+SELECT * FROM unnest($20::text[], $21::bigint[])
 ON CONFLICT (consumer) DO UPDATE SET seq = GREATEST(alerter_cursors.seq, EXCLUDED.seq)
 """
+
+
+def _note_record(n: Notification) -> tuple[Any, ...]:
+    return (
+        n.id,
+        n.user,
+        n.kind,
+        n.market,
+        n.ts,
+        n.alert_id,
+        n.condition,
+        n.reference,
+        n.target,
+        n.price,
+        n.direction,
+        n.final,
+        n.signal_id,
+        n.source,
+        n.source_seq,
+    )
 
 
 async def write_alerter_batch(
@@ -356,33 +395,54 @@ async def write_alerter_batch(
     signals: Sequence[SignalRecord] = (),
     states: Iterable[AlertState] = (),
     books: Iterable[BookPrice] = (),
-    cursor: tuple[str, int] | None = None,
-    marks: Iterable[tuple[str, int]] = (),
+    cursors: Iterable[tuple[str, int]] = (),
     now_ms: int,
 ) -> None:
-    """Store one alerter batch atomically: **one** SQL statement (data-modifying CTEs over
-    arrays), so one round trip whatever the batch size, all or nothing.
+    """Store one alerter batch atomically, in one transaction: the notifications by binary
+    ``COPY`` (a tenth of the client CPU of array parameters), everything else in **one** SQL
+    statement (data-modifying CTEs over arrays).
 
     Args:
-        conn: a connection or pool.
-        notifications: inserted unless their id exists.
+        conn: a connection (not a pool: the transaction needs one session).
+        notifications: inserted unless their id exists (the ``COPY`` fast path assumes new ids,
+            as the alerter's are; on a conflict the batch is written again with
+            ``INSERT ... ON CONFLICT DO NOTHING``).
         signals: inserted unless their id exists.
         states: alert states to set, at most one per alert; an alert that is no longer
             ``active`` (deleted meanwhile) keeps its status.
         books: last prices to upsert, at most one per ``(market, reference)``.
-        cursor: ``(consumer, seq)``: the batch's last input sequence (only raised, never
-            lowered).
-        marks: more ``(key, seq)`` rows of ``alerter_cursors`` to raise the same way (the
-            alerter's last applied event ``seq`` per symbol, key ``evt:<SYM>``).
+        cursors: ``(key, seq)`` rows of ``alerter_cursors``, only raised, never lowered: a
+            consumer's last applied input sequence (key = durable name) or the last applied
+            event ``seq`` of a book (key ``evt:<SYM>``).
         now_ms: ``updated_at`` of the changed alerts.
     """
-    sg = signals
-    ns = notifications
+    ns = list(notifications)
+    try:
+        async with conn.transaction():
+            if ns:
+                await conn.copy_records_to_table(
+                    "notifications", records=[_note_record(n) for n in ns], columns=_NOTE_COPY_COLS
+                )
+            await _write_rest(conn, signals, states, books, cursors, now_ms)
+    except asyncpg.UniqueViolationError:
+        async with conn.transaction():
+            await conn.execute(_NOTE_INSERT, *(list(col) for col in zip(*map(_note_record, ns))))
+            await _write_rest(conn, signals, states, books, cursors, now_ms)
+
+
+async def _write_rest(
+    conn: asyncpg.Connection | PoolConnectionProxy[Any],
+    sg: Sequence[SignalRecord],
+    states: Iterable[AlertState],
+    books: Iterable[BookPrice],
+    cursors: Iterable[tuple[str, int]],
+    now_ms: int,
+) -> None:
     st = list(states)
     bs = list(books)
-    cs = list(marks)
-    if cursor is not None:
-        cs.append(cursor)
+    cs = list(cursors)
+    if not (sg or st or bs or cs):
+        return
     await conn.execute(
         _BATCH_SQL,
         [x.id for x in sg],
@@ -395,21 +455,6 @@ async def write_alerter_batch(
         [x.signal.explanation for x in sg],
         [x.source for x in sg],
         [x.source_seq for x in sg],
-        [n.id for n in ns],
-        [n.user for n in ns],
-        [n.kind for n in ns],
-        [n.market for n in ns],
-        [n.ts for n in ns],
-        [n.alert_id for n in ns],
-        [n.condition for n in ns],
-        [n.reference for n in ns],
-        [n.target for n in ns],
-        [n.price for n in ns],
-        [n.direction for n in ns],
-        [n.final for n in ns],
-        [n.signal_id for n in ns],
-        [n.source for n in ns],
-        [n.source_seq for n in ns],
         [x.alert_id for x in st],
         [x.status for x in st],
         [x.rearm_after for x in st],
