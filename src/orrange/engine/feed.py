@@ -453,7 +453,6 @@ class Feed(Actor):
         elif len(buf) >= MAX_BUFFERED_TICKS:
             del buf[: len(buf) // 2]
             counts["dropped"] += MAX_BUFFERED_TICKS - len(buf)
-            counts["ticks"] -= MAX_BUFFERED_TICKS - len(buf)
         buf.append(tick)  # counted in "ticks" at the flush
         kind = type(tick)
         if kind is Trade:
