@@ -18,15 +18,17 @@ cannot carry 100,000 ticks/s from Python.
   latest index of each market is also kept on ``md.index.<SYM>`` (refreshed at least every
   second). A changed index price is handed to the matcher as ``SetReferencePrice(ts, price)``
   on ``book.in.<SYM>`` (``ref:<SYM>:<ts>``): the reference price of index-driven stop orders.
-  A market's first index goes at once, later changes at most every ``reference_interval_ms``
-  (1 s, the pace of exchanges' mark prices; one JetStream message per market each time).
+  A market's first index goes at once, later changes in the market's turn, once every
+  ``reference_interval_ms`` (1 s, the pace of exchanges' mark prices; one JetStream message per
+  market each time, the markets' turns spread over the rounds).
 * **Candles.** External trades and our own fills (``OrderFilled`` read from ``EVENTS``
   through the durable consumer ``feed``; a message is one event or a batch, see
   :func:`orrange.engine.streams.decode_events`) go into one
   :class:`~orrange.marketdata.candles.CandleAggregator` per process (1m ... 1d). Every flush
   publishes on ``md.candles`` the candles closed since the last flush and the open candle of the
-  finest interval of each market that traded, and every ``coarse_interval_ms`` (1 s) also the
-  coarser open candles of the markets that traded (latest version only); each closed candle
+  finest interval of each market that traded, and, once every ``coarse_interval_ms`` (1 s) per
+  market (the markets take turns over the flushes), the coarser open candles of the markets
+  that traded (latest version only); each closed candle
   also goes to ``md.candle.<IV>.<SYM>``. Windows close
   ``candle_lateness_ms`` (2 s) after their end. The latest versions are upserted into
   PostgreSQL (:mod:`orrange.store.candles`) in the background, closed candles and the finest
@@ -253,13 +255,18 @@ class Feed(Actor):
         self._ticks: dict[str, list[AnyTick]] = {}
         self._closed: list[CandleClosed] = []  # to publish
         self._dirty_fast: set[str] = set()  # traded since the last flush
-        self._dirty_coarse: set[str] = set()  # traded since the last coarser candles
+        self._dirty_coarse: set[str] = set()  # coarser candles not published since
         self._dirty_store: set[str] = set()  # traded since the last store (but the last flush)
         self._dirty_store_coarse: set[str] = set()  # coarser candles not stored since
         self._unsaved: dict[tuple[str, str, int], Candle] = {}
         self._marks: dict[str, int] = {}
         self._last_ref: dict[str, tuple[int, int]] = {}  # symbol -> (price, sent at)
         self._rounds_done = 0
+        self._flushes_done = 0
+        self._index_position = {sym: i for i, sym in enumerate(self._indexed)}
+        turns = max(1, coarse_interval_ms // self.flush_interval_ms)
+        ordered = sorted(self.markets)
+        self._coarse_shares = [ordered[k::turns] for k in range(turns)]
         self._run_id = 0
         self._msg_no = itertools.count(1)
         self._conn: asyncpg.Connection | None = None
@@ -515,13 +522,11 @@ class Feed(Actor):
     # ------------------------------------------------------------------ flushes and rounds
 
     async def _flushes(self) -> None:
-        """Every ``flush_interval_ms`` a flush, every ``index_interval_ms`` with a round, every
-        ``coarse_interval_ms`` with the coarser open candles."""
+        """Every ``flush_interval_ms`` a flush, every ``index_interval_ms`` with a round."""
         loop = asyncio.get_running_loop()
         period = self.flush_interval_ms / 1000
         round_period = self.index_interval_ms / 1000
-        coarse_period = self.coarse_interval_ms / 1000
-        next_flush = next_round = next_coarse = loop.time()
+        next_flush = next_round = loop.time()
         while not self.stopping:
             next_flush += period
             delay = next_flush - loop.time()
@@ -534,22 +539,21 @@ class Feed(Actor):
             is_round = t >= next_round
             if is_round:
                 next_round = max(next_round + round_period, t)
-            is_coarse = t >= next_coarse
-            if is_coarse:
-                next_coarse = max(next_coarse + coarse_period, t)
             try:
                 async with self.lock:
-                    await self._flush(_now_ms(), is_round, is_coarse)
+                    await self._flush(_now_ms(), is_round)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.log.error("feed flush failed", error=repr(exc))
 
-    async def _flush(self, now: int, is_round: bool, is_coarse: bool = True) -> None:
-        """One flush at ``now`` (ms UTC), a round too when ``is_round``, with the coarser open
-        candles when ``is_coarse``; see the module docstring. The candle updates go first (the
-        latency that counts), then the ticks; the round's work comes after a yield that lets
-        the connection send them."""
+    async def _flush(self, now: int, is_round: bool) -> None:
+        """One flush at ``now`` (ms UTC), a round too when ``is_round``; see the module
+        docstring. The candle updates go first (the latency that counts), then the ticks; the
+        round's work and the coarser candles come after a yield that lets the connection send
+        them. Work due once per interval for every market (coarser candles, reference prices,
+        ``md.index.<SYM>``) is spread: each flush or round takes the next share of the markets,
+        so no flush carries all of it."""
         limit = max(1024, self.nc.max_payload - 4096)
         # candles: closed since the last flush, then the finest open ones
         closed, self._closed = self._closed, []
@@ -569,17 +573,20 @@ class Feed(Actor):
             sent += await self._submit_batches(
                 ticks_subject(source), ticks, f"ticks:{source}", limit
             )
-        if is_round or is_coarse:
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)
         # rounds: index, reference prices, window closes
         if is_round:
             sent += await self._round(now)
-        # the coarser open candles
-        if is_coarse and self._coarser:
+        # the coarser open candles of this flush's share of the markets that traded
+        self._flushes_done += 1
+        if self._coarser and self._dirty_coarse:
+            share = self._coarse_shares[self._flushes_done % len(self._coarse_shares)]
+            dirty = self._dirty_coarse
             coarse: list[Candle] = []
-            for sym in sorted(self._dirty_coarse):
-                coarse += open_candles(sym, finest=False)
-            self._dirty_coarse = set()
+            for sym in share:
+                if sym in dirty:
+                    dirty.discard(sym)
+                    coarse += open_candles(sym, finest=False)
             sent += await self._submit_candles(coarse, limit)
         for c in closed:
             await self.publisher.submit(
@@ -627,17 +634,19 @@ class Feed(Actor):
                 msg_id=f"indexes:{now}:{part}",
             )
             sent += 1
-        turns = -(-len(self._indexed) // INDEX_LATEST_PER_ROUND) or 1
-        turn = self._rounds_done % turns
+        rounds = self._rounds_done
         self._rounds_done += 1
-        ref_gap = self.reference_interval_ms
-        for i, ip in enumerate(ips):
+        turns = -(-len(self._indexed) // INDEX_LATEST_PER_ROUND) or 1
+        ref_turns = max(1, self.reference_interval_ms // self.index_interval_ms)
+        position = self._index_position
+        for ip in ips:
             sym = ip.symbol
-            if i % turns == turn:
+            i = position[sym]
+            if i % turns == rounds % turns:
                 await pub.submit(index_subject(sym), ip, msg_id=f"index:{sym}:{ip.ts}")
                 sent += 1
             last = self._last_ref.get(sym)
-            if last is None or (last[0] != ip.price and now - last[1] >= ref_gap):
+            if last is None or (last[0] != ip.price and i % ref_turns == rounds % ref_turns):
                 await pub.submit(
                     book_in_subject(sym),
                     SetReferencePrice(ts=now, price=ip.price),

@@ -47,9 +47,10 @@ Subject                  Payload
                          :class:`~orrange.marketdata.candles.CandleUpdated` (open windows, by
                          symbol); at most :data:`MAX_CANDLES_PER_MSG` per message. Every flush
                          (``flush_interval_ms``, 20 ms) sends the closed candles and the finest
-                         interval's open candle of each market that traded, first thing; every
-                         ``coarse_interval_ms`` (1 s) the coarser open candles of the markets
-                         that traded follow in messages of their own. ``Nats-Msg-Id``
+                         interval's open candle of each market that traded, first thing; the
+                         coarser open candles of a market that traded follow in messages of
+                         their own once every ``coarse_interval_ms`` (1 s; the markets take
+                         turns over the flushes). ``Nats-Msg-Id``
                          ``candles:<run>:<n>``. Decode with :func:`decode_candles`.
 ======================== ======================================================================
 
