@@ -11,8 +11,8 @@ import cython
 # `c.ts` on a typed command is one load and an event is allocated and filled directly
 # (what msgspec's own constructor does, without parsing the arguments). `orr_check_layouts`
 # compares every declared field with msgspec's member descriptor at import and refuses to
-# import on any difference (a msgspec that lays structs out otherwise): the pure-Python
-# module (ORRANGE_PURE_PYTHON=1) then still works.
+# import on any difference (a msgspec that lays structs out otherwise, or a changed command or
+# event type: then update the structs here); the pure-Python module still works.
 cdef extern from *:
     """
     #include <structmember.h>
@@ -108,8 +108,9 @@ cdef extern from *:
         Py_XDECREF(declared);
         if (!ok && !PyErr_Occurred())
             PyErr_Format(PyExc_ImportError,
-                         "orrange.matching.book was compiled for another msgspec struct layout "
-                         "(%R); reinstall, or set ORRANGE_PURE_PYTHON=1", cls);
+                         "msgspec lays out %R otherwise than book.pxd declares: delete the "
+                         "compiled orrange.matching.book to run the pure-Python core (or "
+                         "install with ORRANGE_PURE_PYTHON=1)", cls);
         return ok;
     }
 
