@@ -74,6 +74,7 @@ from orrange.feeds.ticks import Side
 from orrange.infra import EmbeddedPostgres, NatsServer
 from orrange.markets import MarketSpec
 from orrange.runtime import ActorConfig
+from orrange.runtime.actor import tune_gc
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = (("binance", 3), ("coinbase", 2), ("kraken", 1))
@@ -348,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
+    tune_gc()  # as in every actor process (orrange actor feed runs through run_actor)
     load_before = os.getloadavg()[0]
     base = Path(tempfile.mkdtemp(prefix="orrange-bench-md-"))
     results: dict[int, list[dict[str, Any]]] = {r: [] for r in rates}
