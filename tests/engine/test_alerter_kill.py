@@ -170,7 +170,7 @@ async def test_kill_9_loses_and_duplicates_no_notification(
                         msg_id=f"{LAST_SYM}:again:{i}",
                     )
             await pub.flush()
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.3)
 
     async def stored() -> int:
         n: int = await conn.fetchval("SELECT count(*) FROM notifications")

@@ -308,9 +308,12 @@ class AlertIndex:
         fired: list[_Fire] = []
         rearmed: list[_Entry] = []
         if p0 is not None and price != p0:
+            # ``_lists`` (sortedcontainers' sublists) gives the ends without the generic
+            # ``__getitem__``: most updates act on nothing, so this check is the hot path
             if price > p0:
                 lst = book.up
-                if lst and lst[0][0] <= price:
+                ends = lst._lists
+                if ends and ends[0][0][0] <= price:
                     stop = lst.bisect_right((price, _INF_ID))
                     hits = list(lst.islice(0, stop))
                     del lst[:stop]
@@ -318,7 +321,8 @@ class AlertIndex:
                         self._act(self._entries[alert_id], price, fired, rearmed)
             else:
                 lst = book.down
-                if lst and lst[-1][0] >= price:
+                ends = lst._lists
+                if ends and ends[-1][-1][0] >= price:
                     start = lst.bisect_left((price, _NEG_ID))
                     hits = list(lst.islice(start, None))
                     del lst[start:]

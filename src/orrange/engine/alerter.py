@@ -240,20 +240,29 @@ class _Pending:
     """Work evaluated but not committed yet: what the writer stores in one transaction, then
     publishes. Later batches merge into it (the last state of an alert or book wins)."""
 
-    __slots__ = ("books", "cursors", "marks", "notes", "publishes", "signals", "states", "updates")
+    __slots__ = (
+        "cursors",
+        "marks",
+        "notes",
+        "publishes",
+        "signals",
+        "snapshot",
+        "states",
+        "updates",
+    )
 
     def __init__(self) -> None:
         self.notes: list[Notification] = []
         self.signals: list[SignalRecord] = []
         self.states: dict[int, _State] = {}
-        self.books: dict[tuple[str, TriggerSource], tuple[int, int]] = {}
+        self.snapshot: list[BookPrice] | None = None  # every book's last price, at commit
         self.cursors: dict[str, int] = {}  # durable -> last input seq
         self.marks: dict[str, int] = {}  # symbol -> last applied event seq
         self.publishes: list[tuple[str, bytes, str]] = []  # subject, payload, Nats-Msg-Id
         self.updates = 0  # price updates evaluated into it
 
     def __bool__(self) -> bool:
-        return bool(self.cursors or self.states or self.notes or self.signals or self.books)
+        return bool(self.cursors or self.states or self.notes or self.signals)
 
 
 class Alerter(Actor):
@@ -297,6 +306,8 @@ class Alerter(Actor):
         self.subscriptions = SignalSubscriptions()
         self.failed: BaseException | None = None
         self._fires: dict[int, int] = {}
+        self._books: dict[tuple[str, TriggerSource], tuple[int, int]] = {}  # last price, ts
+        self._books_changed = False
         self._cursors: dict[str, int] = {}  # committed: last input seq per durable
         self._applied: dict[str, int] = {}  # evaluated (committed or pending)
         self._marks: dict[str, int] = {}  # last applied event seq per symbol
@@ -438,8 +449,11 @@ class Alerter(Actor):
         PostgreSQL (nothing may be pending: see :meth:`_flush`)."""
         conn = await self._db()
         index = AlertIndex()
+        books = {}
         for b in await load_books(conn):
             index.update(b.market, b.reference, b.price, b.ts)  # no alerts yet: no events
+            books[(b.market, b.reference)] = (b.price, b.ts)
+        self._books, self._books_changed = books, False
         fires: dict[int, int] = {}
         for row in await load_live_alerts(conn):
             index.add(row.alert, rearm_after=row.rearm_after)
@@ -478,6 +492,11 @@ class Alerter(Actor):
                 return
             while self._open:
                 job, self._open = self._open, _Pending()
+                if self._books_changed:  # the books as of exactly the work in ``job``
+                    job.snapshot = [
+                        BookPrice(k[0], k[1], v[0], v[1]) for k, v in self._books.items()
+                    ]
+                    self._books_changed = False
                 self._writing = True
                 try:
                     await self._commit(job)
@@ -506,7 +525,6 @@ class Alerter(Actor):
         delay = 0.2
         states = [AlertState(alert_id=k, status=v[0], rearm_after=v[1], fire_count=v[2])
                   for k, v in job.states.items()]  # fmt: skip
-        books = [BookPrice(k[0], k[1], v[0], v[1]) for k, v in job.books.items()]
         recorded = dict(self._unrecorded)
         cursors = [
             *job.cursors.items(),
@@ -523,8 +541,8 @@ class Alerter(Actor):
                     notifications=job.notes,
                     signals=job.signals,
                     states=states,
-                    books=books,
                     cursors=cursors,
+                    book_snapshot=job.snapshot,
                     now_ms=_now_ms(),
                 )
                 for k, v in recorded.items():
@@ -718,7 +736,8 @@ class Alerter(Actor):
         job = self._open  # the writer may have taken the previous one meanwhile: no await above
         job.notes += all_notes
         job.states.update(states)
-        job.books.update(books)
+        self._books.update(books)
+        self._books_changed = True
         job.cursors[durable] = last
         job.marks.update(marks)
         job.updates += n

@@ -299,8 +299,16 @@ async def load_live_alerts(db: Db) -> list[AlertRow]:
     return [_alert_row(r) for r in rows]
 
 
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_snapshot_decoder = msgspec.msgpack.Decoder(list[tuple[str, TriggerSource, int, int]])
+
+
 async def load_books(db: Db) -> list[BookPrice]:
-    """The alerter's last price per ``(market, reference)``."""
+    """The alerter's last price per ``(market, reference)``: the stored snapshot, else the
+    rows of ``alerter_books``."""
+    snap = await db.fetchval("SELECT books FROM alerter_book_snapshot WHERE id = 1")
+    if snap is not None:
+        return [BookPrice(*b) for b in _snapshot_decoder.decode(snap)]
     rows = await db.fetch("SELECT market, reference, last_price, ts FROM alerter_books")
     return [
         BookPrice(r["market"], TriggerSource(r["reference"]), r["last_price"], r["ts"])
@@ -361,6 +369,9 @@ WITH sig AS (
     SELECT * FROM unnest($16::text[], $17::text[], $18::bigint[], $19::bigint[])
     ON CONFLICT (market, reference)
     DO UPDATE SET last_price = EXCLUDED.last_price, ts = EXCLUDED.ts
+), snap AS (
+    INSERT INTO alerter_book_snapshot (id, books) SELECT 1, $22::bytea WHERE $22 IS NOT NULL
+    ON CONFLICT (id) DO UPDATE SET books = EXCLUDED.books
 )
 INSERT INTO alerter_cursors (consumer, seq)
 SELECT * FROM unnest($20::text[], $21::bigint[])
@@ -396,6 +407,7 @@ async def write_alerter_batch(
     states: Iterable[AlertState] = (),
     books: Iterable[BookPrice] = (),
     cursors: Iterable[tuple[str, int]] = (),
+    book_snapshot: Sequence[BookPrice] | None = None,
     now_ms: int,
 ) -> None:
     """Store one alerter batch atomically, in one transaction: the notifications by binary
@@ -411,23 +423,30 @@ async def write_alerter_batch(
         states: alert states to set, at most one per alert; an alert that is no longer
             ``active`` (deleted meanwhile) keeps its status.
         books: last prices to upsert, at most one per ``(market, reference)``.
+        book_snapshot: every last price, stored as one row (replaces the previous snapshot;
+            :func:`load_books` prefers it to ``books``).
         cursors: ``(key, seq)`` rows of ``alerter_cursors``, only raised, never lowered: a
             consumer's last applied input sequence (key = durable name) or the last applied
             event ``seq`` of a book (key ``evt:<SYM>``).
         now_ms: ``updated_at`` of the changed alerts.
     """
     ns = list(notifications)
+    snap = None
+    if book_snapshot is not None:
+        snap = _snapshot_encoder.encode(
+            [(b.market, b.reference, b.price, b.ts) for b in book_snapshot]
+        )
     try:
         async with conn.transaction():
             if ns:
                 await conn.copy_records_to_table(
                     "notifications", records=[_note_record(n) for n in ns], columns=_NOTE_COPY_COLS
                 )
-            await _write_rest(conn, signals, states, books, cursors, now_ms)
+            await _write_rest(conn, signals, states, books, cursors, snap, now_ms)
     except asyncpg.UniqueViolationError:
         async with conn.transaction():
             await conn.execute(_NOTE_INSERT, *(list(col) for col in zip(*map(_note_record, ns))))
-            await _write_rest(conn, signals, states, books, cursors, now_ms)
+            await _write_rest(conn, signals, states, books, cursors, snap, now_ms)
 
 
 async def _write_rest(
@@ -436,12 +455,13 @@ async def _write_rest(
     states: Iterable[AlertState],
     books: Iterable[BookPrice],
     cursors: Iterable[tuple[str, int]],
+    snap: bytes | None,
     now_ms: int,
 ) -> None:
     st = list(states)
     bs = list(books)
     cs = list(cursors)
-    if not (sg or st or bs or cs):
+    if not (sg or st or bs or cs or snap is not None):
         return
     await conn.execute(
         _BATCH_SQL,
@@ -466,6 +486,7 @@ async def _write_rest(
         [b.ts for b in bs],
         [c[0] for c in cs],
         [c[1] for c in cs],
+        snap,
     )
 
 
