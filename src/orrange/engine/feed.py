@@ -86,11 +86,26 @@ from orrange.marketdata.candles import (
     CandleClosed,
     CandleUpdated,
 )
-from orrange.marketdata.index import IndexCalculator, IndexConfig, IndexEngine, SourceConfig
+from orrange.marketdata.index import (
+    IndexCalculator,
+    IndexConfig,
+    IndexEngine,
+    IndexPrice,
+    SourceConfig,
+)
 from orrange.markets import MarketSpec
 from orrange.matching import OrderFilled, SetReferencePrice
 from orrange.matching.enums import Side
-from orrange.runtime import Actor, ActorConfig, ConsumerSpec, Inbound, Input, Outbox, StreamSpec
+from orrange.runtime import (
+    Actor,
+    ActorConfig,
+    ConsumerSpec,
+    Inbound,
+    Input,
+    Outbox,
+    Publisher,
+    StreamSpec,
+)
 from orrange.store import migrate
 from orrange.store.candles import fill_marks, query_candles, set_fill_marks, upsert_candles
 from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
@@ -100,6 +115,7 @@ __all__ = [
     "FEED_DURABLE",
     "MAX_BUFFERED_TICKS",
     "OWN_SOURCE",
+    "ROUND_SLICE",
     "Feed",
     "index_configs",
     "main",
@@ -113,6 +129,8 @@ OWN_SOURCE = "orrange"
 MAX_BUFFERED_TICKS = 500_000
 #: The coarser open candles are stored every this many stores of the finest ones.
 COARSE_STORE_EVERY = 5
+#: Markets whose index a round computes between two yields to the event loop.
+ROUND_SLICE = 100
 
 _json = msgspec.json.Encoder()
 
@@ -187,7 +205,8 @@ class Feed(Actor):
         database_url: PostgreSQL URL (migrated at start).
         markets: our markets.
         sources: the source configurations (the enabled ones run).
-        index_interval_ms: period of rounds: index, reference prices, coarser candles (ms).
+        index_interval_ms: period of rounds: index prices, reference prices, window closes
+            (ms).
         flush_interval_ms: period of flushes: tick batches, closed and finest open candles (ms).
         reference_interval_ms: a market's reference price is sent at most this often (ms).
         coarse_interval_ms: period of the coarser open candles on ``md.candles`` (ms).
@@ -311,7 +330,17 @@ class Feed(Actor):
         await self._restore(_now_ms())
         for src in self._sources:
             self.spawn(self._run_source(src), name=f"{self.name}:{src.name}")
-        self.spawn(self._flushes(), name=f"{self.name}:flushes")
+        self._round_publisher = Publisher(
+            self.nc,
+            timeout_ms=self.config.publish_timeout_ms,
+            max_pending=self.config.max_publish_pending,
+        )
+        self.spawn(
+            self._every(self.flush_interval_ms, self._flush, "flush"), name=f"{self.name}:flushes"
+        )
+        self.spawn(
+            self._every(self.index_interval_ms, self._round, "round"), name=f"{self.name}:rounds"
+        )
         self.spawn(self._stores(), name=f"{self.name}:stores")
         self.log.info(
             "feed started",
@@ -521,39 +550,34 @@ class Feed(Actor):
 
     # ------------------------------------------------------------------ flushes and rounds
 
-    async def _flushes(self) -> None:
-        """Every ``flush_interval_ms`` a flush, every ``index_interval_ms`` with a round."""
+    async def _every(self, period_ms: int, work: Any, what: str) -> None:
+        """Call ``work(now)`` every ``period_ms`` on a fixed schedule (no catch-up burst when
+        late); a failure is logged and the next call comes as planned."""
         loop = asyncio.get_running_loop()
-        period = self.flush_interval_ms / 1000
-        round_period = self.index_interval_ms / 1000
-        next_flush = next_round = loop.time()
+        period = period_ms / 1000
+        due = loop.time()
         while not self.stopping:
-            next_flush += period
-            delay = next_flush - loop.time()
+            due += period
+            delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             else:
-                next_flush = loop.time()  # behind: no catch-up burst
+                due = loop.time()
                 await asyncio.sleep(0)
-            t = loop.time()
-            is_round = t >= next_round
-            if is_round:
-                next_round = max(next_round + round_period, t)
             try:
-                async with self.lock:
-                    await self._flush(_now_ms(), is_round)
+                await work(_now_ms())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.log.error("feed flush failed", error=repr(exc))
+                self.log.error(f"feed {what} failed", error=repr(exc))
 
-    async def _flush(self, now: int, is_round: bool) -> None:
-        """One flush at ``now`` (ms UTC), a round too when ``is_round``; see the module
-        docstring. The candle updates go first (the latency that counts), then the ticks; the
-        round's work and the coarser candles come after a yield that lets the connection send
-        them. Work due once per interval for every market (coarser candles, reference prices,
-        ``md.index.<SYM>``) is spread: each flush or round takes the next share of the markets,
-        so no flush carries all of it."""
+    async def _flush(self, now: int) -> None:
+        """One flush at ``now`` (ms UTC); see the module docstring. The candle updates go
+        first (the latency that counts), then the ticks, then, after a yield that lets the
+        connection send them, this flush's share of the coarser candles (each market's turn
+        comes once every ``coarse_interval_ms``). Flushes run in a task of their own, beside the
+        rounds and the stores, and take no lock: a database write of fills or a round never
+        holds up the candle updates."""
         limit = max(1024, self.nc.max_payload - 4096)
         # candles: closed since the last flush, then the finest open ones
         closed, self._closed = self._closed, []
@@ -574,9 +598,6 @@ class Feed(Actor):
                 ticks_subject(source), ticks, f"ticks:{source}", limit
             )
         await asyncio.sleep(0)
-        # rounds: index, reference prices, window closes
-        if is_round:
-            sent += await self._round(now)
         # the coarser open candles of this flush's share of the markets that traded
         self._flushes_done += 1
         if self._coarser and self._dirty_coarse:
@@ -596,11 +617,7 @@ class Feed(Actor):
             )
         sent += len(closed)
         self.counts["messages"] += sent
-        try:
-            await self.publisher.flush()
-        except Exception:
-            self._last_ref.clear()  # the next round sends every reference price again
-            raise
+        await self.publisher.flush()
 
     async def _submit_candles(self, candles: list[Candle], limit: int) -> int:
         self.counts["candles"] += len(candles)
@@ -619,13 +636,20 @@ class Feed(Actor):
             await self.publisher.submit(subject, data, msg_id=f"{tag}:{self._run_id}:{n}")
         return len(datas)
 
-    async def _round(self, now: int) -> int:
-        """The round part of a flush: index prices (``md.indexes``, the share of
-        ``md.index.<SYM>`` due), changed reference prices, window closes. Returns the number of
-        messages submitted."""
-        pub = self.publisher
+    async def _round(self, now: int) -> None:
+        """One round at ``now`` (ms UTC), in a task of its own with its own publisher: index
+        prices (``md.indexes``, this round's share of ``md.index.<SYM>``), the reference prices
+        due, window closes. The indexes are computed in slices with a yield between them, so a
+        flush never waits long behind a round."""
+        pub = self._round_publisher
         sent = 0
-        ips = self.index.compute_many(self._indexed, now)
+        ips: list[IndexPrice] = []
+        compute = self.index.compute_many
+        indexed = self._indexed
+        for start in range(0, len(indexed), ROUND_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            ips += compute(indexed[start : start + ROUND_SLICE], now)
         self.counts["index"] += len(ips)
         for part, start in enumerate(range(0, len(ips), MAX_INDEXES_PER_MSG)):
             await pub.submit(
@@ -657,7 +681,12 @@ class Feed(Actor):
                 sent += 1
         for c in self.candles.advance(now - self.candle_lateness_ms):
             self._closed_candle(c)
-        return sent
+        self.counts["messages"] += sent
+        try:
+            await pub.flush()
+        except Exception:
+            self._last_ref.clear()  # the next round sends every reference price again
+            raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
