@@ -161,19 +161,27 @@ async def test_feed_ticks_index_reference_stop_and_candles(
         await wait_for(
             lambda: len(seen["indexes"]) >= 5 and seen["index"] and len(ticks()) >= 10, "index"
         )
-        assert {type(t) for t in ticks()} == {Trade, BestBidOffer}
-        assert {t.symbol for t in ticks()} == {"BTC-USDT"}
-        steps = [int(t.trade_id) for t in ticks() if isinstance(t, Trade)]
-        assert steps == list(range(len(steps)))  # every tick, once, in order
-        printed = {BTC.price_to_ticks(str(t.price)) for t in ticks() if isinstance(t, Trade)}
         indexes = [ip for b in list(seen["indexes"])[:5] for ip in decode_indexes(b)]
         assert {ip.symbol for ip in indexes} <= {"BTC-USDT", "ETH-USDT"}  # each names its market
         indexes = [ip for ip in indexes if ip.symbol == "BTC-USDT"]
         assert indexes
         latest = msgspec.json.decode(seen["index"][0], type=IndexPrice)
+
+        def printed() -> set[int]:
+            return {BTC.price_to_ticks(str(t.price)) for t in ticks() if isinstance(t, Trade)}
+
+        # every index price is a price the walk printed (its tick batch and the index round
+        # are separate messages, either may come first)
+        await wait_for(
+            lambda: {ip.price for ip in [*indexes, latest]} <= printed(), "the indexed ticks"
+        )
         for ip in [*indexes, latest]:
             assert ip.symbol == "BTC-USDT" and ip.sources == ("synthetic",)
-            assert ip.price in printed and ip.confidence == 1.0
+            assert ip.confidence == 1.0
+        assert {type(t) for t in ticks()} == {Trade, BestBidOffer}
+        assert {t.symbol for t in ticks()} == {"BTC-USDT"}
+        steps = [int(t.trade_id) for t in ticks() if isinstance(t, Trade)]
+        assert steps == list(range(len(steps)))  # every tick, once, in order
 
         # the reference price reached the matcher and triggered the stop, which traded
         def events() -> list[Event]:
@@ -182,7 +190,7 @@ async def test_feed_ticks_index_reference_stop_and_candles(
         await wait_for(lambda: any(isinstance(e, OrderFilled) for e in events()), "stop fill")
         trig = next(e for e in events() if isinstance(e, OrderTriggered))
         assert trig.source is TriggerSource.INDEX and trig.user == "taker"
-        assert trig.observed_price in printed
+        assert trig.observed_price in printed()
         fill = next(e for e in events() if isinstance(e, OrderFilled))
         assert (fill.price, fill.quantity, fill.taker_user) == (7_000_000, 100, "taker")
 
