@@ -91,7 +91,7 @@ from nats.js.errors import NotFoundError
 from orrange.alerts.index import AlertIndex
 from orrange.alerts.rules import AlertEvent, AlertExpired, AlertFired, AlertRearmed
 from orrange.alerts.signals import SignalEngine, SignalSubscriptions
-from orrange.engine.md_streams import MD, MD_CANDLE_PREFIX
+from orrange.engine.md_streams import MD, MD_CANDLE_PREFIX, MD_INDEXES_SUBJECT
 from orrange.engine.streams import DUPLICATE_WINDOW_MS, EVENTS, EVENTS_PREFIX, EventPayload
 from orrange.marketdata.candles import CandleClosed, CandleEvent
 from orrange.matching.enums import TriggerSource
@@ -152,7 +152,7 @@ NOTIFICATIONS_SUBJECT = "notifications"
 SIGNALS_SUBJECT = "signals"
 ALERT_CMD_SUBJECT = "alerts.cmd"
 #: The feed's round of index prices (stream ``MD``): a JSON array of ``IndexPrice``.
-INDEXES_SUBJECT = "md.indexes"
+INDEXES_SUBJECT = MD_INDEXES_SUBJECT
 
 EVENTS_DURABLE = "alerter-events"
 INDEX_DURABLE = "alerter-indexes"
@@ -271,7 +271,9 @@ class Alerter(Actor):
     Args:
         config: actor configuration (name normally ``alerter``).
         database_url: ``postgresql://`` URL (migrated at start).
-        batch_size: messages per fetch (None: ``config.batch_size``).
+        batch_size: messages per fetch (None: ``config.batch_size``, and one ``md.indexes``
+            round per fetch: a round already carries every market's update, and commits
+            group rounds anyway).
         db_connect_timeout_ms: how long :meth:`start` waits for PostgreSQL (ms).
         expiry_interval_ms: period of the wall-clock expiry sweep (ms).
         max_pending_updates: price updates evaluated but not yet committed before the inputs
@@ -354,7 +356,7 @@ class Alerter(Actor):
                 spec(md, INDEX_DURABLE, INDEXES_SUBJECT, "new"),
                 IndexBatch,
                 self._on_index,
-                self.batch_size,
+                self.batch_size or 1,  # a round is 1,000 updates: one per handler call
             ),
             Input(
                 spec(md, CANDLES_DURABLE, f"{MD_CANDLE_PREFIX}.>", "new"),
