@@ -15,9 +15,10 @@ cannot carry 100,000 ticks/s from Python.
   from the configuration; our own fills join as the fallback source ``orrange``). Every
   ``index_interval_ms`` (100 ms, a *round*) the index of every market with a usable source is
   computed and published as one ``md.indexes`` message (a JSON array of ``IndexPrice``); the
-  latest index of each market is also kept on ``md.index.<SYM>`` (refreshed at least every
-  second). A changed index price is handed to the matcher as ``SetReferencePrice(ts, price)``
-  on ``book.in.<SYM>`` (``ref:<SYM>:<ts>``): the reference price of index-driven stop orders.
+  latest index of each market is also kept on ``md.index.<SYM>`` (the markets take turns, at
+  most 100 a round: each every second for 1,000 markets). A changed index price is handed to
+  the matcher as ``SetReferencePrice(ts, price)`` on ``book.in.<SYM>`` (``ref:<SYM>:<ts>``):
+  the reference price of index-driven stop orders.
   A market's first index goes at once, later changes in the market's turn, once every
   ``reference_interval_ms`` (1 s, the pace of exchanges' mark prices; one JetStream message per
   market each time, the markets' turns spread over the rounds).
@@ -28,14 +29,15 @@ cannot carry 100,000 ticks/s from Python.
   publishes on ``md.candles`` the candles closed since the last flush and the open candle of the
   finest interval of each market that traded, and, once every ``coarse_interval_ms`` (1 s) per
   market (the markets take turns over the flushes), the coarser open candles of the markets
-  that traded (latest version only); each closed candle
-  also goes to ``md.candle.<IV>.<SYM>``. Windows close
-  ``candle_lateness_ms`` (2 s) after their end. The latest versions are upserted into
+  that traded (latest version only); each closed candle also goes to
+  ``md.candle.<IV>.<SYM>``. Windows close ``candle_lateness_ms`` (2 s) after their end
+  (checked every round). Flushes, rounds and stores are separate tasks: none waits for
+  another, nor for a database write of fills. The latest versions are upserted into
   PostgreSQL (:mod:`orrange.store.candles`) in the background, closed candles and the finest
   open ones every ``persist_interval_ms`` (1 s), the coarser open ones every
   :data:`COARSE_STORE_EVERY` times that (a restart rebuilds them from the finest), and all at
-  stop. A batch of fills is stored at once, with the candles of its markets
-  and the per-market seq of its last fill, before it is acked, so a redelivered fill is never
+  stop. A batch of fills is stored at once, with the candles of its markets and the
+  per-market seq of its last fill, before it is acked, so a redelivered fill is never
   counted twice (an event whose seq is not above the last applied fill of its market is
   skipped; a crash loses at most the last second of external trades from the stored candles,
   never a fill); at start the open windows of the day are restored from the stored 1m candles.
@@ -43,8 +45,10 @@ cannot carry 100,000 ticks/s from Python.
 Failures: a database that goes away is waited for (writes retried with backoff, nothing acked
 meanwhile); a source that fails is restarted after 1 s (the live clients reconnect by
 themselves); a tick of an unknown market or with a non-positive price is dropped and counted;
-while NATS refuses publishes the ticks of at most :data:`MAX_BUFFERED_TICKS` per source wait,
-older ones are dropped and counted.
+a flush or round whose publishes fail is logged and its messages are lost (market data is a
+live view; the next one goes on, and every reference price is sent again); while a flush is
+stuck waiting for acks, at most :data:`MAX_BUFFERED_TICKS` ticks per source wait, older ones
+are dropped and counted.
 
 Run it with :func:`main` (``orrange actor feed``).
 """
