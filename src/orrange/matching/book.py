@@ -530,7 +530,7 @@ class OrderBook:
             and price > 0
             and self._min_lots <= qty <= self._max_lots
             and (not self._need_notional or price * qty >= self._min_notional)
-            and not c.order_id
+            and c.order_id == 0
             and c.trigger_price is None
             and c.expire_at is None
             and not c.post_only
@@ -580,7 +580,7 @@ class OrderBook:
                 return
             last = self._last
             self._match(o, opp, limit_key, ts)
-            if o.leaves:
+            if o.leaves != 0:
                 self._rest(o, ts)
             if self._pending and self._last != last:
                 self._run_triggers(ts)
@@ -763,7 +763,7 @@ class OrderBook:
             o.leaves = 0
             return
         self._match(o, opp, limit_key, ts)
-        if not o.leaves:
+        if o.leaves == 0:
             return
         if o.market:
             k = opp.best_key()
@@ -837,7 +837,7 @@ class OrderBook:
     def _match(self, o: _Order, opp: _Side, limit_key: int, ts: int) -> None:
         levels = opp.levels
         heap = opp.heap
-        while o.leaves:
+        while o.leaves != 0:
             while heap:
                 k = heap[0]
                 lvl = levels.get(k)
@@ -887,10 +887,10 @@ class OrderBook:
         size0 = lvl.size
         head = lvl.head  # orders before it have left; it advances over those leaving at the front
         i = head
-        while leaves and i < len(q):
+        while leaves != 0 and i < len(q):
             m = q[i]
             ml = m.leaves
-            if not ml:
+            if ml == 0:
                 if i == head:
                     head += 1
                 i += 1
@@ -920,7 +920,7 @@ class OrderBook:
                 m.qty -= d
                 lvl.size -= d
                 self._emit_cancel(ts, m, _C_STP, d, ml)
-                if not ml:
+                if ml == 0:
                     del orders[m.id]
                     lvl.live -= 1
                     if i == head:
@@ -958,7 +958,7 @@ class OrderBook:
             o.filled += fill
             lvl.size -= fill
             self._last = price
-            if not ml:
+            if ml == 0:
                 del orders[m.id]
                 lvl.live -= 1
                 if i == head:
