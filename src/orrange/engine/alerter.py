@@ -38,21 +38,28 @@ Outputs (stream :data:`ALERTS`, de-duplication window one hour):
   notification: a round of 1,000 index prices may fire hundreds of alerts.
 * ``signals``: a :class:`~orrange.store.alerts.SignalRecord`, ``Nats-Msg-Id`` = signal id.
 
-Exactly once across ``kill -9``: for every batch of price updates the alerter evaluates the
-:class:`~orrange.alerts.index.AlertIndex`, then writes in **one** PostgreSQL statement the
-notifications (deterministic ids, ``ON CONFLICT DO NOTHING``, each with the input message that
-produced it), the alerts' new states (``status``, ``rearm_after``, ``fire_count``), the last
-price of every book it touched, the per-symbol event watermarks and the consumer's cursor (the
-batch's last stream sequence); only then are the notifications published and, after their
-publish acks, the input acked. After a crash the input is redelivered: messages at or below
+Exactly once across ``kill -9``: a handler evaluates its batch on the
+:class:`~orrange.alerts.index.AlertIndex` and queues the result (notifications with
+deterministic ids, each naming the input message that produced it; the alerts' new states
+``status`` / ``rearm_after`` / ``fire_count``; the per-symbol event watermarks; the consumer's
+cursor); its input is then acked (ack policy ``all``). A writer task stores everything queued
+since its last commit in **one** transaction (notifications by binary ``COPY``; states, cursors
+and a one-row snapshot of every book's last price in one statement), and only then publishes
+the notifications; batches evaluated while it commits are merged into its next commit, so
+PostgreSQL overlaps evaluation and commits grow with the load (evaluation waits beyond
+``max_pending_updates`` queued updates). With each commit it also stores, per consumer, the
+last input whose output is published (``published:<durable>``). After a crash each consumer
+restarts after the smaller of its ack floor and that published cursor: messages at or below
 the stored cursor were applied already and only have their stored notifications published
 again (grouped by input message, so with the same ``Nats-Msg-Id`` and content, and JetStream
 drops those already stored), the others are evaluated on the state restored from PostgreSQL.
 Restart (the :class:`~orrange.alerts.index.AlertIndex` contract): the stored book prices are fed
 to an empty index, then every ``active`` alert is added with its stored ``rearm_after``, so no
-restored alert fires on the restore itself. A failed transaction is retried on a fresh
-connection while the database is unreachable; any other failure reloads the state from
-PostgreSQL and lets the runtime retry the batch message by message.
+restored alert fires on the restore itself. A failed commit is retried on a fresh connection
+while the database is unreachable; any other commit failure stops the actor (exit code 1), and
+a restart resumes from the last commit. A failed evaluation waits for the pending commits,
+reloads the state from PostgreSQL and lets the runtime retry the batch message by message.
+Alert commands wait for the pending commits before reading the alert's row.
 
 New alerts: the API inserts the alert, then publishes an :class:`AlertCommand` on
 ``alerts.cmd`` (JetStream stream :data:`ALERT_CMD`); the alerter re-reads that alert from
