@@ -124,7 +124,7 @@ async def test_kill_9_under_load_loses_and_duplicates_nothing(
             if i // 500 != (i - (end - start)) // 500:
                 await pub.flush()
                 if i >= N_COMMANDS // 3:
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.1)
         await pub.flush()
 
     proc = start_matcher(nats_url, markets, log)
@@ -148,6 +148,11 @@ async def test_kill_9_under_load_loses_and_duplicates_nothing(
             return await last_seq(nc) >= n
 
         await wait_for(done, "every event", limit_s=90)
+
+        async def last_one_started() -> bool:  # its signal handlers are in place
+            return log.read_text().count('"actor started"') == 4
+
+        await wait_for(last_one_started, "the last matcher started")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
