@@ -30,6 +30,21 @@ from orrange.infra import EmbeddedPostgres, NatsServer
 TEST_DATABASE_ENV = "ORRANGE_TEST_DATABASE_URL"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop before testing a stale compiled ``orrange.alerts.index`` (``pip install -e .``
+    compiles it in place, see setup.py; the matching core has its own check)."""
+    import orrange.alerts.index as index
+
+    built = Path(index.__file__)
+    source = built.with_name("index.py")
+    if built.suffix != ".py" and built.stat().st_mtime < source.stat().st_mtime:
+        pytest.exit(
+            f"{built.name} is older than index.py: rebuild with `.venv/bin/pip install -e .` "
+            "(or delete the .so to test the pure-Python module)",
+            returncode=3,
+        )
+
+
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A running nats-server of this test only (JetStream store under ``tmp_path``)."""
