@@ -120,6 +120,7 @@ __all__ = [
     "MAX_BUFFERED_TICKS",
     "OWN_SOURCE",
     "ROUND_SLICE",
+    "STORE_SLICE",
     "Feed",
     "index_configs",
     "main",
@@ -135,6 +136,8 @@ MAX_BUFFERED_TICKS = 500_000
 COARSE_STORE_EVERY = 5
 #: Markets whose index a round computes between two yields to the event loop.
 ROUND_SLICE = 100
+#: Markets collected, and candles upserted, between two yields of a store.
+STORE_SLICE = 200
 
 _json = msgspec.json.Encoder()
 
@@ -385,7 +388,9 @@ class Feed(Actor):
                     if conn is None or conn.is_closed():
                         conn = self._conn = await self._connect_db(0)
                     async with conn.transaction():
-                        await upsert_candles(conn, candles)
+                        # in slices: the event loop runs between them (flushes go on)
+                        for i in range(0, len(candles), STORE_SLICE):
+                            await upsert_candles(conn, candles[i : i + STORE_SLICE])
                         await set_fill_marks(conn, marks)
                     for c in candles:
                         key = (c.symbol, c.interval, c.open_time)
@@ -443,6 +448,17 @@ class Feed(Actor):
                     unsaved[key] = c
         return list(unsaved.values())
 
+    async def _collect_sliced(self, fine: set[str], coarse: set[str]) -> list[Candle]:
+        """:meth:`_collect` in slices of :data:`STORE_SLICE` markets with a yield between
+        them (the periodic store of 1,000 markets must not hold the event loop)."""
+        symbols = sorted(fine | coarse)
+        for start in range(0, len(symbols), STORE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            part = set(symbols[start : start + STORE_SLICE])
+            self._collect(fine & part, coarse & part)
+        return list(self._unsaved.values())
+
     async def _stores(self) -> None:
         """Every ``persist_interval_ms``: store the finest open candles changed since the last
         time, every :data:`COARSE_STORE_EVERY` times the coarser ones too (a restart rebuilds
@@ -453,7 +469,8 @@ class Feed(Actor):
             await asyncio.sleep(period)
             n += 1
             try:
-                pending = self._collect(*self._take_store_dirty(n % COARSE_STORE_EVERY == 0))
+                fine, coarse = self._take_store_dirty(n % COARSE_STORE_EVERY == 0)
+                pending = await self._collect_sliced(fine, coarse)
                 if pending:  # never interrupted halfway: a stop waits for it (on_stop)
                     await asyncio.shield(self._save(pending, {}))
             except asyncio.CancelledError:
