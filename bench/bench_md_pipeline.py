@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; writes the results and prints the table. Returns 0."""
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--symbols", type=int, default=1000)
-    p.add_argument("--rates", default="100000,200000", help="offered ticks/s, comma-separated")
+    p.add_argument("--rates", default="20000,40000,100000", help="offered ticks/s, comma-separated")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args(argv)
