@@ -18,7 +18,8 @@ Recovery (``kill -9`` at any moment loses and duplicates nothing):
   message applied and the last ``cmd_seq`` applied. One is taken every ``snapshot_every``
   commands or ``snapshot_interval_ms``
   (at the start of a batch, when every earlier event has been published and acked, or by a
-  timer when the book is idle and all its events are stored), and at a clean stop.
+  timer when the book and the whole matcher are idle and all its events are stored), and at a
+  clean stop.
 * At start the matcher reads the last event of ``evt.<SYM>`` (its ``seq`` is ``published``),
   restores the newest snapshot whose book sequence is not above ``published`` (a newer one
   could hold the state of events lost in a crash), recreates its consumer at the next
@@ -84,6 +85,8 @@ SNAPSHOT_HISTORY = 5
 #: Events of recently applied BOOK_IN messages kept to re-publish them after a failed publish
 #: (at least this many events; whole messages are dropped, oldest first).
 _RECENT_EVENTS = 200_000
+#: The timer snapshots only after the matcher has handled no batch for this long (s).
+_TIMER_IDLE_S = 1.0
 #: At most this many events per ``evt.<SYM>`` message when re-publishing.
 _REPUBLISH_CHUNK = 2_000
 
@@ -243,6 +246,7 @@ class Matcher(Actor):
         self._compress = compress
         self._books: dict[str, _BookState] = {}
         self._kv: KeyValue | None = None
+        self._last_batch_at = 0.0
         self.snapshots_written = 0
 
     # -- runtime hooks ------------------------------------------------------------------------
@@ -364,7 +368,11 @@ class Matcher(Actor):
         """Snapshot books idle since their last change for ``snapshot_interval_ms``.
 
         Only when every event of the book is already stored in ``EVENTS`` (a batch whose
-        events are still being published is left for the next round).
+        events are still being published is left for the next round), and only while the
+        whole matcher has been idle for :data:`_TIMER_IDLE_S`: encoding a large book takes the
+        event loop for a while (about 0.1 s for 40,000 orders), which must not delay the
+        commands of the other books. A book busy enough never to find the matcher idle is
+        still snapshotted every ``snapshot_every`` commands of its own.
         """
         interval = self._snapshot_interval_s
         while True:
@@ -372,6 +380,8 @@ class Matcher(Actor):
             for sym, st in self._books.items():
                 if not st.since_snapshot or time.monotonic() - st.snapshot_at < interval:
                     continue
+                if time.monotonic() - self._last_batch_at < _TIMER_IDLE_S:
+                    break
                 try:
                     async with self.lock:
                         if st.book.seq <= await last_event_seq(self.js, sym):
@@ -414,6 +424,7 @@ class Matcher(Actor):
 
         async def handle(batch: Sequence[Inbound[Any]], out: Outbox) -> None:
             nonlocal failures
+            self._last_batch_at = time.monotonic()
             # The previous batch of this symbol is done here: published and acked, or (a
             # publish failed) nak'ed. After a failure, newer commands may come before the
             # redelivered ones: publish what EVENTS lacks first, so it stays in seq order.
