@@ -21,8 +21,10 @@ from orrange.engine.streams import (
     BOOK_IN,
     EVENTS,
     SNAPSHOT_BUCKET,
+    book_in_messages,
     book_in_subject,
     book_query_subject,
+    decode_book_in,
     decode_events,
     events_subject,
 )
@@ -365,3 +367,19 @@ async def test_restore_skips_corrupt_and_ahead_revisions(nats_url: str) -> None:
         assert await read_events(nc) == expected
     finally:
         await nc.close()
+
+
+def test_book_in_messages_split_by_size_and_decode_back() -> None:
+    cmds = synthetic_flow(300, seed=3)
+    items = [(i + 10, msgspec.json.encode(c)) for i, c in enumerate(cmds)]
+    whole = book_in_messages(items)
+    assert len(whole) == 1 and whole[0][1:] == (10, 309)
+    assert decode_book_in(whole[0][0]) == [(i + 10, c) for i, c in enumerate(cmds)]
+    parts = book_in_messages(items, max_bytes=2_000)
+    assert len(parts) > 1 and all(len(p) <= 2_000 for p, _, _ in parts)
+    assert [pair for p, _, _ in parts for pair in decode_book_in(p)] == decode_book_in(whole[0][0])
+    assert [(a, b) for _, a, b in parts] == [
+        (decode_book_in(p)[0][0], decode_book_in(p)[-1][0]) for p, _, _ in parts
+    ]
+    big = [(1, b'{"type":"clock","ts":' + b"1" * 50 + b"}")]
+    assert book_in_messages(big, max_bytes=10)[0][1:] == (1, 1)  # too large alone: still sent

@@ -6,7 +6,8 @@ Inputs (durable pull consumers, one process reads each):
   :class:`~orrange.risk.RiskEngine`. The commands of a fetched batch that pass are forwarded
   unchanged (the original bytes), per symbol as **one** ``book.in.<SYM>`` message of
   ``[cmd_seq, command]`` pairs (``cmd_seq`` = the ``CMD`` stream sequence; messages split only
-  above :data:`FORWARD_MAX_BYTES`), ``Nats-Msg-Id`` ``in:<SYM>:<first cmd_seq>-<last cmd_seq>``.
+  above :data:`~orrange.engine.streams.BOOK_IN_MAX_BYTES`), ``Nats-Msg-Id``
+  ``in:<SYM>:<first cmd_seq>-<last cmd_seq>``.
   A refused one is answered by an :class:`~orrange.matching.events.OrderRejected` (``seq = 0``)
   on ``rej.<SYM>`` with ``Nats-Msg-Id`` ``rej:<input id>`` (the input's ``Nats-Msg-Id``, or
   ``CMD:<stream seq>`` when it had none).
@@ -65,6 +66,7 @@ from orrange.engine.streams import (
     EVENTS_PREFIX,
     REJECTS_PREFIX,
     EventPayload,
+    book_in_messages,
     cmd_subject,
     events_subject,
 )
@@ -112,9 +114,6 @@ _WRONG_LAST_SEQUENCE = "10071"
 _CLAIM_ATTEMPTS = 3
 
 _event_decoder = msgspec.json.Decoder(EventPayload)
-#: A ``book.in.<SYM>`` message is split above this many bytes (NATS's default max payload is
-#: 1 MiB).
-FORWARD_MAX_BYTES = 512 * 1024
 
 
 class ClaimError(RuntimeError):
@@ -369,7 +368,9 @@ class RiskActor(Actor):
             else:
                 forward.setdefault(symbol, []).append((msg.stream_seq, msg.payload))
         for symbol, items in forward.items():
-            _forward(out, symbol, items)
+            subject = f"{BOOK_IN_PREFIX}.{symbol}"
+            for payload, first, last in book_in_messages(items):
+                out.publish(subject, payload, msg_id=f"in:{symbol}:{first}-{last}")
 
     async def _claim(self, claims: Sequence[tuple[int, str, bytes]]) -> list[int]:
         """Create each key (create-only, distinct keys); returns the indexes whose key another
@@ -429,28 +430,6 @@ class RiskActor(Actor):
             timeout_ms=cfg.publish_timeout_ms,
             max_pending=max(cfg.max_publish_pending, 2 * cfg.batch_size),
         )
-
-
-def _forward(out: Outbox, symbol: str, items: list[tuple[int, bytes]]) -> None:
-    """Queue ``items`` (``(cmd_seq, command JSON)`` in ``CMD`` order) as ``book.in.<symbol>``
-    messages of at most :data:`FORWARD_MAX_BYTES` (a single larger command goes alone)."""
-    subject = f"{BOOK_IN_PREFIX}.{symbol}"
-    start = 0
-    size = 2
-    parts: list[bytes] = []
-    for i, (seq, payload) in enumerate(items):
-        part = b"[%d,%s]" % (seq, payload)
-        if parts and size + len(part) + 1 > FORWARD_MAX_BYTES:
-            first, last = items[start][0], items[i - 1][0]
-            out.publish(
-                subject, b"[" + b",".join(parts) + b"]", msg_id=f"in:{symbol}:{first}-{last}"
-            )
-            start, size, parts = i, 2, []
-        parts.append(part)
-        size += len(part) + 1
-    if parts:
-        first, last = items[start][0], items[-1][0]
-        out.publish(subject, b"[" + b",".join(parts) + b"]", msg_id=f"in:{symbol}:{first}-{last}")
 
 
 def load_risk_limits(

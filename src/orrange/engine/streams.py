@@ -46,6 +46,7 @@ from orrange.runtime import StreamSpec
 
 __all__ = [
     "BOOK_IN",
+    "BOOK_IN_MAX_BYTES",
     "BOOK_IN_PREFIX",
     "BOOK_QUERY_PREFIX",
     "CLIENT_ORDERS_BUCKET",
@@ -60,6 +61,7 @@ __all__ = [
     "SNAPSHOT_BUCKET",
     "BookInPayload",
     "EventPayload",
+    "book_in_messages",
     "book_in_subject",
     "book_query_subject",
     "cmd_subject",
@@ -179,3 +181,37 @@ def decode_book_in(data: bytes) -> list[tuple[int, Command]]:
 def encode_book_in(pairs: list[tuple[int, Command]]) -> bytes:
     """JSON of a ``book.in.<SYM>`` batch (see :func:`decode_book_in`)."""
     return _json.encode(pairs)
+
+
+#: :func:`book_in_messages` splits above this many bytes (NATS's default max payload: 1 MiB).
+BOOK_IN_MAX_BYTES = 512 * 1024
+
+
+def book_in_messages(
+    items: list[tuple[int, bytes]], max_bytes: int = BOOK_IN_MAX_BYTES
+) -> list[tuple[bytes, int, int]]:
+    """``book.in.<SYM>`` payloads of ``(cmd_seq, command JSON)`` items, without re-encoding.
+
+    Args:
+        items: ``(cmd_seq, the command's JSON bytes)`` in ``CMD`` order (non-empty).
+        max_bytes: a message is split before it would exceed this; a single larger command
+            goes alone.
+
+    Returns:
+        ``(payload, first cmd_seq, last cmd_seq)`` per message, in order.
+    """
+    out: list[tuple[bytes, int, int]] = []
+    parts: list[bytes] = []
+    first = items[0][0]
+    last = first
+    size = 2
+    for seq, payload in items:
+        part = b"[%d,%s]" % (seq, payload)
+        if parts and size + len(part) + 1 > max_bytes:
+            out.append((b"[" + b",".join(parts) + b"]", first, last))
+            parts, first, size = [], seq, 2
+        parts.append(part)
+        size += len(part) + 1
+        last = seq
+    out.append((b"[" + b",".join(parts) + b"]", first, last))
+    return out
