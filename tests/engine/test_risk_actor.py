@@ -20,6 +20,7 @@ import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError
 
@@ -94,49 +95,53 @@ async def running_risk(url: str, limits: RiskLimits | None = None) -> AsyncItera
 _pairs = msgspec.json.Decoder(list[tuple[int, msgspec.Raw]])
 
 
-async def read_stream(nc: NATS, stream: str) -> list[Msg]:
-    """Every message of ``stream`` as (subject, data, headers), in stream order.
-
-    ``BOOK_IN`` messages carry batches of ``[cmd_seq, command]``: each command the matcher
-    would apply is one entry here (a pair whose ``cmd_seq`` is not above the last one of its
-    subject is skipped, as the matcher does), its data the command's exact bytes, its
-    ``Nats-Msg-Id`` the one of the ``CMD`` message it came from (read back by ``cmd_seq``).
-    """
-    js = nc.jetstream()
-    info = await js.stream_info(stream)
-    out: list[Msg] = []
+async def _applied(js: JetStreamContext) -> list[tuple[str, int, bytes]]:
+    """``(subject, cmd_seq, command bytes)`` of every ``BOOK_IN`` pair the matcher would apply
+    (a pair whose ``cmd_seq`` is not above the last one of its subject is skipped)."""
+    info = await js.stream_info(BOOK_IN.name)
+    out: list[tuple[str, int, bytes]] = []
     if info.state.messages == 0:
         return out
     last: dict[str, int] = {}
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        m = await js.get_msg(stream, seq)
-        if stream != BOOK_IN.name:
-            out.append((m.subject or "", m.data or b"", dict(m.headers or {})))
-            continue
+        m = await js.get_msg(BOOK_IN.name, seq)
+        subject = m.subject or ""
         for cmd_seq, raw in _pairs.decode(m.data or b""):
-            if cmd_seq <= last.get(m.subject or "", 0):
-                continue
-            last[m.subject or ""] = cmd_seq
-            source = await js.get_msg(CMD.name, cmd_seq)
-            out.append((m.subject or "", bytes(raw), dict(source.headers or {})))
+            if cmd_seq > last.get(subject, 0):
+                last[subject] = cmd_seq
+                out.append((subject, cmd_seq, bytes(raw)))
+    return out
+
+
+async def read_stream(nc: NATS, stream: str) -> list[Msg]:
+    """Every message of ``stream`` as (subject, data, headers), in stream order.
+
+    For ``BOOK_IN`` (batches of ``[cmd_seq, command]``), each command the matcher would apply
+    is one entry, its data the command's exact bytes, its ``Nats-Msg-Id`` the one of the
+    ``CMD`` message it came from (read back by ``cmd_seq``).
+    """
+    js = nc.jetstream()
+    if stream == BOOK_IN.name:
+        return [
+            (subject, raw, dict((await js.get_msg(CMD.name, cmd_seq)).headers or {}))
+            for subject, cmd_seq, raw in await _applied(js)
+        ]
+    info = await js.stream_info(stream)
+    out: list[Msg] = []
+    if info.state.messages == 0:
+        return out
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        m = await js.get_msg(stream, seq)
+        out.append((m.subject or "", m.data or b"", dict(m.headers or {})))
     return out
 
 
 async def count(nc: NATS, stream: str) -> int:
     """Messages in ``stream``; for ``BOOK_IN``, the commands the matcher would apply."""
     js = nc.jetstream()
-    info = await js.stream_info(stream)
-    if stream != BOOK_IN.name or info.state.messages == 0:
-        return int(info.state.messages)
-    total = 0
-    last: dict[str, int] = {}
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        m = await js.get_msg(stream, seq)
-        for cmd_seq, _ in _pairs.decode(m.data or b""):
-            if cmd_seq > last.get(m.subject or "", 0):
-                last[m.subject or ""] = cmd_seq
-                total += 1
-    return total
+    if stream == BOOK_IN.name:
+        return len(await _applied(js))
+    return int((await js.stream_info(stream)).state.messages)
 
 
 async def outputs(nc: NATS) -> int:
