@@ -46,7 +46,7 @@ from orrange.matching import (
     OrderRejected,
 )
 from orrange.risk import generate_client_order_id, is_generated_client_order_id
-from orrange.runtime import PublishError
+from orrange.runtime import PubAck, PublishError
 from orrange.store.queries import (
     InvalidCursorError,
     NotOwnerError,
@@ -208,17 +208,55 @@ def _engine_timeout(ctx: ApiContext, command: str, what: str) -> ApiError:
     )
 
 
-async def _publish(ctx: ApiContext, symbol: str, cmd: Any, msg_id: str) -> bool:
-    """Publish a command; True when JetStream stored it, False for a duplicate msg id."""
+async def _publish(
+    ctx: ApiContext, symbol: str, cmd: Any, msg_id: str, outcome: asyncio.Future[Any]
+) -> None:
+    """Publish a command whose answer ``outcome`` awaits (a hub future).
+
+    The JetStream ack is not awaited on its own: the engine's answer proves the command was
+    stored, and usually comes first. An error ack fails ``outcome`` with a 503 and a
+    duplicate ``Nats-Msg-Id`` with a 409 (unless the answer came first).
+    """
     try:
-        ack = await ctx.publisher.publish(cmd_subject(symbol), cmd, msg_id=msg_id)
+        ack = await ctx.publisher.publish_future(cmd_subject(symbol), cmd, msg_id=msg_id)
     except PublishError as exc:
         raise ApiError(503, "engine", "unavailable", f"cannot publish the command: {exc}") from exc
-    return not ack.duplicate
+
+    def on_ack(f: asyncio.Future[PubAck]) -> None:
+        if f.cancelled():
+            return
+        exc = f.exception()
+        if outcome.done():
+            return
+        if exc is not None:
+            outcome.set_exception(
+                ApiError(503, "engine", "unavailable", f"cannot publish the command: {exc}")
+            )
+        elif f.result().duplicate:
+            outcome.set_exception(
+                ApiError(
+                    409,
+                    "client_order_id",
+                    "duplicate_client_order_id",
+                    f"client_order_id {msg_id.partition(':')[2]} was already submitted",
+                )
+            )
+
+    ack.add_done_callback(on_ack)
+
+
+def _time_out(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
 
 
 async def _wait(ctx: ApiContext, fut: asyncio.Future[Any]) -> Any:
-    return await asyncio.wait_for(asyncio.shield(fut), ctx.options.order_timeout_s)
+    """Await a hub future for at most ``order_timeout_s`` (TimeoutError); one timer, no task."""
+    timer = asyncio.get_running_loop().call_later(ctx.options.order_timeout_s, _time_out, fut)
+    try:
+        return await fut
+    finally:
+        timer.cancel()
 
 
 # ---------------------------------------------------------------------------------- orders
@@ -249,13 +287,7 @@ async def submit_order(
     fut = hub.expect_submit(user, cid)
     started = time.perf_counter()
     try:
-        if not await _publish(ctx, spec.symbol, cmd, f"{user}:{cid}"):
-            raise ApiError(
-                409,
-                "client_order_id",
-                "duplicate_client_order_id",
-                f"client_order_id {cid} was already submitted",
-            )
+        await _publish(ctx, spec.symbol, cmd, f"{user}:{cid}", fut)
         try:
             outcome = await _wait(ctx, fut)
         except TimeoutError as exc:
@@ -264,7 +296,7 @@ async def submit_order(
             ) from exc
     finally:
         hub.forget_submit(user, cid)
-    ctx.metrics.order_roundtrip.labels("submit").observe(time.perf_counter() - started)
+    ctx.metrics.roundtrip("submit", time.perf_counter() - started)
     if isinstance(outcome, OrderRejected):
         raise _rejected(outcome)
     tracker: OrderTracker = outcome
@@ -312,7 +344,12 @@ async def cancel_all(
     spec = _market(ctx, symbol)
     request_id = uuid.uuid4().hex
     cmd = CancelAll(ts=now_ms(), user=principal.user)
-    await _publish(ctx, spec.symbol, cmd, f"{principal.user}:{request_id}")
+    try:
+        await ctx.publisher.publish(
+            cmd_subject(spec.symbol), cmd, msg_id=f"{principal.user}:{request_id}"
+        )
+    except PublishError as exc:
+        raise ApiError(503, "engine", "unavailable", f"cannot publish the command: {exc}") from exc
     return CancelAllOut(symbol=symbol, request_id=request_id, status="submitted")
 
 
@@ -349,14 +386,14 @@ async def _order_command(
     fut = hub.expect_order(kind, spec.symbol, order_id)
     started = time.perf_counter()
     try:
-        await _publish(ctx, spec.symbol, cmd, f"{user}:{uuid.uuid4().hex}")
+        await _publish(ctx, spec.symbol, cmd, f"{user}:{uuid.uuid4().hex}", fut)
         try:
             ev = await _wait(ctx, fut)
         except TimeoutError as exc:
             raise _engine_timeout(ctx, kind, "check the order with GET") from exc
     finally:
         hub.forget_order(kind, spec.symbol, order_id, fut)
-    ctx.metrics.order_roundtrip.labels(kind).observe(time.perf_counter() - started)
+    ctx.metrics.roundtrip(kind, time.perf_counter() - started)
     return ev
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -78,6 +79,16 @@ class PublishError(RuntimeError):
         )
 
 
+def _headers(msg_id: str | None, headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    if msg_id is None:
+        return headers if headers is None or isinstance(headers, dict) else dict(headers)
+    if not headers:
+        return {MSG_ID_HEADER: msg_id}
+    hdrs = dict(headers)
+    hdrs[MSG_ID_HEADER] = msg_id
+    return hdrs
+
+
 class _Batch:
     __slots__ = ("acks", "done", "failures", "remaining")
 
@@ -117,6 +128,8 @@ class Publisher:
         self._start_lock = asyncio.Lock()
         self._tokens = itertools.count(1)
         self._waiters: dict[int, tuple[_Batch, int]] = {}
+        # single publishes (publish, publish_future): token -> (future, subject, msg id, timer)
+        self._singles: dict[int, tuple[asyncio.Future[PubAck], str, str | None, Any]] = {}
         self._batch = _Batch()
         self._meta: list[tuple[str, str | None]] = []
 
@@ -136,30 +149,45 @@ class Publisher:
             )
             self._started = True
 
+    @staticmethod
+    def _ack_of(msg: Msg) -> PubAck | str:
+        """The PubAck of an ack message, or the reason it is a failure."""
+        hdrs = msg.headers
+        if hdrs is not None and hdrs.get("Status") == "503":
+            return "no stream captures this subject"
+        try:
+            resp = _ack_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            return f"bad ack: {exc}"
+        if resp.error is not None:
+            return f"{resp.error.err_code}: {resp.error.description}"
+        return PubAck(resp.stream, resp.seq, resp.duplicate)
+
     async def _on_ack(self, msg: Msg) -> None:
         try:
             token = int(msg.subject[self._prefix_len :])
         except ValueError:
             return
+        single = self._singles.pop(token, None)
+        if single is not None:
+            fut, subject, msg_id, timer = single
+            timer.cancel()
+            if not fut.done():
+                ack = self._ack_of(msg)
+                if isinstance(ack, str):
+                    fut.set_exception(PublishError([(subject, msg_id, ack)]))
+                else:
+                    fut.set_result(ack)
+            return
         waiter = self._waiters.pop(token, None)
         if waiter is None:
             return
         batch, index = waiter
-        hdrs = msg.headers
-        if hdrs is not None and hdrs.get("Status") == "503":
-            batch.failures.append((index, "no stream captures this subject"))
+        ack = self._ack_of(msg)
+        if isinstance(ack, str):
+            batch.failures.append((index, ack))
         else:
-            try:
-                resp = _ack_decoder.decode(msg.data)
-            except msgspec.DecodeError as exc:
-                batch.failures.append((index, f"bad ack: {exc}"))
-            else:
-                if resp.error is not None:
-                    batch.failures.append(
-                        (index, f"{resp.error.err_code}: {resp.error.description}")
-                    )
-                else:
-                    batch.acks[index] = PubAck(resp.stream, resp.seq, resp.duplicate)
+            batch.acks[index] = ack
         batch.remaining -= 1
         if batch.remaining == 0:
             batch.done.set()
@@ -177,13 +205,9 @@ class Publisher:
         batch.acks.append(None)
         batch.remaining += 1
         self._waiters[token] = (batch, index)
-        hdrs: dict[str, str] | None
-        if msg_id is None:
-            hdrs = headers if headers is None or isinstance(headers, dict) else dict(headers)
-        else:
-            hdrs = dict(headers) if headers else {}
-            hdrs[MSG_ID_HEADER] = msg_id
-        await self._nc.publish(subject, payload, reply=f"{self._prefix}{token}", headers=hdrs)
+        await self._nc.publish(
+            subject, payload, reply=f"{self._prefix}{token}", headers=_headers(msg_id, headers)
+        )
 
     async def _collect(self, batch: _Batch, meta: Sequence[tuple[str, str | None]]) -> list[PubAck]:
         if batch.remaining > 0:
@@ -253,7 +277,45 @@ class Publisher:
             PublishError: JetStream answered with an error (e.g. no stream captures
                 ``subject``), or no ack came within ``timeout_ms``.
         """
+        return await (await self.publish_future(subject, msg, msg_id=msg_id, headers=headers))
+
+    async def publish_future(
+        self,
+        subject: str,
+        msg: msgspec.Struct | bytes,
+        *,
+        msg_id: str | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> asyncio.Future[PubAck]:
+        """Send one message now; the returned future resolves with its :class:`PubAck`.
+
+        For callers that wait for something else as well (the API waits for the engine's
+        answer, which may come before the ack): no task, no event, one timer per message.
+        The future fails with :class:`PublishError` on an error ack or when no ack came
+        within ``timeout_ms``.
+        """
         await self._ensure_started()
-        batch = _Batch()
-        await self._send(batch, subject, encode(msg), msg_id, headers)
-        return (await self._collect(batch, [(subject, msg_id)]))[0]
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[PubAck] = loop.create_future()
+        token = next(self._tokens)
+        timer = loop.call_later(self._timeout_s, self._expire, token)
+        self._singles[token] = (fut, subject, msg_id, timer)
+        try:
+            await self._nc.publish(
+                subject,
+                encode(msg),
+                reply=f"{self._prefix}{token}",
+                headers=_headers(msg_id, headers),
+            )
+        except BaseException:
+            self._singles.pop(token, None)
+            timer.cancel()
+            raise
+        return fut
+
+    def _expire(self, token: int) -> None:
+        single = self._singles.pop(token, None)
+        if single is not None and not single[0].done():
+            single[0].set_exception(
+                PublishError([(single[1], single[2], "no publish ack in time")])
+            )
