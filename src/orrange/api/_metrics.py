@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["ApiMetrics"]
@@ -49,6 +51,28 @@ class ApiMetrics:
         self.book_resyncs = Counter(
             "orrange_api_book_resyncs", "Book mirror (re)synchronisations", registry=r
         )
+
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached (``labels()`` costs microseconds per call)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def http_response(self, method: str, status: int) -> None:
+        """Count one HTTP response."""
+        self._child(self.http_responses, method, str(status)).inc()
+
+    def roundtrip(self, command: str, seconds: float) -> None:
+        """Observe one command's publish-to-answer time (s)."""
+        self._child(self.order_roundtrip, command).observe(seconds)
+
+    def event_in(self, stream: str) -> None:
+        """Count one message received by the hub (``events`` or ``rejects``)."""
+        self._child(self.events_in, stream).inc()
 
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""

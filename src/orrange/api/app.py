@@ -257,7 +257,8 @@ def create_app(
     async def count_response(message: Message, scope: Scope) -> None:
         """Count every HTTP response by method and status."""
         if message["type"] == "http.response.start":
-            ctx.metrics.http_responses.labels(scope.get("method", ""), str(message["status"])).inc()
+            method: str = scope.get("method", "")  # type: ignore[assignment]
+            ctx.metrics.http_response(method, message["status"])
 
     api_v1 = Router(
         path="/api/v1",

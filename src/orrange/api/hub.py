@@ -492,7 +492,7 @@ class EventHub:
     # ------------------------------------------------------------------ dispatch
 
     async def _on_event_msg(self, msg: Any) -> None:
-        self._metrics.events_in.labels("events").inc()
+        self._metrics.event_in("events")
         self._dispatched += 1
         if self._dispatched % _YIELD_EVERY == 0:
             # a burst is dispatched without suspending: let the WebSocket writers drain their
@@ -510,7 +510,7 @@ class EventHub:
             self.dispatch(data)
 
     async def _on_reject_msg(self, msg: Any) -> None:
-        self._metrics.events_in.labels("rejects").inc()
+        self._metrics.event_in("rejects")
         try:
             ev = _reject_decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
