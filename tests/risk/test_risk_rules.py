@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from fractions import Fraction
 
 import msgspec
@@ -468,3 +470,22 @@ def test_generated_client_order_ids() -> None:
     assert cid != generate_client_order_id()
     for other in ("c1", "", "~", "~" + "g" * 32, cid.upper(), cid + "0", cid[1:] + "0"):
         assert not is_generated_client_order_id(other), other
+
+
+def test_generated_client_order_ids_are_uuid4_and_differ_after_fork() -> None:
+    ids = [generate_client_order_id() for _ in range(1000)]  # spans several 256-id refills
+    assert len(set(ids)) == 1000
+    for cid in ids[:300]:
+        u = uuid.UUID(cid[1:])
+        assert u.version == 4 and u.variant == uuid.RFC_4122
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child draws from its own refilled pool, not the parent's buffer
+        os.write(write_end, generate_client_order_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.close(write_end)
+    assert is_generated_client_order_id(child_id)
+    assert child_id != generate_client_order_id()
