@@ -60,6 +60,7 @@ def app_from_env() -> Any:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from orrange.api._http import CoalescingHttpToolsProtocol
     from orrange.api.app import create_app
     from orrange.api.auth import AuthError, resolve_jwt_secret
     from orrange.logging import configure_logging
@@ -78,7 +79,7 @@ def _api(args: argparse.Namespace) -> int:
         "host": settings.api_host,
         "port": settings.api_port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": CoalescingHttpToolsProtocol,  # httptools, one write per response
         "ws": "websockets-sansio",
         "log_config": None,
         "access_log": False,
