@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import orrange.alerts.index as index_module
 from orrange.alerts.index import AlertIndex, DuplicateAlert
 from orrange.alerts.rules import (
     AlertEvent,
@@ -344,6 +345,37 @@ op_st = st.one_of(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op_st, min_size=1, max_size=120), st.integers(95, 105))
 def test_index_matches_naive_full_scan(ops: list[tuple], start: int) -> None:
+    check_against_naive(ops, start)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op_st, min_size=1, max_size=120), st.integers(95, 105))
+def test_crowded_books_match_naive_full_scan(ops: list[tuple], start: int) -> None:
+    """The same with the trigger lists turned into SortedLists beyond 2 entries (the path
+    of books with more than ``_SMALL`` alerts on one side)."""
+    small = index_module._SMALL
+    index_module._SMALL = 2
+    try:
+        check_against_naive(ops, start)
+    finally:
+        index_module._SMALL = small
+
+
+def test_crowded_book_lists_become_sorted_lists() -> None:
+    ix = AlertIndex()
+    ix.update("M", LAST, 1_000, 0)
+    n = index_module._SMALL + 10
+    for i in range(n):
+        ix.add(mk(i, Condition.ABOVE, 1_001 + i))
+    book = ix._books[("M", LAST)]
+    assert not isinstance(book.up, list) and len(book.up) == n
+    assert fired_ids(ix.update("M", LAST, 1_003, 1)) == [0, 1, 2]
+    ix.remove(5)
+    assert fired_ids(ix.update("M", LAST, 1_007, 2)) == [3, 4, 6]
+    assert len(ix) == n - 7
+
+
+def check_against_naive(ops: list[tuple], start: int) -> None:
     ix = AlertIndex()
     ref = NaiveEvaluator()
     prices = {(m, r): start for m in MARKETS for r in REFS}

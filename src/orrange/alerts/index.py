@@ -20,7 +20,10 @@ settled at the next update (each alert once). ``crosses`` alerts whose target eq
 last price, with no side yet, wait in a set that is emptied by the next update that moves
 the price.
 
-Add and remove are ``O(log n)`` (sortedcontainers ``SortedList``). Expiry uses a heap of
+Each list is a plain Python list while it is small (up to :data:`_SMALL` entries: ``bisect``
+on a few hundred pointers is cheaper than any tree) and becomes a sortedcontainers
+``SortedList`` beyond that, so add and remove stay ``O(log n)`` for a crowded book (a plain
+list insert moves the whole list). Expiry uses a heap of
 ``(expires_at, alert_id)`` with lazy deletion; the heap is rebuilt when garbage dominates.
 
 Events of one :meth:`AlertIndex.update` are ordered deterministically: expiries first by
@@ -32,6 +35,7 @@ ascending for a rise, descending for a fall; a first or unchanged price counts a
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right, insort
 from typing import Literal
 
 import msgspec
@@ -53,6 +57,9 @@ __all__ = ["AlertIndex", "AlertStatus", "DuplicateAlert"]
 _UP = 1
 _DOWN = -1
 _NAMES = {_UP: "up", _DOWN: "down"}
+
+#: A book's trigger list stays a plain list up to this many entries (then a SortedList).
+_SMALL = 512
 
 # where an entry is
 _IN_FRESH = 0
@@ -105,8 +112,9 @@ class _Book:
         self.market = market
         self.reference = reference
         self.last: int | None = None
-        self.up: SortedList = SortedList()
-        self.down: SortedList = SortedList()
+        # sorted (level, alert_id) entries: a plain list while small, then a SortedList
+        self.up: list[tuple[int, int]] | SortedList = []
+        self.down: list[tuple[int, int]] | SortedList = []
         self.fresh: dict[int, _Entry] = {}
         self.undecided: dict[int, _Entry] = {}
 
@@ -241,10 +249,13 @@ class AlertIndex:
         del self._entries[alert_id]
         book = e.book
         where = e.where
-        if where == _IN_UP:
-            book.up.remove((e.level, alert_id))
-        elif where == _IN_DOWN:
-            book.down.remove((e.level, alert_id))
+        if where in (_IN_UP, _IN_DOWN):
+            lst = book.up if where == _IN_UP else book.down
+            key = (e.level, alert_id)
+            if isinstance(lst, list):
+                del lst[bisect_left(lst, key)]
+            else:
+                lst.remove(key)
         elif where == _IN_FRESH:
             del book.fresh[alert_id]
         else:
@@ -308,26 +319,43 @@ class AlertIndex:
         fired: list[_Fire] = []
         rearmed: list[_Entry] = []
         if p0 is not None and price != p0:
-            # ``_lists`` (sortedcontainers' sublists) gives the ends without the generic
-            # ``__getitem__``: most updates act on nothing, so this check is the hot path
+            # most updates act on nothing, so the check of the list's end is the hot path
+            # (a SortedList's ends are read from its ``_lists``, without the generic
+            # ``__getitem__``)
+            hits = None
             if price > p0:
                 lst = book.up
-                ends = lst._lists
-                if ends and ends[0][0][0] <= price:
-                    stop = lst.bisect_right((price, _INF_ID))
-                    hits = list(lst.islice(0, stop))
-                    del lst[:stop]
-                    for _, alert_id in hits:
-                        self._act(self._entries[alert_id], price, fired, rearmed)
+                if isinstance(lst, list):
+                    if lst and lst[0][0] <= price:
+                        stop = bisect_right(lst, (price, _INF_ID))
+                        hits = lst[:stop]
+                        del lst[:stop]
+                else:
+                    ends = lst._lists
+                    if ends and ends[0][0][0] <= price:
+                        stop = lst.bisect_right((price, _INF_ID))
+                        hits = list(lst.islice(0, stop))
+                        del lst[:stop]
             else:
                 lst = book.down
-                ends = lst._lists
-                if ends and ends[-1][-1][0] >= price:
-                    start = lst.bisect_left((price, _NEG_ID))
-                    hits = list(lst.islice(start, None))
-                    del lst[start:]
-                    for _, alert_id in reversed(hits):
-                        self._act(self._entries[alert_id], price, fired, rearmed)
+                if isinstance(lst, list):
+                    if lst and lst[-1][0] >= price:
+                        start = bisect_left(lst, (price, _NEG_ID))
+                        hits = lst[start:]
+                        del lst[start:]
+                else:
+                    ends = lst._lists
+                    if ends and ends[-1][-1][0] >= price:
+                        start = lst.bisect_left((price, _NEG_ID))
+                        hits = list(lst.islice(start, None))
+                        del lst[start:]
+                if hits:
+                    hits.reverse()
+            if hits:
+                entries = self._entries
+                act = self._act
+                for _, alert_id in hits:
+                    act(entries[alert_id], price, fired, rearmed)
             if book.undecided:
                 pending = list(book.undecided.values())
                 book.undecided.clear()
@@ -434,12 +462,23 @@ class AlertIndex:
             up = e.direction == _UP
         else:
             up = self._waits_up(e)
+        book = e.book
+        key = (e.level, e.alert.id)
         if up:
             e.where = _IN_UP
-            e.book.up.add((e.level, e.alert.id))
+            lst = book.up
         else:
             e.where = _IN_DOWN
-            e.book.down.add((e.level, e.alert.id))
+            lst = book.down
+        if not isinstance(lst, list):
+            lst.add(key)
+            return
+        insort(lst, key)
+        if len(lst) > _SMALL:  # crowded: a SortedList from now on
+            if up:
+                book.up = SortedList(lst)
+            else:
+                book.down = SortedList(lst)
 
     def _settle_fresh(
         self, e: _Entry, price: int, fired: list[_Fire], rearmed: list[_Entry]
