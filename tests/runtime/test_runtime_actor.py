@@ -104,6 +104,36 @@ async def test_same_msg_id_twice_is_stored_once(nats_url: str) -> None:
     await nc.close()
 
 
+async def test_publish_errors_and_concurrent_single_publishes(nats_url: str) -> None:
+    """publish/publish_future: many concurrent single publishes each get their own ack; a
+    subject no stream captures fails with PublishError (503 from the server); a publish no
+    server acknowledges fails after ``timeout_ms``."""
+    from orrange.runtime import PublishError
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, OUT)
+    pub = Publisher(nc, timeout_ms=300)
+    acks = await asyncio.gather(
+        *(pub.publish("out.X", Echo("u", i, i), msg_id=f"C:{i}") for i in range(200))
+    )
+    assert sorted(a.seq for a in acks) == list(range(1, 201))
+    with pytest.raises(PublishError, match="no stream captures"):
+        await pub.publish("nowhere.X", Echo("u", 1, 1), msg_id="N:1")
+    fut = await pub.publish_future("nowhere.Y", b"{}", msg_id="N:2")
+    with pytest.raises(PublishError, match="no stream captures"):
+        await fut
+    # a core subscriber that never answers stands in for a stream that does not ack in time
+    async def ignore(_msg: Any) -> None:
+        return None
+
+    await nc.subscribe("silent.X", cb=ignore)
+    with pytest.raises(PublishError, match="no publish ack in time"):
+        await pub.publish("silent.X", b"{}", msg_id="S:1")
+    assert not pub._singles  # nothing left waiting
+    await nc.close()
+
+
 async def test_redelivery_after_crash_before_ack_is_deduplicated(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
