@@ -16,7 +16,6 @@ import uvicorn
 from litestar import Litestar
 
 from orrange.api import ApiOptions, create_app, issue_token
-from orrange.api._http import CoalescingHttpToolsProtocol
 from orrange.engine.matcher import Matcher
 from orrange.engine.persister import Persister
 from orrange.engine.risk import RiskActor
@@ -128,7 +127,6 @@ async def api_stack(
             app,
             host="127.0.0.1",
             port=0,
-            http=CoalescingHttpToolsProtocol,  # as `orrange api` runs it
             ws="websockets-sansio",
             lifespan="on",
             log_config=None,

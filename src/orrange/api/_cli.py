@@ -60,7 +60,6 @@ def app_from_env() -> Any:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from orrange.api._http import CoalescingHttpToolsProtocol
     from orrange.api.app import create_app
     from orrange.api.auth import AuthError, resolve_jwt_secret
     from orrange.logging import configure_logging
@@ -79,7 +78,7 @@ def _api(args: argparse.Namespace) -> int:
         "host": settings.api_host,
         "port": settings.api_port,
         "loop": "uvloop",
-        "http": CoalescingHttpToolsProtocol,  # httptools, one write per response
+        "http": "httptools",
         "ws": "websockets-sansio",
         "log_config": None,
         "access_log": False,
