@@ -47,12 +47,15 @@ since its last commit in **one** transaction (notifications by binary ``COPY``; 
 and a one-row snapshot of every book's last price in one statement), and only then publishes
 the notifications; batches evaluated while it commits are merged into its next commit, so
 PostgreSQL overlaps evaluation and commits grow with the load (evaluation waits beyond
-``max_pending_updates`` queued updates). With each commit it also stores, per consumer, the
-last input whose output is published (``published:<durable>``). After a crash each consumer
-restarts after the smaller of its ack floor and that published cursor: messages at or below
-the stored cursor were applied already and only have their stored notifications published
-again (grouped by input message, so with the same ``Nats-Msg-Id`` and content, and JetStream
-drops those already stored), the others are evaluated on the state restored from PostgreSQL.
+``max_pending_updates`` queued updates). A batch is evaluated in slices of ``eval_slice``
+updates with the event loop free in between, so the writer's round trips to PostgreSQL and
+NATS do not wait for a whole round of 1,000 updates. With each commit it also stores, per
+consumer, the last input whose output is published (``published:<durable>``). After a crash
+each consumer restarts after the smaller of its ack floor and that published cursor: messages
+at or below the stored cursor were applied already and only have their stored notifications
+published again (grouped by input message, so with the same ``Nats-Msg-Id`` and content,
+and JetStream drops those already stored), the others are evaluated on the state restored from
+PostgreSQL.
 Restart (the :class:`~orrange.alerts.index.AlertIndex` contract): the stored book prices are fed
 to an empty index, then every ``active`` alert is added with its stored ``rearm_after``, so no
 restored alert fires on the restore itself. A failed commit is retried on a fresh connection
@@ -285,6 +288,9 @@ class Alerter(Actor):
         expiry_interval_ms: period of the wall-clock expiry sweep (ms).
         max_pending_updates: price updates evaluated but not yet committed before the inputs
             wait for the writer.
+        eval_slice: price updates evaluated between two yields to the event loop (a round of
+            1,000 takes several ms; the writer's round trips to PostgreSQL and NATS go on
+            between the slices instead of waiting for the whole batch).
 
     Attributes:
         index: the live :class:`AlertIndex`.
@@ -303,6 +309,7 @@ class Alerter(Actor):
         db_connect_timeout_ms: int = 60_000,
         expiry_interval_ms: int = 1_000,
         max_pending_updates: int = 20_000,
+        eval_slice: int = 100,
     ) -> None:
         super().__init__(config)
         self.expiry_interval_ms = expiry_interval_ms
@@ -310,12 +317,13 @@ class Alerter(Actor):
         self.batch_size = batch_size
         self.db_connect_timeout_ms = db_connect_timeout_ms
         self.max_pending_updates = max_pending_updates
+        self.eval_slice = max(1, eval_slice)
         self.index = AlertIndex()
         self.engine = SignalEngine()
         self.subscriptions = SignalSubscriptions()
         self.failed: BaseException | None = None
         self._fires: dict[int, int] = {}
-        self._books: dict[tuple[str, TriggerSource], tuple[int, int]] = {}  # last price, ts
+        self._books: dict[tuple[str, TriggerSource], BookPrice] = {}  # last price per book
         self._books_changed = False
         self._cursors: dict[str, int] = {}  # committed: last input seq per durable
         self._applied: dict[str, int] = {}  # evaluated (committed or pending)
@@ -327,6 +335,7 @@ class Alerter(Actor):
         self._starts: dict[str, int] = {}
         self._open = _Pending()
         self._writing = False
+        self._stale = False  # the index may be half-updated (see _evaluate)
         self._closing = False
         self._wake = asyncio.Event()
         self._progress = asyncio.Condition()
@@ -461,7 +470,7 @@ class Alerter(Actor):
         books = {}
         for b in await load_books(conn):
             index.update(b.market, b.reference, b.price, b.ts)  # no alerts yet: no events
-            books[(b.market, b.reference)] = (b.price, b.ts)
+            books[(b.market, b.reference)] = b
         self._books, self._books_changed = books, False
         fires: dict[int, int] = {}
         for row in await load_live_alerts(conn):
@@ -471,6 +480,7 @@ class Alerter(Actor):
         for s in await load_subscriptions(conn):
             subs.add(s.subscription)
         self.index, self._fires, self.subscriptions = index, fires, subs
+        self._stale = False
         cursors = await load_cursors(conn)
         self._marks, self._published, self._cursors = {}, {}, {}
         for k, v in cursors.items():
@@ -502,9 +512,7 @@ class Alerter(Actor):
             while self._open:
                 job, self._open = self._open, _Pending()
                 if self._books_changed:  # the books as of exactly the work in ``job``
-                    job.snapshot = [
-                        BookPrice(k[0], k[1], v[0], v[1]) for k, v in self._books.items()
-                    ]
+                    job.snapshot = list(self._books.values())
                     self._books_changed = False
                 self._writing = True
                 try:
@@ -656,6 +664,8 @@ class Alerter(Actor):
         nothing more is evaluated, and a restart resumes from the last commit)."""
         if self.failed is not None:
             return []
+        if self._stale:
+            await self._reload()
         old, new = self._split(durable, batch)
         await self._republish(durable, old, out)
         return new
@@ -719,30 +729,43 @@ class Alerter(Actor):
     ) -> None:
         """Evaluate the updates of each input message and queue the result for the writer
         (one ``notifications`` message per input message that produced any)."""
-        job = self._open
         per_input: list[tuple[int, list[Notification]]] = []
         all_notes: list[Notification] = []
         states: dict[int, _State] = {}
-        books: dict[tuple[str, TriggerSource], tuple[int, int]] = {}
+        books: dict[tuple[str, TriggerSource], BookPrice] = {}
         update = self.index.update
         apply = self._apply
-        n = 0
+        step = self.eval_slice
+        n = since = 0
         try:
             for seq, ups in work:
                 notes: list[Notification] = []
-                for market, ref, price, ts in ups:
-                    events = update(market, ref, price, ts)
-                    books[(market, ref)] = (price, ts)
-                    if events:
-                        apply(events, durable, seq, notes, states)
-                n += len(ups)
+                for i in range(0, len(ups), step):
+                    if since >= step:
+                        # let the writer's PostgreSQL and NATS round trips go on between
+                        # slices (nothing of this batch is queued yet, so the writer cannot
+                        # see it half-evaluated; the lock keeps the other inputs out)
+                        await asyncio.sleep(0)
+                        since = 0
+                    part = ups if len(ups) <= step else ups[i : i + step]
+                    for market, ref, price, ts in part:
+                        events = update(market, ref, price, ts)
+                        books[(market, ref)] = BookPrice(market, ref, price, ts)
+                        if events:
+                            apply(events, durable, seq, notes, states)
+                    n += len(part)
+                    since += len(part)
                 if notes:
                     per_input.append((seq, notes))
                     all_notes += notes
         except Exception:
             await self._reload()  # the index may be half-updated: back to the stored state
             raise
-        job = self._open  # the writer may have taken the previous one meanwhile: no await above
+        except BaseException:
+            self._stale = True  # cancelled between slices: reload before the next evaluation
+            raise
+        # no await from here on: the writer takes ``_open`` and ``_books`` together
+        job = self._open
         job.notes += all_notes
         job.states.update(states)
         self._books.update(books)
@@ -852,6 +875,8 @@ class Alerter(Actor):
         while not self.stopping and self.failed is None:
             await asyncio.sleep(self.expiry_interval_ms / 1000)
             async with self.lock:
+                if self._stale:
+                    await self._reload()
                 events = self.index.expire(_now_ms())
                 if not events:
                     continue
