@@ -279,6 +279,13 @@ async def test_listing_market_data_probes(nats_url: str, database_url: str) -> N
         assert 'orrange_api_order_roundtrip_seconds_count{command="submit"} 6.0' in metrics
         schema = (await s.http.get("/schema/openapi.json")).json()
         assert "/api/v1/orders" in schema["paths"]
+        submit_doc = schema["paths"]["/api/v1/orders"]["post"]
+        assert submit_doc["requestBody"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/OrderIn"
+        }
+        assert submit_doc["responses"]["201"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/OrderOut"
+        }
         assert "/api/v1/markets/{symbol}/book" in schema["paths"]
 
 
