@@ -30,11 +30,15 @@ cannot carry 100,000 ticks/s from Python.
   finest interval of each market that traded, and, once every ``coarse_interval_ms`` (1 s) per
   market (the markets take turns over the flushes), the coarser open candles of the markets
   that traded (latest version only); each closed candle also goes to
-  ``md.candle.<IV>.<SYM>``. Windows close ``candle_lateness_ms`` (2 s) after their end
-  (checked every round). Flushes, rounds and stores are separate tasks: none waits for
-  another, nor for a database write of fills. The latest versions are upserted into
-  PostgreSQL (:mod:`orrange.store.candles`) in the background, closed candles and the finest
-  open ones every ``persist_interval_ms`` (1 s), the coarser open ones every
+  ``md.candle.<IV>.<SYM>`` (after the flush that put it on ``md.candles``, from a task of its
+  own, :data:`FINALS_SLICE` at a time: the thousands of candles a minute's end closes never
+  delay a flush). Windows close ``candle_lateness_ms`` (2 s) after their end (checked every
+  round). Flushes, rounds and stores are separate tasks: none waits for another, nor for a
+  database write of fills, and a flush does not wait for the publish acks of the previous
+  ones (they are collected in the background, at most :data:`FLUSHES_IN_FLIGHT` flushes
+  outstanding; a round yields between slices of its publishes). The latest versions are
+  upserted into PostgreSQL (:mod:`orrange.store.candles`) in the background, closed candles
+  and the finest open ones every ``persist_interval_ms`` (1 s), the coarser open ones every
   :data:`COARSE_STORE_EVERY` times that (a restart rebuilds them from the finest), and all at
   stop. A batch of fills is stored at once, with the candles of its markets and the
   per-market seq of its last fill, before it is acked, so a redelivered fill is never
@@ -58,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -117,8 +122,11 @@ from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
 __all__ = [
     "COARSE_STORE_EVERY",
     "FEED_DURABLE",
+    "FINALS_SLICE",
+    "FLUSHES_IN_FLIGHT",
     "MAX_BUFFERED_TICKS",
     "OWN_SOURCE",
+    "ROUND_PUBLISH_SLICE",
     "ROUND_SLICE",
     "STORE_SLICE",
     "Feed",
@@ -138,6 +146,16 @@ COARSE_STORE_EVERY = 5
 ROUND_SLICE = 100
 #: Markets collected, and candles upserted, between two yields of a store.
 STORE_SLICE = 200
+#: Flushes whose publish acks may be outstanding at once: a flush does not wait for the acks
+#: of the previous ones (they come in the background), only for those of the flush this many
+#: before it.
+FLUSHES_IN_FLIGHT = 4
+#: Closed candles published on ``md.candle.<IV>.<SYM>`` between two waits for their acks (a
+#: minute's end closes a candle per market and interval: thousands of messages, which go out in
+#: a task of their own so that they never hold up a flush).
+FINALS_SLICE = 100
+#: Messages a round submits between two yields to the event loop.
+ROUND_PUBLISH_SLICE = 50
 
 _json = msgspec.json.Encoder()
 
@@ -280,6 +298,8 @@ class Feed(Actor):
         self._coarser = len(self.candles.intervals) > 1
         self._ticks: dict[str, list[AnyTick]] = {}
         self._closed: list[CandleClosed] = []  # to publish
+        self._finals: deque[CandleClosed] = deque()  # published on md.candles, not yet alone
+        self._finals_due = asyncio.Event()
         self._dirty_fast: set[str] = set()  # traded since the last flush
         self._dirty_coarse: set[str] = set()  # coarser candles not published since
         self._dirty_store: set[str] = set()  # traded since the last store (but the last flush)
@@ -297,6 +317,9 @@ class Feed(Actor):
         self._msg_no = itertools.count(1)
         self._conn: asyncpg.Connection | None = None
         self._db_lock = asyncio.Lock()
+        self._flush_publishers: list[Publisher] = []
+        # per flush publisher, the task collecting the acks of its last flush
+        self._flush_acks: list[asyncio.Task[None] | None] = [None] * FLUSHES_IN_FLIGHT
         self.counts: dict[str, int] = {
             "ticks": 0,
             "dropped": 0,
@@ -337,11 +360,8 @@ class Feed(Actor):
         await self._restore(_now_ms())
         for src in self._sources:
             self.spawn(self._run_source(src), name=f"{self.name}:{src.name}")
-        self._round_publisher = Publisher(
-            self.nc,
-            timeout_ms=self.config.publish_timeout_ms,
-            max_pending=self.config.max_publish_pending,
-        )
+        self._round_publisher = self._new_publisher()
+        self._flush_publishers = [self._new_publisher() for _ in range(FLUSHES_IN_FLIGHT)]
         self.spawn(
             self._every(self.flush_interval_ms, self._flush, "flush"), name=f"{self.name}:flushes"
         )
@@ -349,6 +369,7 @@ class Feed(Actor):
             self._every(self.index_interval_ms, self._round, "round"), name=f"{self.name}:rounds"
         )
         self.spawn(self._stores(), name=f"{self.name}:stores")
+        self.spawn(self._publish_finals(), name=f"{self.name}:finals")
         self.log.info(
             "feed started",
             sources=[s.name for s in self._sources],
@@ -356,7 +377,17 @@ class Feed(Actor):
             intervals=list(self.candles.intervals),
         )
 
+    def _new_publisher(self) -> Publisher:
+        return Publisher(
+            self.nc,
+            timeout_ms=self.config.publish_timeout_ms,
+            max_pending=self.config.max_publish_pending,
+        )
+
     async def on_stop(self) -> None:
+        acks = [t for t in self._flush_acks if t is not None]
+        if acks:  # the acks of the last flushes (each bounded by publish_timeout_ms)
+            await asyncio.gather(*acks, return_exceptions=True)
         for src in self._sources:
             try:
                 await src.close()
@@ -598,8 +629,15 @@ class Feed(Actor):
         connection send them, this flush's share of the coarser candles (each market's turn
         comes once every ``coarse_interval_ms``). Flushes run in a task of their own, beside the
         rounds and the stores, and take no lock: a database write of fills or a round never
-        holds up the candle updates."""
+        holds up the candle updates. The acks are collected in the background (each flush's
+        own publisher, :data:`FLUSHES_IN_FLIGHT` of them in turn): a flush waits only for
+        those of the flush that used its publisher last."""
         limit = max(1024, self.nc.max_payload - 4096)
+        turn = self._flushes_done % FLUSHES_IN_FLIGHT
+        previous = self._flush_acks[turn]
+        if previous is not None and not previous.done():
+            await previous  # backpressure: FLUSHES_IN_FLIGHT flushes wait for acks already
+        pub = self._flush_publishers[turn]
         # candles: closed since the last flush, then the finest open ones
         closed, self._closed = self._closed, []
         fast, self._dirty_fast = self._dirty_fast, set()
@@ -610,13 +648,14 @@ class Feed(Actor):
         open_candles = self.candles.open_candles
         for sym in sorted(fast):
             candles += open_candles(sym, coarser=False)
-        sent = await self._submit_candles(candles, limit)
+        sent = await self._submit_candles(pub, candles, limit)
+        await asyncio.sleep(0)  # the connection sends the candles before the ticks are encoded
         # ticks, per source
         buffers, self._ticks = self._ticks, {}
         for source, ticks in buffers.items():
             self.counts["ticks"] += len(ticks)
             sent += await self._submit_batches(
-                ticks_subject(source), ticks, f"ticks:{source}", limit
+                pub, ticks_subject(source), ticks, f"ticks:{source}", limit
             )
         await asyncio.sleep(0)
         # the coarser open candles of this flush's share of the markets that traded
@@ -629,22 +668,52 @@ class Feed(Actor):
                 if sym in dirty:
                     dirty.discard(sym)
                     coarse += open_candles(sym, finest=False)
-            sent += await self._submit_candles(coarse, limit)
-        for c in closed:
-            await self.publisher.submit(
-                candle_subject(c.interval, c.symbol),
-                c,
-                msg_id=f"candle:{c.interval}:{c.symbol}:{c.open_time}:final",
-            )
-        sent += len(closed)
+            sent += await self._submit_candles(pub, coarse, limit)
+        if closed:
+            self._finals.extend(closed)
+            self._finals_due.set()
         self.counts["messages"] += sent
-        await self.publisher.flush()
+        if pub.pending:
+            self._flush_acks[turn] = asyncio.create_task(self._acked(pub))
 
-    async def _submit_candles(self, candles: list[Candle], limit: int) -> int:
+    async def _publish_finals(self) -> None:
+        """Each closed candle on ``md.candle.<IV>.<SYM>``, after the flush that put it on
+        ``md.candles``: :data:`FINALS_SLICE` at a time, waiting for their acks between slices
+        (a task of its own: the thousands closed at a minute's end never delay a flush)."""
+        pub = self._new_publisher()
+        finals = self._finals
+        while not self.stopping:
+            await self._finals_due.wait()
+            self._finals_due.clear()
+            while finals:
+                for _ in range(min(FINALS_SLICE, len(finals))):
+                    c = finals.popleft()
+                    await pub.submit(
+                        candle_subject(c.interval, c.symbol),
+                        c,
+                        msg_id=f"candle:{c.interval}:{c.symbol}:{c.open_time}:final",
+                    )
+                    self.counts["messages"] += 1
+                await self._acked(pub, "publishing closed candles failed")
+
+    async def _acked(self, pub: Publisher, failure: str = "feed flush failed") -> None:
+        """Collect the acks of what was submitted to ``pub``; a failure is logged (market
+        data is a live view: lost messages are not retried). For a flush, this runs in the
+        background: the next flush goes on meanwhile."""
+        try:
+            await pub.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.error(failure, error=repr(exc))
+
+    async def _submit_candles(self, pub: Publisher, candles: list[Candle], limit: int) -> int:
         self.counts["candles"] += len(candles)
-        return await self._submit_batches(MD_CANDLES_SUBJECT, candles, "candles", limit)
+        return await self._submit_batches(pub, MD_CANDLES_SUBJECT, candles, "candles", limit)
 
-    async def _submit_batches(self, subject: str, items: list[Any], tag: str, limit: int) -> int:
+    async def _submit_batches(
+        self, pub: Publisher, subject: str, items: list[Any], tag: str, limit: int
+    ) -> int:
         """Submit ``items`` as JSON arrays on ``subject`` (``Nats-Msg-Id``
         ``<tag>:<run>:<n>``); returns the number of messages."""
         if not items:
@@ -654,7 +723,7 @@ class Feed(Actor):
         self.counts["dropped"] += dropped
         for data in datas:
             n = next(self._msg_no)
-            await self.publisher.submit(subject, data, msg_id=f"{tag}:{self._run_id}:{n}")
+            await pub.submit(subject, data, msg_id=f"{tag}:{self._run_id}:{n}")
         return len(datas)
 
     async def _round(self, now: int) -> None:
@@ -684,7 +753,11 @@ class Feed(Actor):
         turns = -(-len(self._indexed) // INDEX_LATEST_PER_ROUND) or 1
         ref_turns = max(1, self.reference_interval_ms // self.index_interval_ms)
         position = self._index_position
+        next_yield = sent + ROUND_PUBLISH_SLICE
         for ip in ips:
+            if sent >= next_yield:  # a flush may be due: let it run between the slices
+                next_yield = sent + ROUND_PUBLISH_SLICE
+                await asyncio.sleep(0)
             sym = ip.symbol
             i = position[sym]
             if i % turns == rounds % turns:
