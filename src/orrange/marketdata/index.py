@@ -140,8 +140,22 @@ class IndexPrice(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="i
     fallback: bool
 
 
+_NO_STEP = -(2**63)
+
+
 class _Source:
-    __slots__ = ("fallback", "name", "price", "ts", "vol", "vols", "weight")
+    __slots__ = (
+        "fallback",
+        "name",
+        "price",
+        "step",
+        "step_qty",
+        "step_ts",
+        "ts",
+        "vol",
+        "vols",
+        "weight",
+    )
 
     def __init__(self, cfg: SourceConfig) -> None:
         self.name = cfg.name
@@ -149,9 +163,15 @@ class _Source:
         self.fallback = cfg.fallback
         self.price = 0
         self.ts = 0
+        # volume steps (see IndexCalculator.update): the lots of the window (``vol``) are those
+        # of the finished steps, oldest first as (last trade ts, lots), and of the current step
+        # (the last one begun: its number, last trade ts and lots, kept inline: one object less
+        # to touch per trade)
         self.vol = 0
-        # volume steps: [step number, last trade ts, lots] (see IndexCalculator.update)
-        self.vols: deque[list[int]] = deque()
+        self.vols: deque[tuple[int, int]] = deque()
+        self.step = _NO_STEP
+        self.step_ts = 0
+        self.step_qty = 0
 
 
 def _median2(sorted_vals: list[int]) -> int:
@@ -207,19 +227,19 @@ class IndexCalculator:
             s.price = price
         if qty:
             s.vol += qty
-            vols = s.vols
             step = ts // self._step
-            if vols:
-                last = vols[-1]
-                if last[0] == step:
-                    last[2] += qty
-                    if ts > last[1]:
-                        last[1] = ts
-                    return
-            vols.append([step, ts, qty])
+            if step == s.step:
+                s.step_qty += qty
+                if ts > s.step_ts:
+                    s.step_ts = ts
+                return
+            vols = s.vols
+            if s.step_qty:
+                vols.append((s.step_ts, s.step_qty))
+            s.step, s.step_ts, s.step_qty = step, ts, qty
             horizon = ts - self._window  # steps leave as new ones begin (and in compute)
-            while vols[0][1] <= horizon:
-                s.vol -= vols.popleft()[2]
+            while vols and vols[0][0] <= horizon:
+                s.vol -= vols.popleft()[1]
 
     def compute(self, now: int) -> IndexPrice | None:
         """The index at ``now`` (ms UTC), or ``None`` if no source is usable."""
@@ -273,9 +293,12 @@ class IndexCalculator:
         vhorizon = now - cfg.volume_window_ms
         for s in live:
             vols = s.vols
-            if vols and vols[0][1] <= vhorizon:
-                while vols and vols[0][1] <= vhorizon:
-                    s.vol -= vols.popleft()[2]
+            if vols and vols[0][0] <= vhorizon:
+                while vols and vols[0][0] <= vhorizon:
+                    s.vol -= vols.popleft()[1]
+            if not vols and s.step_qty and s.step_ts <= vhorizon:  # the current step left too
+                s.vol -= s.step_qty
+                s.step, s.step_qty = _NO_STEP, 0
             total_v += s.vol
         num = 0
         den = 0
