@@ -45,7 +45,8 @@ deterministic ids, each naming the input message that produced it; the alerts' n
 cursor); its input is then acked (ack policy ``all``). A writer task stores everything queued
 since its last commit in **one** transaction (notifications by binary ``COPY``; states, cursors
 and a one-row snapshot of every book's last price in one statement), and only then publishes
-the notifications; batches evaluated while it commits are merged into its next commit, so
+the notifications (their acks are awaited while the next job commits; that job's output is sent
+once they are in); batches evaluated while it commits are merged into its next commit, so
 PostgreSQL overlaps evaluation and commits grow with the load (evaluation waits beyond
 ``max_pending_updates`` queued updates). A batch is evaluated in slices of ``eval_slice``
 updates with the event loop free in between, so the writer's round trips to PostgreSQL and
@@ -495,46 +496,88 @@ class Alerter(Actor):
     # ------------------------------------------------------------------ the writer
     async def _write_loop(self) -> None:
         """Commit what the inputs evaluated, then publish it; one transaction for everything
-        pending, so commits overlap the evaluation of the next batches and grow under load."""
-        while True:
-            if self._unrecorded and not self._closing:  # idle: store how far output is published
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 0.05)
-                except TimeoutError:
+        pending, so commits overlap the evaluation of the next batches and grow under load.
+
+        A job's notifications are sent right after its commit; their acks are awaited by a
+        task while the next job commits (the next job's output is sent only once they are all
+        in, so output keeps its order, also when publishing has to be retried)."""
+        confirming: asyncio.Task[None] | None = None  # acks of the last job sent
+        try:
+            while True:
+                if not self._open:
+                    if confirming is not None:
+                        await confirming  # raises what publishing raised
+                        confirming = None
+                    if self._unrecorded and not self._closing:  # idle: store the published cursor
+                        try:
+                            await asyncio.wait_for(self._wake.wait(), 0.05)
+                        except TimeoutError:
+                            try:
+                                await self._commit(_Pending())
+                            except Exception as exc:
+                                self.log.error("publication cursor not stored", error=repr(exc))
+                    await self._wake.wait()
+                    self._wake.clear()
+                    if self._closing and not self._open:
+                        return
+                while self._open:
+                    job, self._open = self._open, _Pending()
+                    if self._books_changed:  # the books as of exactly the work in ``job``
+                        job.snapshot = list(self._books.values())
+                        self._books_changed = False
+                    self._writing = True
                     try:
-                        await self._commit(_Pending())
-                    except Exception as exc:
-                        self.log.error("publication cursor not stored", error=repr(exc))
-            await self._wake.wait()
-            self._wake.clear()
-            if self._closing and not self._open:
-                return
-            while self._open:
-                job, self._open = self._open, _Pending()
-                if self._books_changed:  # the books as of exactly the work in ``job``
-                    job.snapshot = list(self._books.values())
-                    self._books_changed = False
-                self._writing = True
-                try:
-                    await self._commit(job)
-                    self._cursors.update(job.cursors)
-                    async with self._progress:
-                        self._progress.notify_all()
-                    await self._publish(job.publishes)
-                    self._unrecorded.update(job.cursors)
-                except Exception as exc:
-                    self.failed = exc
-                    self.log.critical(
-                        "cannot store evaluated input; stopping (a restart resumes from the"
-                        " last commit)",
-                        error=repr(exc),
-                    )
-                    self.request_stop()
-                    return
-                finally:
-                    self._writing = False
-                    async with self._progress:
-                        self._progress.notify_all()
+                        await self._commit(job)
+                        self._cursors.update(job.cursors)
+                        async with self._progress:
+                            self._progress.notify_all()
+                        if confirming is not None:
+                            await confirming  # raises what publishing raised
+                            confirming = None
+                        confirming = await self._send(job)
+                    finally:
+                        self._writing = False
+                        async with self._progress:
+                            self._progress.notify_all()
+        except Exception as exc:
+            self.failed = exc
+            self.log.critical(
+                "cannot store evaluated input; stopping (a restart resumes from the last commit)",
+                error=repr(exc),
+            )
+            self.request_stop()
+            async with self._progress:
+                self._progress.notify_all()
+        finally:
+            if confirming is not None and not confirming.done():
+                confirming.cancel()
+
+    async def _send(self, job: _Pending) -> asyncio.Task[None] | None:
+        """Send a committed job's output; returns the task that awaits its acks (None when
+        there was nothing to send or sending failed and was retried to the end here)."""
+        if not job.publishes:
+            self._unrecorded.update(job.cursors)
+            return None
+        try:
+            for subject, payload, msg_id in job.publishes:
+                await self.publisher.submit(subject, payload, msg_id=msg_id)
+        except (PublishError, nats.errors.Error) as exc:
+            self.log.error("publishing failed; retried", error=repr(exc))
+            await self._publish(job.publishes)
+            self._unrecorded.update(job.cursors)
+            return None
+        return asyncio.create_task(self._confirm(job), name=f"{self.name}:confirm")
+
+    async def _confirm(self, job: _Pending) -> None:
+        """Wait for the acks of a job's output (publishing it again until JetStream has it);
+        then its inputs count as published."""
+        try:
+            await self.publisher.flush()
+        except (PublishError, nats.errors.Error) as exc:
+            self.log.error("publishing failed; retried", error=repr(exc))
+            await asyncio.sleep(0.2)
+            await self._publish(job.publishes)
+        self._unrecorded.update(job.cursors)
 
     async def _commit(self, job: _Pending) -> None:
         """Store ``job`` (see :func:`write_alerter_batch`), retrying while the database is
