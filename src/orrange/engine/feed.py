@@ -201,24 +201,24 @@ class _Market:
 def _chunks(items: list[Any], size: int, limit: int) -> tuple[list[bytes], int]:
     """JSON arrays of ``items`` in order, at most ``size`` per array and under ``limit`` bytes
     each (halved until they fit); returns them and the number of items left out (an item alone
-    over the limit)."""
+    over the limit). No closure: a recursive one is a reference cycle that kept every batch
+    encoded alive until the garbage collector's next pass."""
     out: list[bytes] = []
     dropped = 0
-
-    def put(part: list[Any]) -> None:
-        nonlocal dropped
-        data = _json.encode(part)
-        if len(data) <= limit:
-            out.append(data)
-        elif len(part) > 1:
-            half = len(part) // 2
-            put(part[:half])
-            put(part[half:])
-        else:
-            dropped += 1
-
+    encode = _json.encode
     for i in range(0, len(items), size):
-        put(items[i : i + size])
+        parts = [items[i : i + size]]  # a stack, next part last
+        while parts:
+            part = parts.pop()
+            data = encode(part)
+            if len(data) <= limit:
+                out.append(data)
+            elif len(part) > 1:
+                half = len(part) // 2
+                parts.append(part[half:])
+                parts.append(part[:half])
+            else:
+                dropped += 1
     return out, dropped
 
 
