@@ -275,7 +275,7 @@ def test_volume_is_kept_in_bounded_steps_of_the_window() -> None:
     src = idx._sources["s0"]
 
     def steps() -> int:  # the finished steps kept and the current one
-        return len(src.vols) + (1 if src.step_qty else 0)
+        return len(src.vol_ts) + (1 if src.step_qty else 0)
 
     assert steps() == 1 and src.vol == 10_000
     for i in range(3 * VOLUME_STEPS):  # three windows of steps: never more than a window

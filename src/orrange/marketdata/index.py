@@ -153,7 +153,8 @@ class _Source:
         "step_ts",
         "ts",
         "vol",
-        "vols",
+        "vol_qty",
+        "vol_ts",
         "weight",
     )
 
@@ -164,11 +165,13 @@ class _Source:
         self.price = 0
         self.ts = 0
         # volume steps (see IndexCalculator.update): the lots of the window (``vol``) are those
-        # of the finished steps, oldest first as (last trade ts, lots), and of the current step
-        # (the last one begun: its number, last trade ts and lots, kept inline: one object less
-        # to touch per trade)
+        # of the finished steps, oldest first (their last trade ts and lots in two deques of
+        # ints: nothing for the garbage collector to track), and of the current step (the last
+        # one begun: its number, last trade ts and lots, kept inline: one object less to touch
+        # per trade)
         self.vol = 0
-        self.vols: deque[tuple[int, int]] = deque()
+        self.vol_ts: deque[int] = deque()
+        self.vol_qty: deque[int] = deque()
         self.step = _NO_STEP
         self.step_ts = 0
         self.step_qty = 0
@@ -233,13 +236,15 @@ class IndexCalculator:
                 if ts > s.step_ts:
                     s.step_ts = ts
                 return
-            vols = s.vols
+            vol_ts = s.vol_ts
             if s.step_qty:
-                vols.append((s.step_ts, s.step_qty))
+                vol_ts.append(s.step_ts)
+                s.vol_qty.append(s.step_qty)
             s.step, s.step_ts, s.step_qty = step, ts, qty
             horizon = ts - self._window  # steps leave as new ones begin (and in compute)
-            while vols and vols[0][0] <= horizon:
-                s.vol -= vols.popleft()[1]
+            while vol_ts and vol_ts[0] <= horizon:
+                vol_ts.popleft()
+                s.vol -= s.vol_qty.popleft()
 
     def compute(self, now: int) -> IndexPrice | None:
         """The index at ``now`` (ms UTC), or ``None`` if no source is usable."""
@@ -292,11 +297,11 @@ class IndexCalculator:
         total_v = 0
         vhorizon = now - cfg.volume_window_ms
         for s in live:
-            vols = s.vols
-            if vols and vols[0][0] <= vhorizon:
-                while vols and vols[0][0] <= vhorizon:
-                    s.vol -= vols.popleft()[1]
-            if not vols and s.step_qty and s.step_ts <= vhorizon:  # the current step left too
+            vol_ts = s.vol_ts
+            while vol_ts and vol_ts[0] <= vhorizon:
+                vol_ts.popleft()
+                s.vol -= s.vol_qty.popleft()
+            if not vol_ts and s.step_qty and s.step_ts <= vhorizon:  # the current step left too
                 s.vol -= s.step_qty
                 s.step, s.step_qty = _NO_STEP, 0
             total_v += s.vol
