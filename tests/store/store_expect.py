@@ -178,6 +178,8 @@ async def check_matches_book(conn: asyncpg.Connection, run: BookRun) -> None:
     assert len(stored) == len(expected_events)
     for r in stored:
         assert msgspec.json.decode(r[3], type=Event) == expected_events[(r[0], r[1])]
+        # the audit trail holds the event's JSON exactly as encoded (not a normalised form)
+        assert r[3] == msgspec.json.encode(expected_events[(r[0], r[1])]).decode()
         assert r[2] == type(expected_events[(r[0], r[1])]).__struct_config__.tag
 
     book_rejections = [e for e in events if isinstance(e, OrderRejected)]

@@ -7,8 +7,8 @@
 
 Tables (ticks, lots, quote units and ms UTC as ``bigint``): ``orders`` (current state, key
 ``(symbol, order_id)``), ``order_events`` (every book event but L2 deltas, key
-``(symbol, seq)``, JSON payload), ``fills`` (key ``(symbol, seq)``), ``rejections`` (risk's and
-the book's, key = the ``Nats-Msg-Id``).
+``(symbol, seq)``, the event's JSON as published in a ``text`` column), ``fills`` (key
+``(symbol, seq)``), ``rejections`` (risk's and the book's, key = the ``Nats-Msg-Id``).
 """
 
 from orrange.store.migrate import Migration, MigrationError, load_migrations, migrate
