@@ -19,7 +19,14 @@ import msgspec
 import nats
 import pytest
 
-from orrange.engine.feed import FEED_DURABLE, Feed, _chunks, index_configs, main
+from orrange.engine.feed import (
+    COARSE_STORE_EVERY,
+    FEED_DURABLE,
+    Feed,
+    _chunks,
+    index_configs,
+    main,
+)
 from orrange.engine.matcher import Matcher, default_markets_path
 from orrange.engine.md_streams import decode_candles, decode_indexes, decode_ticks
 from orrange.engine.streams import book_in_subject, decode_events
@@ -358,3 +365,19 @@ def test_batches_keep_order_and_fit_the_payload_limit() -> None:
     # an item alone over the limit is left out and counted, the others keep their order
     datas, dropped = _chunks(["a", "b" * 100, "c"], 10, 20)
     assert dropped == 1 and [x for d in datas for x in msgspec.json.decode(d)] == ["a", "c"]
+
+
+def test_stores_take_turns_with_the_coarser_candles() -> None:
+    markets = {f"M{i}-USDT": BTC for i in range(23)}
+    feed = Feed(ActorConfig(name="feed", metrics_port=None), "postgresql://unused", markets)
+    feed._dirty_store = set(markets)  # traded since the last store (a flush moved them here)
+    stored: list[str] = []
+    for n in range(1, COARSE_STORE_EVERY + 1):
+        fine, coarse = feed._take_store_dirty(n)
+        assert fine == (set(markets) if n == 1 else set())
+        assert len(coarse) <= -(-len(markets) // COARSE_STORE_EVERY)
+        stored += coarse
+    # every market's coarser candles once within COARSE_STORE_EVERY stores, none left over
+    assert sorted(stored) == sorted(markets) and feed._take_store_dirty() == (set(), set())
+    feed._dirty_store = {"M0-USDT", "M1-USDT"}
+    assert feed._take_store_dirty() == ({"M0-USDT", "M1-USDT"},) * 2  # at stop: all of them

@@ -38,13 +38,14 @@ cannot carry 100,000 ticks/s from Python.
   ones (they are collected in the background, at most :data:`FLUSHES_IN_FLIGHT` flushes
   outstanding; a round yields between slices of its publishes). The latest versions are
   upserted into PostgreSQL (:mod:`orrange.store.candles`) in the background, closed candles
-  and the finest open ones every ``persist_interval_ms`` (1 s), the coarser open ones every
-  :data:`COARSE_STORE_EVERY` times that (a restart rebuilds them from the finest), and all at
-  stop. A batch of fills is stored at once, with the candles of its markets and the
-  per-market seq of its last fill, before it is acked, so a redelivered fill is never
-  counted twice (an event whose seq is not above the last applied fill of its market is
-  skipped; a crash loses at most the last second of external trades from the stored candles,
-  never a fill); at start the open windows of the day are restored from the stored 1m candles.
+  and the finest open ones every ``persist_interval_ms`` (1 s), a market's coarser open ones
+  every :data:`COARSE_STORE_EVERY` times that (the markets take turns, a fifth of them each
+  store; a restart rebuilds them from the finest), and all at stop. A batch of fills is
+  stored at once, with the candles of its markets and the per-market seq of its last fill,
+  before it is acked, so a redelivered fill is never counted twice (an event whose seq is not
+  above the last applied fill of its market is skipped; a crash loses at most the last second
+  of external trades from the stored candles, never a fill); at start the open windows of the
+  day are restored from the stored 1m candles.
 
 Failures: a database that goes away is waited for (writes retried with backoff, nothing acked
 meanwhile); a source that fails is restarted after 1 s (the live clients reconnect by
@@ -140,7 +141,8 @@ FEED_DURABLE = "feed"
 OWN_SOURCE = "orrange"
 #: Ticks of one source waiting for publication at most (older ones are dropped beyond).
 MAX_BUFFERED_TICKS = 500_000
-#: The coarser open candles are stored every this many stores of the finest ones.
+#: A market's coarser open candles are stored every this many stores of the finest ones (the
+#: markets take turns: each store upserts the coarser candles of a share of them).
 COARSE_STORE_EVERY = 5
 #: Markets whose index a round computes between two yields to the event loop.
 ROUND_SLICE = 100
@@ -313,6 +315,8 @@ class Feed(Actor):
         turns = max(1, coarse_interval_ms // self.flush_interval_ms)
         ordered = sorted(self.markets)
         self._coarse_shares = [ordered[k::turns] for k in range(turns)]
+        every = COARSE_STORE_EVERY
+        self._store_shares = [set(ordered[k::every]) for k in range(every)]
         self._run_id = 0
         self._msg_no = itertools.count(1)
         self._conn: asyncpg.Connection | None = None
@@ -455,15 +459,21 @@ class Feed(Actor):
                 fixed.append(c)
             self.candles.restore(sym, fixed)
 
-    def _take_store_dirty(self, coarser: bool = True) -> tuple[set[str], set[str]]:
-        """The markets whose finest open candle changed since the last store, and (with
-        ``coarser``) those whose coarser ones changed since they were last stored."""
+    def _take_store_dirty(self, turn: int | None = None) -> tuple[set[str], set[str]]:
+        """The markets whose finest open candle changed since the last store, and those whose
+        coarser ones changed since they were last stored: all of them (``turn`` None), or those
+        of store ``turn``'s share of the markets (each market's turn comes every
+        :data:`COARSE_STORE_EVERY` stores, so that no store upserts every coarser candle at
+        once)."""
         fine = self._dirty_store | self._dirty_fast
         self._dirty_store = set()
-        self._dirty_store_coarse |= fine
-        if not coarser:
-            return fine, set()
-        coarse, self._dirty_store_coarse = self._dirty_store_coarse, set()
+        dirty = self._dirty_store_coarse
+        dirty |= fine
+        if turn is None:
+            self._dirty_store_coarse = set()
+            return fine, dirty
+        coarse = dirty & self._store_shares[turn % COARSE_STORE_EVERY]
+        dirty -= coarse
         return fine, coarse
 
     def _collect(self, fine: set[str], coarse: set[str] | None = None) -> list[Candle]:
@@ -492,15 +502,16 @@ class Feed(Actor):
 
     async def _stores(self) -> None:
         """Every ``persist_interval_ms``: store the finest open candles changed since the last
-        time, every :data:`COARSE_STORE_EVERY` times the coarser ones too (a restart rebuilds
-        the coarser windows from the finest candles, so only the API's view of them lags)."""
+        time, and the coarser ones of this store's share of the markets (each market's every
+        :data:`COARSE_STORE_EVERY` stores; a restart rebuilds the coarser windows from the
+        finest candles, so only the API's view of them lags)."""
         period = self.persist_interval_ms / 1000
         n = 0
         while not self.stopping:
             await asyncio.sleep(period)
             n += 1
             try:
-                fine, coarse = self._take_store_dirty(n % COARSE_STORE_EVERY == 0)
+                fine, coarse = self._take_store_dirty(n)
                 pending = await self._collect_sliced(fine, coarse)
                 if pending:  # never interrupted halfway: a stop waits for it (on_stop)
                     await asyncio.shield(self._save(pending, {}))
