@@ -44,6 +44,7 @@ from nats.js import api as js_api
 from orrange.api._marketdata import CandleFanout
 from orrange.api._metrics import ApiMetrics
 from orrange.api.schemas import FillOut, TickerOut, fee_string, order_event_json
+from orrange.api.schemas import OrderStatus as ApiOrderStatus
 from orrange.engine.streams import (
     EVENTS_PREFIX,
     REJECTS_PREFIX,
@@ -101,7 +102,7 @@ class OrderTracker:
         self.leaves = accepted.quantity
         self.quantity = accepted.quantity
         self.price = accepted.price
-        self.status = "pending" if accepted.pending else "new"
+        self.status: ApiOrderStatus = "pending" if accepted.pending else "new"
         self.reason: str | None = None
         self.updated = accepted.ts
         self.fills: list[FillOut] = []
