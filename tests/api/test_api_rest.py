@@ -305,3 +305,23 @@ async def test_engine_down_is_504_and_503(nats_url: str, database_url: str) -> N
         assert (r.status_code, error_of(r)["reason"]) == (404, "unknown_order")
         metrics = (await s.http.get("/metrics")).text
         assert 'orrange_api_order_timeouts_total{command="submit"} 1.0' in metrics
+
+
+async def test_submit_without_a_command_stream_is_503(nats_url: str, database_url: str) -> None:
+    """The JetStream ack resolves in the background: when it is an error (no stream captures
+    the command subject) the request fails at once with 503, not after the 5 s timeout."""
+    import nats
+
+    async with api_stack(nats_url, database_url, engine=False) as s:
+        nc = await nats.connect(nats_url)
+        try:
+            await nc.jetstream().delete_stream("CMD")
+        finally:
+            await nc.close()
+        started = time.monotonic()
+        r = await s.place("ivan", side="buy", quantity="1", price="1.00")
+        assert time.monotonic() - started < 2.0
+        assert r.status_code == 503
+        err = error_of(r)
+        assert (err["field"], err["reason"]) == ("engine", "unavailable")
+        assert "no stream captures" in err["message"]
