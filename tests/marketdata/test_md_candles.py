@@ -284,6 +284,11 @@ def test_open_candles_of_the_finest_or_the_coarser_intervals_alone() -> None:
     assert agg.open_candles("A", coarser=False) == both[:1]
     assert agg.open_candles("A", finest=False) == both[1:]
     assert agg.open_candles("A", finest=False, coarser=False) == []
+    agg.add_trade("C", T0 + 5, 9, 1)
+    agg.advance(T0 + 120_000)  # C's window closed: C has coarser candles but no finest one
+    agg.add_trade("A", T0 + 120_000, 103, 1)
+    assert agg.open_finest(["C", "Z", "A"]) == agg.open_candles("A", coarser=False)
+    assert [c.symbol for c in agg.open_finest(["A", "A"])] == ["A", "A"]
     fresh = CandleAggregator(("1m", "5m"), emit_updates=False)
     fresh.add_trade("B", T0 + 1, 7, 3)  # no finer window closed yet: re-windowed
     (c5,) = fresh.open_candles("B", finest=False)

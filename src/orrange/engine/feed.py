@@ -656,9 +656,7 @@ class Feed(Actor):
         if self._coarser:
             self._dirty_coarse |= fast
         candles: list[Candle] = list(closed)
-        open_candles = self.candles.open_candles
-        for sym in sorted(fast):
-            candles += open_candles(sym, coarser=False)
+        candles += self.candles.open_finest(sorted(fast))
         sent = await self._submit_candles(pub, candles, limit)
         await asyncio.sleep(0)  # the connection sends the candles before the ticks are encoded
         # ticks, per source
@@ -675,6 +673,7 @@ class Feed(Actor):
             share = self._coarse_shares[self._flushes_done % len(self._coarse_shares)]
             dirty = self._dirty_coarse
             coarse: list[Candle] = []
+            open_candles = self.candles.open_candles
             for sym in share:
                 if sym in dirty:
                     dirty.discard(sym)

@@ -512,6 +512,19 @@ class CandleAggregator:
         self._updates(symbol, st, out, finest, coarser)
         return out
 
+    def open_finest(self, symbols: Iterable[str]) -> list[CandleUpdated]:
+        """The finest interval's open candle of each of ``symbols`` that has one, in the order
+        given: ``open_candles(sym, coarser=False)`` of each, concatenated, in one call (an
+        actor's flush of the markets that traded)."""
+        states = self._symbols
+        iv = self._fine_iv
+        out: list[CandleUpdated] = []
+        for symbol in symbols:
+            st = states.get(symbol)
+            if st is not None and st.fine is not None:
+                out.append(st.fine.event(CandleUpdated, symbol, iv))  # type: ignore[arg-type]
+        return out
+
     def restore(self, symbol: str, candles: Iterable[Candle]) -> None:
         """Rebuild the state of ``symbol`` after a restart, from its persisted candles of the
         **finest** interval.
