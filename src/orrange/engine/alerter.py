@@ -868,8 +868,8 @@ class Alerter(Actor):
                         market=ev.market,
                         ts=ev.ts,
                         alert_id=aid,
-                        condition=ev.condition.value,
-                        reference=ev.reference.value,
+                        condition=str(ev.condition),  # StrEnum: the value (.value is slower)
+                        reference=str(ev.reference),
                         target=ev.target,
                         price=ev.price,
                         direction=ev.direction,
