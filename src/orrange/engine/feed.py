@@ -151,7 +151,7 @@ STORE_SLICE = 200
 #: Flushes whose publish acks may be outstanding at once: a flush does not wait for the acks
 #: of the previous ones (they come in the background), only for those of the flush this many
 #: before it.
-FLUSHES_IN_FLIGHT = 4
+FLUSHES_IN_FLIGHT = 8
 #: Closed candles published on ``md.candle.<IV>.<SYM>`` between two waits for their acks (a
 #: minute's end closes a candle per market and interval: thousands of messages, which go out in
 #: a task of their own so that they never hold up a flush).
