@@ -197,7 +197,16 @@ class IndexCalculator:
         idx.compute(now=1_700_000_000_050)  # IndexPrice(price=6500012, confidence=0.666...)
     """
 
-    __slots__ = ("_list", "_primary_weight", "_sources", "_step", "_window", "config", "symbol")
+    __slots__ = (
+        "_list",
+        "_primary_names",
+        "_primary_weight",
+        "_sources",
+        "_step",
+        "_window",
+        "config",
+        "symbol",
+    )
 
     def __init__(self, symbol: str, config: IndexConfig) -> None:
         self.symbol = symbol
@@ -205,6 +214,8 @@ class IndexCalculator:
         self._list = [_Source(c) for c in config.sources]
         self._sources = {s.name: s for s in self._list}
         self._primary_weight = sum(s.weight for s in self._list if not s.fallback)
+        # the names of the sources in the mean when every primary is (the usual case)
+        self._primary_names = tuple(s.name for s in self._list if not s.fallback)
         self._window = config.volume_window_ms
         self._step = max(1, config.volume_window_ms // VOLUME_STEPS)
 
@@ -324,24 +335,31 @@ class IndexCalculator:
         price = (2 * num + den) // (2 * den)
 
         # confidence = coverage * agreement
-        coverage = min(1.0, accepted_weight / self._primary_weight)
+        coverage = accepted_weight / self._primary_weight
+        if coverage > 1.0:
+            coverage = 1.0
         if n >= 2:
             if mad4 < 0:
                 prices = sorted([s.price for s in live])
                 m2 = _median2(prices)
                 mad4 = _median2(sorted([abs(2 * p - m2) for p in prices]))
             dispersion_bps = (10_000 * _C_NUM) * mad4 / ((4 * _C_DEN) * price)
-            agreement = max(0.0, 1.0 - dispersion_bps / cfg.max_dispersion_bps)
+            agreement = 1.0 - dispersion_bps / cfg.max_dispersion_bps
+            if agreement < 0.0:
+                agreement = 0.0
         else:
             agreement = 1.0
+        names = self._primary_names
+        if fallback or n != len(names):  # live is a subset of the primaries in order otherwise
+            names = tuple([s.name for s in live])
         return IndexPrice(
             self.symbol,
             now,
             price,
             coverage * agreement,
-            tuple([s.name for s in live]),
-            tuple(rejected),
-            tuple(stale),
+            names,
+            tuple(rejected) if rejected else (),
+            tuple(stale) if stale else (),
             fallback,
         )
 
@@ -400,8 +418,10 @@ class IndexEngine:
     def compute_many(self, symbols: Iterable[str], now: int) -> list[IndexPrice]:
         """Indexes of ``symbols`` at ``now`` (those without a usable source are left out)."""
         out = []
+        by_symbol = self._by_symbol
         for sym in symbols:
-            ip = self.calculator(sym).compute(now)
+            calc = by_symbol.get(sym) or self.calculator(sym)
+            ip = calc.compute(now)
             if ip is not None:
                 out.append(ip)
         return out
