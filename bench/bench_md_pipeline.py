@@ -17,10 +17,11 @@ Per tick the feed (unchanged production code, default intervals) normalizes pric
 quantity onto the market's grid, updates the index source and the 1m, 5m, 15m, 1h, 4h and 1d
 candles, and buffers the tick; every 20 ms it publishes the tick batches (``md.ticks.<SRC>``)
 and the coalesced candles (``md.candles``: closed windows and each traded market's open 1m
-candle), every 100 ms also the index of every market (``md.indexes``, a share of
-``md.index.<SYM>``), the changed reference prices (``book.in.<SYM>``, at most every 250 ms per
-market) and the coarser open candles, every second it upserts the changed candles into
-PostgreSQL. All publishes are JetStream publishes with acks.
+candle; a share of the markets' coarser open candles, each market's once a second), every
+100 ms the index of every market (``md.indexes``, a share of ``md.index.<SYM>``) and a share
+of the changed reference prices (``book.in.<SYM>``, each market's at most once a second),
+every second it upserts the changed candles into PostgreSQL; the closed candles also go one by
+one to ``md.candle.<IV>.<SYM>``. All publishes are JetStream publishes with acks.
 
 Measured over ``--seconds`` after a 3 s warm-up, in each of ``--runs`` runs per offered rate
 (fresh feed and database each run; medians reported):
@@ -412,10 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 ticks with exact Decimals; exchange-frame parsing is measured per exchange in `feeds.md`).
 Per tick: normalization onto the market grid, index source update, candles 1m..1d; every 20 ms
 tick batches (`md.ticks.<SRC>`) and coalesced candles (`md.candles`: closed and 1m), every
-100 ms the indexes (`md.indexes`, a share of `md.index.<SYM>`), every second the reference
-prices (`book.in.<SYM>`), the coarser open candles and the candles into PostgreSQL. All
-publishes are acknowledged JetStream publishes. {args.runs} runs of {args.seconds:.0f} s per
-offered rate after a 3 s warm-up; medians (min / max of the runs for ticks/s).
+100 ms the indexes (`md.indexes`, a share of `md.index.<SYM>`), once a second per market (the
+markets take turns) the reference prices (`book.in.<SYM>`) and the coarser open candles,
+every second the candles into PostgreSQL. All publishes are acknowledged JetStream publishes.
+{args.runs} runs of {args.seconds:.0f} s per offered rate after a 3 s warm-up; medians (min / max
+of the runs for ticks/s).
 
 Latency: emission of a tick to the arrival of the first `md.candles` 1m candle including it at
 a subscriber in another process (every tick of 20 tracked markets). CPU is in seconds per
