@@ -48,9 +48,9 @@ and a one-row snapshot of every book's last price in one statement), and only th
 the notifications (their acks are awaited while the next job commits; that job's output is sent
 once they are in); batches evaluated while it commits are merged into its next commit, so
 PostgreSQL overlaps evaluation and commits grow with the load (evaluation waits beyond
-``max_pending_updates`` queued updates). A batch is evaluated in slices of ``eval_slice``
-updates with the event loop free in between, so the writer's round trips to PostgreSQL and
-NATS do not wait for a whole round of 1,000 updates. With each commit it also stores, per
+``max_pending_updates`` queued updates). A batch is evaluated in slices, and the event loop
+is let run every ``eval_yield_ms`` or so, so the writer's round trips to PostgreSQL and NATS do
+not wait for a whole round of 1,000 updates. With each commit it also stores, per
 consumer, the last input whose output is published (``published:<durable>``). After a crash
 each consumer restarts after the smaller of its ack floor and that published cursor: messages
 at or below the stored cursor were applied already and only have their stored notifications
@@ -298,9 +298,10 @@ class Alerter(Actor):
         expiry_interval_ms: period of the wall-clock expiry sweep (ms).
         max_pending_updates: price updates evaluated but not yet committed before the inputs
             wait for the writer.
-        eval_slice: price updates evaluated between two yields to the event loop (a round of
-            1,000 takes several ms; the writer's round trips to PostgreSQL and NATS go on
-            between the slices instead of waiting for the whole batch).
+        eval_slice: price updates evaluated between two looks at the clock.
+        eval_yield_ms: evaluation lets the event loop run once it has held it this long (a
+            round of 1,000 updates takes several ms; the writer's round trips to PostgreSQL
+            and NATS go on in between instead of waiting for the whole batch).
 
     Attributes:
         index: the live :class:`AlertIndex`.
@@ -319,7 +320,8 @@ class Alerter(Actor):
         db_connect_timeout_ms: int = 60_000,
         expiry_interval_ms: int = 1_000,
         max_pending_updates: int = 20_000,
-        eval_slice: int = 100,
+        eval_slice: int = 25,
+        eval_yield_ms: float = 0.25,
     ) -> None:
         super().__init__(config)
         self.expiry_interval_ms = expiry_interval_ms
@@ -328,6 +330,7 @@ class Alerter(Actor):
         self.db_connect_timeout_ms = db_connect_timeout_ms
         self.max_pending_updates = max_pending_updates
         self.eval_slice = max(1, eval_slice)
+        self.eval_yield_s = eval_yield_ms / 1000
         self.index = AlertIndex()
         self.engine = SignalEngine()
         self.subscriptions = SignalSubscriptions()
@@ -795,17 +798,20 @@ class Alerter(Actor):
         update = self.index.update
         apply = self._apply
         step = self.eval_slice
-        n = since = 0
+        budget = self.eval_yield_s
+        clock = time.perf_counter
+        held = clock()
+        n = 0
         try:
             for seq, ups in work:
                 notes: list[Notification] = []
                 for i in range(0, len(ups), step):
-                    if since >= step:
+                    if clock() - held >= budget:
                         # let the writer's PostgreSQL and NATS round trips go on between
                         # slices (nothing of this batch is queued yet, so the writer cannot
                         # see it half-evaluated; the lock keeps the other inputs out)
                         await asyncio.sleep(0)
-                        since = 0
+                        held = clock()
                     part = ups if len(ups) <= step else ups[i : i + step]
                     for market, ref, price, ts in part:
                         events = update(market, ref, price, ts)
@@ -813,7 +819,6 @@ class Alerter(Actor):
                         if events:
                             apply(events, durable, seq, notes, states)
                     n += len(part)
-                    since += len(part)
                 if notes:
                     per_input.append((seq, notes))
                     all_notes += notes
