@@ -253,7 +253,10 @@ class AlertIndex:
             lst = book.up if where == _IN_UP else book.down
             key = (e.level, alert_id)
             if isinstance(lst, list):
-                del lst[bisect_left(lst, key)]
+                i = bisect_left(lst, key)
+                if i == len(lst) or lst[i] != key:  # as SortedList.remove: never another entry
+                    raise ValueError(f"{key} is not in the list")
+                del lst[i]
             else:
                 lst.remove(key)
         elif where == _IN_FRESH:
