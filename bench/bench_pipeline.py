@@ -118,6 +118,18 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_times() -> list[int]:
+    """The machine's ``cpu`` line of /proc/stat (user nice system idle iowait irq softirq
+    steal ...), in clock ticks."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+def _steal_pct(before: list[int], after: list[int]) -> float:
+    """Share of the interval the hypervisor gave this machine's CPUs to someone else (%)."""
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    return round(100.0 * delta[7] / max(1, sum(delta)), 1)
+
+
 def _tree_cpu_s(pid: int) -> float:
     """CPU seconds of ``pid`` and all its descendants still alive."""
     total = _cpu_s(pid)
@@ -807,7 +819,13 @@ def write_results(doc: dict[str, Any], name: str = "pipeline") -> None:
         "# Pipeline benchmark (whole stack, real processes)",
         "",
         f"{doc['date']}, Python {doc['python']}, {doc['cpus']} CPUs (shared and noisy: load "
-        f"average before {doc['loadavg_before']}, after {doc['loadavg_after']}), nats-server "
+        f"average before {doc['loadavg_before']}, after {doc['loadavg_after']}"
+        + (
+            f"; the hypervisor took {doc['steal_pct']} % of the CPU time (steal)"
+            if "steal_pct" in doc
+            else ""
+        )
+        + "), nats-server "
         f"{doc['nats_server']} with JetStream file storage, embedded PostgreSQL. Median of "
         f"{len(runs)} run(s), each on a fresh `orrange up` (temporary data directory, free ports; "
         f"embedded nats-server and PostgreSQL, matcher, risk, persister"
@@ -1009,6 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     exempt = ["lobster", "lobster-seed", "lobster-taker", *REST_USERS]
     args.env_vars.setdefault("ORRANGE_RISK_EXEMPT_USERS", ",".join(exempt))
     loadavg_before = [round(x, 2) for x in os.getloadavg()]
+    cpu_times_before = _cpu_times()
     burst = make_burst(args.orders, args.seed)
     runs = []
     search_runs = args.runs if args.search_runs is None else args.search_runs
@@ -1026,6 +1045,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "nats_server": _nats_version(),
         "loadavg_before": loadavg_before,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "steal_pct": _steal_pct(cpu_times_before, _cpu_times()),
         "config": {
             "quick": args.quick,
             "runs": args.runs,
