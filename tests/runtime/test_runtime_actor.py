@@ -123,6 +123,7 @@ async def test_publish_errors_and_concurrent_single_publishes(nats_url: str) -> 
     fut = await pub.publish_future("nowhere.Y", b"{}", msg_id="N:2")
     with pytest.raises(PublishError, match="no stream captures"):
         await fut
+
     # a core subscriber that never answers stands in for a stream that does not ack in time
     async def ignore(_msg: Any) -> None:
         return None
