@@ -325,3 +325,20 @@ async def test_submit_without_a_command_stream_is_503(nats_url: str, database_ur
         err = error_of(r)
         assert (err["field"], err["reason"]) == ("engine", "unavailable")
         assert "no stream captures" in err["message"]
+
+
+async def test_get_after_my_command_reads_its_result(nats_url: str, database_url: str) -> None:
+    """Read-your-writes: GET of an order right after the API answered a submit or cancel of it
+    shows that result, although the persister stores it asynchronously (it lingers for
+    fuller batches)."""
+    async with api_stack(nats_url, database_url) as s:
+        for i in range(5):
+            r = await s.place("gina", side="buy", quantity="1", price=f"{10 + i}.00")
+            assert r.status_code == 201, r.text
+            oid = r.json()["order_id"]
+            got = await s.http.get(f"/api/v1/orders/{SYM}/{oid}", headers=s.auth("gina"))
+            assert (got.status_code, got.json()["status"]) == (200, "new"), got.text
+            r = await s.http.delete(f"/api/v1/orders/{SYM}/{oid}", headers=s.auth("gina"))
+            assert r.json()["status"] == "canceled"
+            got = await s.http.get(f"/api/v1/orders/{SYM}/{oid}", headers=s.auth("gina"))
+            assert got.json()["status"] == "canceled", got.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
@@ -431,6 +432,34 @@ async def _order_rejection(
     return _rejected(ev)
 
 
+async def _read_your_writes(
+    ctx: ApiContext,
+    symbol: str,
+    order_id: int,
+    read: Callable[[], Awaitable[OrderRecord | None]],
+) -> OrderRecord | None:
+    """``read()`` the order's row until it reflects the last event about the order that this
+    API process has seen (the persister stores events asynchronously, batching for up to
+    tens of ms), for at most ``order_timeout_s``; then what PostgreSQL has.
+
+    So a GET right after this API answered a submit, cancel or amend (or saw a fill) shows
+    that result. Raises what ``read`` raises.
+    """
+    want = ctx.hub.order_seq(symbol, order_id)
+    rec = await read()
+    if want == 0 or (rec is not None and rec.last_seq >= want):
+        return rec
+    deadline = time.monotonic() + ctx.options.order_timeout_s
+    delay = 0.005
+    while time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+        rec = await read()
+        if rec is not None and rec.last_seq >= want:
+            break
+    return rec
+
+
 @get("/orders/{symbol:str}/{order_id:int}", dependencies=_AUTH, summary="Get one of my orders")
 async def get_my_order(
     request: Request[Any, Any, Any],
@@ -442,7 +471,12 @@ async def get_my_order(
     ctx = _ctx(request)
     spec = _market(ctx, symbol)
     try:
-        rec = await get_order(ctx.pool, order_id, user=principal.user, symbol=symbol)
+        rec = await _read_your_writes(
+            ctx,
+            symbol,
+            order_id,
+            lambda: get_order(ctx.pool, order_id, user=principal.user, symbol=symbol),
+        )
         if rec is None:
             raise ApiError(404, "order_id", "unknown_order", f"no order {order_id} in {symbol}")
         fills = await order_fills(ctx.pool, symbol, order_id, user=principal.user)
@@ -474,8 +508,17 @@ async def get_by_client_id(
         reason = str(r.reason)
         raise ApiError(reject_status(reason), reject_field(reason), reason, r.message)
     spec = _market(ctx, st.order.symbol)
-    fills = await order_fills(ctx.pool, spec.symbol, st.order.order_id, user=principal.user)
-    return _order_out(spec, st.order, [_fill_out(spec, f, st.order.order_id) for f in fills])
+    order = st.order
+    if order.last_seq < ctx.hub.order_seq(spec.symbol, order.order_id):
+        fresh = await _read_your_writes(
+            ctx,
+            spec.symbol,
+            order.order_id,
+            lambda: get_order(ctx.pool, order.order_id, user=principal.user, symbol=spec.symbol),
+        )
+        order = fresh or order
+    fills = await order_fills(ctx.pool, spec.symbol, order.order_id, user=principal.user)
+    return _order_out(spec, order, [_fill_out(spec, f, order.order_id) for f in fills])
 
 
 @get("/orders", dependencies=_AUTH, summary="List my orders")

@@ -67,6 +67,7 @@ from orrange.matching import (
     OrderTriggered,
     Side,
 )
+from orrange.store.state import order_ids
 
 __all__ = ["PRIVATE_PREFIX", "BookUnavailable", "EventHub", "OrderTracker", "Subscriber"]
 
@@ -86,6 +87,10 @@ MIRROR_DEPTH = 1000
 
 #: Computes the 24 h ticker of a market and the sequence number of the last fill it includes.
 TickerSource = Callable[[MarketSpec], Awaitable[tuple[TickerOut, int]]]
+
+
+#: orders whose last event seq the hub remembers for read-your-writes
+_ORDER_SEQS_MAX = 200_000
 
 
 class BookUnavailable(Exception):
@@ -332,6 +337,9 @@ class EventHub:
         self._ticker_interval = ticker_interval_s
         self._subs: list[Any] = []
         self._last_seq: dict[str, int] = {}
+        # (symbol, order id) -> seq of the last event about the order this hub dispatched, for
+        # read-your-writes on PostgreSQL reads (bounded: the least recently touched go first)
+        self._order_seqs: dict[tuple[str, int], int] = {}
         self._submit_waiters: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._order_waiters: dict[tuple[str, str, int], list[asyncio.Future[Event]]] = {}
         self._trackers: dict[tuple[str, int], list[OrderTracker]] = {}
@@ -540,6 +548,7 @@ class EventHub:
             if mirror is not None and mirror.ready:
                 self._start_sync(mirror)
         self._last_seq[sym] = ev.seq
+        self._note_order_seq(ev)
         self._resolve_command(ev)
         self._track(ev)
         self._mirror(ev)
@@ -551,6 +560,23 @@ class EventHub:
             for target, fut in list(waiters):
                 if target <= ev.seq and not fut.done():
                     fut.set_result(None)
+
+    def _note_order_seq(self, ev: Event) -> None:
+        ids = order_ids(ev)  # the orders whose row the persister changes with ev
+        if not ids:
+            return
+        seqs = self._order_seqs
+        for oid in ids:
+            key = (ev.symbol, oid)
+            seqs.pop(key, None)
+            seqs[key] = ev.seq
+        while len(seqs) > _ORDER_SEQS_MAX:
+            del seqs[next(iter(seqs))]
+
+    def order_seq(self, symbol: str, order_id: int) -> int:
+        """Seq of the last event about ``order_id`` this hub dispatched (0: none remembered;
+        the most recently touched orders are kept, at most ``_ORDER_SEQS_MAX``)."""
+        return self._order_seqs.get((symbol, order_id), 0)
 
     def _resolve_command(self, ev: Event) -> None:
         if isinstance(ev, OrderAccepted):
