@@ -216,6 +216,10 @@ def _engine_timeout(ctx: ApiContext, command: str, what: str) -> ApiError:
     )
 
 
+def _cannot_publish(exc: BaseException) -> ApiError:
+    return ApiError(503, "engine", "unavailable", f"cannot publish the command: {exc}")
+
+
 async def _publish(
     ctx: ApiContext, symbol: str, cmd: Any, msg_id: str, outcome: asyncio.Future[Any]
 ) -> None:
@@ -228,7 +232,7 @@ async def _publish(
     try:
         ack = await ctx.publisher.publish_future(cmd_subject(symbol), cmd, msg_id=msg_id)
     except PublishError as exc:
-        raise ApiError(503, "engine", "unavailable", f"cannot publish the command: {exc}") from exc
+        raise _cannot_publish(exc) from exc
 
     def on_ack(f: asyncio.Future[PubAck]) -> None:
         if f.cancelled():
@@ -237,9 +241,7 @@ async def _publish(
         if outcome.done():
             return
         if exc is not None:
-            outcome.set_exception(
-                ApiError(503, "engine", "unavailable", f"cannot publish the command: {exc}")
-            )
+            outcome.set_exception(_cannot_publish(exc))
         elif f.result().duplicate:
             outcome.set_exception(
                 ApiError(
@@ -367,7 +369,7 @@ async def cancel_all(
             cmd_subject(spec.symbol), cmd, msg_id=f"{principal.user}:{request_id}"
         )
     except PublishError as exc:
-        raise ApiError(503, "engine", "unavailable", f"cannot publish the command: {exc}") from exc
+        raise _cannot_publish(exc) from exc
     return CancelAllOut(symbol=symbol, request_id=request_id, status="submitted")
 
 
@@ -436,17 +438,18 @@ async def _read_your_writes(
     ctx: ApiContext,
     symbol: str,
     order_id: int,
+    rec: OrderRecord | None,
     read: Callable[[], Awaitable[OrderRecord | None]],
 ) -> OrderRecord | None:
-    """``read()`` the order's row until it reflects the last event about the order that this
-    API process has seen (the persister stores events asynchronously, batching for up to
-    tens of ms), for at most ``order_timeout_s``; then what PostgreSQL has.
+    """``rec`` (the order's row as just read), or, if it does not yet reflect the last event
+    about the order that this API process has seen (the persister stores events
+    asynchronously, batching for up to tens of ms), ``read()`` again until it does, for at
+    most ``order_timeout_s``; then what PostgreSQL has.
 
     So a GET right after this API answered a submit, cancel or amend (or saw a fill) shows
     that result. Raises what ``read`` raises.
     """
     want = ctx.hub.order_seq(symbol, order_id)
-    rec = await read()
     if want == 0 or (rec is not None and rec.last_seq >= want):
         return rec
     deadline = time.monotonic() + ctx.options.order_timeout_s
@@ -470,13 +473,12 @@ async def get_my_order(
     """One of my orders with its fills (404 unknown, 403 another user's)."""
     ctx = _ctx(request)
     spec = _market(ctx, symbol)
+
+    def read() -> Awaitable[OrderRecord | None]:
+        return get_order(ctx.pool, order_id, user=principal.user, symbol=symbol)
+
     try:
-        rec = await _read_your_writes(
-            ctx,
-            symbol,
-            order_id,
-            lambda: get_order(ctx.pool, order_id, user=principal.user, symbol=symbol),
-        )
+        rec = await _read_your_writes(ctx, symbol, order_id, await read(), read)
         if rec is None:
             raise ApiError(404, "order_id", "unknown_order", f"no order {order_id} in {symbol}")
         fills = await order_fills(ctx.pool, symbol, order_id, user=principal.user)
@@ -509,14 +511,14 @@ async def get_by_client_id(
         raise ApiError(reject_status(reason), reject_field(reason), reason, r.message)
     spec = _market(ctx, st.order.symbol)
     order = st.order
-    if order.last_seq < ctx.hub.order_seq(spec.symbol, order.order_id):
-        fresh = await _read_your_writes(
-            ctx,
-            spec.symbol,
-            order.order_id,
-            lambda: get_order(ctx.pool, order.order_id, user=principal.user, symbol=spec.symbol),
-        )
-        order = fresh or order
+    fresh = await _read_your_writes(
+        ctx,
+        spec.symbol,
+        order.order_id,
+        order,
+        lambda: get_order(ctx.pool, order.order_id, user=principal.user, symbol=spec.symbol),
+    )
+    order = fresh or order
     fills = await order_fills(ctx.pool, spec.symbol, order.order_id, user=principal.user)
     return _order_out(spec, order, [_fill_out(spec, f, order.order_id) for f in fills])
 
