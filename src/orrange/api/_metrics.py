@@ -27,6 +27,13 @@ class ApiMetrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.order_entry = Counter(
+            "orrange_api_order_entry",
+            "POST /api/v1/orders bodies by path: 'fast' (strictly valid JSON, read by the route "
+            "middleware) or 'handler' (passed on to Litestar's validation)",
+            ["path"],
+            registry=r,
+        )
         self.order_timeouts = Counter(
             "orrange_api_order_timeouts", "Commands not answered in time", ["command"], registry=r
         )
@@ -65,6 +72,10 @@ class ApiMetrics:
     def http_response(self, method: str, status: int) -> None:
         """Count one HTTP response."""
         self._child(self.http_responses, method, str(status)).inc()
+
+    def order_entry_path(self, path: str) -> None:
+        """Count one order-entry body by the path that read it (``fast`` or ``handler``)."""
+        self._child(self.order_entry, path).inc()
 
     def roundtrip(self, command: str, seconds: float) -> None:
         """Observe one command's publish-to-answer time (s)."""
