@@ -30,7 +30,7 @@ from orrange.engine.feed import (
 from orrange.engine.matcher import Matcher, default_markets_path
 from orrange.engine.md_streams import decode_candles, decode_indexes, decode_ticks
 from orrange.engine.streams import book_in_subject, decode_events
-from orrange.feeds import FeedConfig
+from orrange.feeds import FeedConfig, shard_sources
 from orrange.feeds.ticks import BestBidOffer, Trade
 from orrange.marketdata.candles import Candle, CandleAggregator, CandleClosed
 from orrange.marketdata.index import IndexPrice
@@ -381,3 +381,129 @@ def test_stores_take_turns_with_the_coarser_candles() -> None:
     assert sorted(stored) == sorted(markets) and feed._take_store_dirty() == (set(), set())
     feed._dirty_store = {"M0-USDT", "M1-USDT"}
     assert feed._take_store_dirty() == ({"M0-USDT", "M1-USDT"},) * 2  # at stop: all of them
+
+
+def test_shard_sources_keep_each_markets_sources_in_its_shard() -> None:
+    cfgs = [
+        FeedConfig(
+            name="walk", kind="random_walk", start_prices={BTC.symbol: "1", ETH.symbol: "2"}
+        ),
+        FeedConfig(
+            name="bn", kind="binance", symbols={"BTCUSDT": BTC.symbol, "ETHUSDT": ETH.symbol}
+        ),
+        FeedConfig(name="eth", kind="replay", path="x.csv", market="ETH-USDT"),
+    ]
+    btc = shard_sources(cfgs, {"BTC-USDT": BTC})
+    assert [(c.name, c.markets()) for c in btc] == [("walk", ["BTC-USDT"]), ("bn", ["BTC-USDT"])]
+    assert btc[1].symbols == {"BTCUSDT": "BTC-USDT"}
+    eth = shard_sources(cfgs, {"ETH-USDT": ETH})
+    assert [(c.name, c.markets()) for c in eth] == [
+        ("walk", ["ETH-USDT"]),
+        ("bn", ["ETH-USDT"]),
+        ("eth", ["ETH-USDT"]),
+    ]
+    assert shard_sources(cfgs, {}) == []
+    # an unknown market in --symbols is refused; so is a name that cannot name a consumer
+    with pytest.raises(SystemExit) as exc:
+        main(["--symbols", "BTC-USDT,NOPE-USDT", "--metrics-port", "-1"])
+    assert exc.value.code == 2
+    with pytest.raises(ValueError, match="feed name"):
+        Feed(ActorConfig(name="feed.b", metrics_port=None), "postgresql://unused", MARKETS)
+
+
+async def test_two_feed_shards_split_the_markets(nats_url: str, database_url: str) -> None:
+    """Two feeds with disjoint markets on one NATS and PostgreSQL: each runs only its markets'
+    sources, reads every fill of its markets through its own durable consumer (none is lost to
+    the other shard) and publishes its indexes without colliding with the other's."""
+    now = time.time_ns() // 1_000_000
+    walk = FeedConfig(
+        name="walk",
+        kind="random_walk",
+        seed=5,
+        interval_ms=20,
+        start_prices={"BTC-USDT": "65000.00", "ETH-USDT": "1900.00"},
+    )
+
+    def cfg(name: str) -> ActorConfig:
+        return ActorConfig(name=name, nats_url=nats_url, metrics_port=None, fetch_timeout_ms=50)
+
+    def shard(name: str, spec: Any) -> Feed:
+        mkts = {spec.symbol: spec}
+        return Feed(
+            cfg(name),
+            database_url,
+            mkts,
+            shard_sources([walk], mkts),
+            index_interval_ms=20,
+            candle_lateness_ms=3_600_000,
+        )
+
+    matcher = Matcher(cfg("matcher"), MARKETS, ["BTC-USDT", "ETH-USDT"])
+    shards = [shard("feed-a", BTC), shard("feed-b", ETH)]
+    nc = await nats.connect(nats_url)
+    conn = await asyncpg.connect(database_url)
+    indexes: list[bytes] = []
+    ticks: list[bytes] = []
+
+    async def on_indexes(msg: Any) -> None:
+        indexes.append(msg.data)
+
+    async def on_ticks(msg: Any) -> None:
+        ticks.append(msg.data)
+
+    await nc.subscribe("md.indexes", cb=on_indexes)
+    await nc.subscribe("md.ticks.walk", cb=on_ticks)
+    fills: dict[str, list[tuple[int, int, int]]] = {"BTC-USDT": [], "ETH-USDT": []}
+    base = {"BTC-USDT": 9_000_000, "ETH-USDT": 300_000}  # above every walk price
+    try:
+        await matcher.start()
+        for f in shards:
+            await f.start()
+        pub = Publisher(nc)
+        for i in range(4):
+            for sym in fills:
+                ts, price, qty = now + i, base[sym] + i, 50 + i  # above the 5 USDT minimum
+                for side, user in ((Side.SELL, "s"), (Side.BUY, "b")):
+                    cmd = SubmitOrder(ts=ts, user=user, side=side, quantity=qty, price=price)
+                    await pub.publish(book_in_subject(sym), cmd, msg_id=f"sh:{sym}:{i}:{side}")
+                fills[sym].append((ts, price, qty))
+
+        async def own_fills_stored(sym: str) -> bool:
+            rows = await query_candles(conn, sym, "1d", 0, 2**62, 10)
+            return bool(rows) and rows[0].high == base[sym] + 3 and rows[0].trades > 4
+
+        for sym in fills:
+            await wait_for(lambda sym=sym: own_fills_stored(sym), f"{sym}'s own fills stored")
+        await wait_for(lambda: all(f.counts["fills"] == 4 for f in shards), "4 fills per shard")
+        # each shard's fills are exactly its market's (no fill of the other market counted)
+        assert [f.counts["fills"] for f in shards] == [4, 4]
+
+        # both shards' index rounds arrive (the message ids carry the shard's name)
+        def indexed() -> dict[str, int]:
+            out: dict[str, int] = {}
+            for b in list(indexes):
+                for ip in decode_indexes(b):
+                    out[ip.symbol] = out.get(ip.symbol, 0) + 1
+            return out
+
+        await wait_for(lambda: min(indexed().get(s, 0) for s in fills) >= 20, "both indexes")
+        assert all(
+            {ip.symbol for ip in decode_indexes(b)} in ({"BTC-USDT"}, {"ETH-USDT"}) for b in indexes
+        ), "a round's message holds one shard's markets"
+        # one walk per shard: each shard's ticks are of its market only
+        by_shard = [{t.symbol for t in decode_ticks(b)} for b in list(ticks)]
+        assert set().union(*by_shard) == {"BTC-USDT", "ETH-USDT"}
+        assert all(len(s) == 1 for s in by_shard)
+        names = {c.name async for c in _consumers(nc)}  # the durable consumers on EVENTS
+        assert {"feed-a", "feed-b"} <= names and "feed" not in names
+    finally:
+        for f in shards:
+            await f.stop()
+        await matcher.stop()
+        await conn.close()
+        await nc.drain()
+
+
+async def _consumers(nc: Any) -> Any:
+    for info in await nc.jetstream().consumers_info("EVENTS"):
+        yield info

@@ -23,7 +23,7 @@ cannot carry 100,000 ticks/s from Python.
   ``reference_interval_ms`` (1 s, the pace of exchanges' mark prices; one JetStream message per
   market each time, the markets' turns spread over the rounds).
 * **Candles.** External trades and our own fills (``OrderFilled`` read from ``EVENTS``
-  through the durable consumer ``feed``; a message is one event or a batch, see
+  through the durable consumer ``feed``, a shard's own name; a message is one event or a batch, see
   :func:`orrange.engine.streams.decode_events`) go into one
   :class:`~orrange.marketdata.candles.CandleAggregator` per process (1m ... 1d). Every flush
   publishes on ``md.candles`` the candles closed since the last flush and the open candle of the
@@ -47,6 +47,13 @@ cannot carry 100,000 ticks/s from Python.
   of external trades from the stored candles, never a fill); at start the open windows of the
   day are restored from the stored 1m candles.
 
+**Shards.** One feed process serves the markets it is given (``--symbols``: a subset of
+``config/markets.toml``); several feeds with disjoint markets and distinct names (``--name
+feed-b``) share the machine's cores. Everything a market needs (its sources' ticks, index,
+candles, fill marks) stays in its shard; each shard reads the fills through its own durable
+consumer (its actor name) and keeps only those of its markets, and message ids carry the name,
+so the shards' ``md.indexes`` and tick batches never collide.
+
 Failures: a database that goes away is waited for (writes retried with backoff, nothing acked
 meanwhile); a source that fails is restarted after 1 s (the live clients reconnect by
 themselves); a tick of an unknown market or with a non-positive price is dropped and counted;
@@ -62,6 +69,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -135,8 +143,10 @@ __all__ = [
     "main",
 ]
 
-#: Durable consumer of the feed on ``EVENTS``.
+#: Durable consumer of the feed on ``EVENTS`` (the default actor name; a feed shard's durable
+#: consumer is its actor name, e.g. ``feed-b``).
 FEED_DURABLE = "feed"
+_SHARD_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Index source name of our own fills (a fallback source of every indexed market).
 OWN_SOURCE = "orrange"
 #: Ticks of one source waiting for publication at most (older ones are dropped beyond).
@@ -269,6 +279,11 @@ class Feed(Actor):
         source_objects: Sequence[Source] | None = None,
     ) -> None:
         super().__init__(config)
+        if not _SHARD_NAME.fullmatch(config.name):
+            raise ValueError(
+                f"feed name {config.name!r}: 1-64 of A-Z a-z 0-9 _ - (it names the durable "
+                "consumer and the message ids)"
+            )
         if index_interval_ms <= 0 or flush_interval_ms <= 0 or candle_lateness_ms < 0:
             raise ValueError(
                 "index_interval_ms and flush_interval_ms must be positive, candle_lateness_ms >= 0"
@@ -349,7 +364,7 @@ class Feed(Actor):
     def inputs(self) -> Sequence[Input[Any]]:
         spec = ConsumerSpec(
             stream=EVENTS.name,
-            durable=FEED_DURABLE,
+            durable=self.name,
             filter_subjects=(f"{EVENTS_PREFIX}.>",),
             ack_wait_ms=self.config.ack_wait_ms,
             description="feed: own fills into candles and the index",
@@ -725,7 +740,7 @@ class Feed(Actor):
         self, pub: Publisher, subject: str, items: list[Any], tag: str, limit: int
     ) -> int:
         """Submit ``items`` as JSON arrays on ``subject`` (``Nats-Msg-Id``
-        ``<tag>:<run>:<n>``); returns the number of messages."""
+        ``<tag>:<feed name>:<run>:<n>``); returns the number of messages."""
         if not items:
             return 0
         size = MAX_CANDLES_PER_MSG if subject == MD_CANDLES_SUBJECT else MAX_TICKS_PER_MSG
@@ -733,7 +748,7 @@ class Feed(Actor):
         self.counts["dropped"] += dropped
         for data in datas:
             n = next(self._msg_no)
-            await pub.submit(subject, data, msg_id=f"{tag}:{self._run_id}:{n}")
+            await pub.submit(subject, data, msg_id=f"{tag}:{self.name}:{self._run_id}:{n}")
         return len(datas)
 
     async def _round(self, now: int) -> None:
@@ -755,7 +770,7 @@ class Feed(Actor):
             await pub.submit(
                 MD_INDEXES_SUBJECT,
                 _json.encode(ips[start : start + MAX_INDEXES_PER_MSG]),
-                msg_id=f"indexes:{now}:{part}",
+                msg_id=f"indexes:{self.name}:{now}:{part}",
             )
             sent += 1
         rounds = self._rounds_done
@@ -797,14 +812,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``orrange actor feed``: run the feed actor until SIGTERM/SIGINT.
 
     Options: ``--sources`` (default ``config/sources.toml`` of the working directory, else of
-    the checkout), ``--markets``, ``--database-url`` / ``--nats-url`` (default: the
+    the checkout), ``--markets``, ``--symbols`` (this shard's markets, comma-separated; default
+    all), ``--database-url`` / ``--nats-url`` (default: the
     settings'), ``--config``, ``--name``, ``--index-interval-ms`` (100),
     ``--candle-lateness-ms`` (2000), ``--metrics-port`` (0: any free port; -1: none). Returns
     the exit code: 0 after a clean stop, 2 for bad arguments, settings or source configuration.
     """
     from orrange.engine._main import actor_parser, actor_setup
     from orrange.engine.matcher import default_markets_path
-    from orrange.feeds import load_sources
+    from orrange.feeds import load_sources, shard_sources
     from orrange.markets import load_markets
     from orrange.runtime import run_actor
 
@@ -813,6 +829,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--sources", default=None, help="sources TOML (default config/sources.toml)")
     p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
+    p.add_argument(
+        "--symbols",
+        default=None,
+        help="this feed shard's markets, comma-separated (default: every market); run shards "
+        "with distinct --name",
+    )
     p.add_argument("--index-interval-ms", type=int, default=100, help="round period (ms)")
     p.add_argument("--candle-lateness-ms", type=int, default=2_000, help="close delay (ms)")
     args = p.parse_args(argv)
@@ -821,7 +843,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources_path = Path(args.sources) if args.sources else markets_path.parent / "sources.toml"
     try:
         markets = load_markets(markets_path)
+        if args.symbols is not None:
+            wanted = [s.strip() for s in args.symbols.split(",") if s.strip()]
+            unknown = sorted(set(wanted) - set(markets))
+            if unknown or not wanted:
+                p.error(f"--symbols: unknown or no markets {unknown} (in {markets_path})")
+            markets = {s: markets[s] for s in wanted}
         sources = load_sources(sources_path)
+        if args.symbols is not None:
+            sources = shard_sources(sources, markets)
         actor = Feed(
             config,
             args.database_url or settings.effective_database_url,

@@ -82,6 +82,7 @@ from orrange.feeds.config import (
     build_sources,
     load_sources,
     parse_sources,
+    shard_sources,
 )
 from orrange.feeds.kraken import KrakenSource
 from orrange.feeds.replay import FileReplaySource, RandomWalkSource
@@ -128,4 +129,5 @@ __all__ = [
     "encode_tick",
     "load_sources",
     "parse_sources",
+    "shard_sources",
 ]

@@ -39,7 +39,14 @@ from orrange.feeds.kraken import KrakenSource
 from orrange.feeds.replay import FileReplaySource, RandomWalkSource
 from orrange.markets import MarketSpec
 
-__all__ = ["FeedConfig", "build_source", "build_sources", "load_sources", "parse_sources"]
+__all__ = [
+    "FeedConfig",
+    "build_source",
+    "build_sources",
+    "load_sources",
+    "parse_sources",
+    "shard_sources",
+]
 
 SourceKind = Literal["binance", "coinbase", "kraken", "replay", "random_walk"]
 _EXCHANGES = ("binance", "coinbase", "kraken")
@@ -214,3 +221,22 @@ def build_sources(
         ValueError: as :func:`build_source`.
     """
     return [build_source(c, markets, base_dir) for c in cfgs if c.enabled]
+
+
+def shard_sources(cfgs: list[FeedConfig], markets: Mapping[str, MarketSpec]) -> list[FeedConfig]:
+    """The sources of a feed shard serving ``markets`` (a subset of the configured markets):
+    each source keeps only its markets in the shard (an exchange source subscribes to those
+    symbols only, a random walk walks those prices only) and a source with none left is left
+    out, so that each market's sources run in the one shard that serves it."""
+    out: list[FeedConfig] = []
+    for cfg in cfgs:
+        if not any(m in markets for m in cfg.markets()):
+            continue
+        if cfg.kind == "random_walk":
+            prices = {m: p for m, p in cfg.start_prices.items() if m in markets}
+            cfg = msgspec.structs.replace(cfg, start_prices=prices)
+        elif cfg.kind in _EXCHANGES:
+            symbols = {x: m for x, m in cfg.symbols.items() if m in markets}
+            cfg = msgspec.structs.replace(cfg, symbols=symbols)
+        out.append(cfg)
+    return out
