@@ -38,8 +38,14 @@ Measured over ``--seconds`` after a 3 s warm-up, in each of ``--runs`` runs per 
   can publish it.
 
 Usage: ``.venv/bin/python bench/bench_md_pipeline.py [--symbols N] [--rates R1,R2]
-[--seconds S] [--runs K]``; writes ``bench/results/md_pipeline.json`` and
-``bench/results/md_pipeline.md``.
+[--seconds S] [--runs K] [--shards N] [--out NAME]``; writes ``bench/results/md_pipeline.json``
+and ``bench/results/md_pipeline.md`` (``--out NAME``: ``NAME.json`` and ``NAME.md``).
+
+With ``--shards N`` (N > 1) the markets are split over N feed processes, as N ``orrange actor
+feed --symbols ... --name feed-<k>`` shards would split them (market k to shard k mod N), each
+with its own paced source offering its share of the rate and sending its tracked ticks'
+records to the measuring subscriber; the benchmark process only coordinates, and "process
+CPU" is the shards' sum.
 """
 
 from __future__ import annotations
@@ -101,17 +107,21 @@ _seen_decoder = msgspec.json.Decoder(list[_Seen])
 
 
 def markets(n: int) -> dict[str, MarketSpec]:
+    return markets_named([f"S{i:04d}-USD" for i in range(n)])
+
+
+def markets_named(symbols: Sequence[str]) -> dict[str, MarketSpec]:
     return {
-        f"S{i:04d}-USD": MarketSpec(
-            symbol=f"S{i:04d}-USD",
-            base=f"S{i:04d}",
+        sym: MarketSpec(
+            symbol=sym,
+            base=sym.split("-")[0],
             quote="USD",
             tick_size="0.01",
             lot_size="0.001",
             min_qty="0.001",
             max_qty="1000000",
         )
-        for i in range(n)
+        for sym in symbols
     }
 
 
@@ -195,28 +205,31 @@ class PacedSource(Source):
             await asyncio.sleep(max(0.0, due - clock()))
 
 
-def measure(nats_url: str, conn: Connection) -> None:
+def measure(nats_url: str, conn: Connection, records: Sequence[Connection] = ()) -> None:
     """The latency subscriber, in a process of its own (so that decoding every candle message
-    costs the feed's process nothing): receives the tracked ticks' records through ``conn``,
-    matches them against ``md.candles`` as they arrive; on ``"stop"`` sends back (latencies
-    in ms, unmatched records, its CPU seconds)."""
-    uvloop.run(_measure(nats_url, conn))
+    costs the feed's process nothing): receives the tracked ticks' records through ``conn``
+    (and, with feed shards, through each shard's ``records`` pipe), matches them against
+    ``md.candles`` as they arrive; on ``"stop"`` (on ``conn``) sends back (latencies in ms,
+    unmatched records, its CPU seconds)."""
+    uvloop.run(_measure(nats_url, conn, records))
 
 
-async def _measure(nats_url: str, conn: Connection) -> None:
+async def _measure(nats_url: str, conn: Connection, records: Sequence[Connection]) -> None:
     pending: dict[str, deque[tuple[int, int, float]]] = {}
     latencies: list[float] = []
     stop = False
+    conns = [conn, *records]
 
     def drain() -> None:
         nonlocal stop
-        while conn.poll():
-            item = conn.recv()
-            if item == "stop":
-                stop = True
-                return
-            for sym, wo, k, t in item:
-                pending.setdefault(sym, deque()).append((wo, k, t))
+        for c in conns:
+            while c.poll():
+                item = c.recv()
+                if item == "stop":
+                    stop = True
+                    continue
+                for sym, wo, k, t in item:
+                    pending.setdefault(sym, deque()).append((wo, k, t))
 
     async def on_candles(msg: Any) -> None:
         arrival = time.monotonic()
@@ -336,6 +349,164 @@ async def one_run(
     }
 
 
+def _shard_main(
+    nats_url: str,
+    database_url: str,
+    name: str,
+    symbols: list[str],
+    rate: int,
+    seed: int,
+    records: Connection,
+    control: Connection,
+) -> None:
+    """One feed shard in a process of its own (``--shards``): the feed actor over ``symbols``
+    with its paced source at ``rate`` ticks/s; the tracked ticks' records go to the measuring
+    subscriber through ``records``. On ``control``: sends ``"ready"``, waits for ``"start"``,
+    then for ``"stop"``, and answers with its counts over that window."""
+    tune_gc()
+    uvloop.run(_shard(nats_url, database_url, name, symbols, rate, seed, records, control))
+
+
+async def _shard(
+    nats_url: str,
+    database_url: str,
+    name: str,
+    symbols: list[str],
+    rate: int,
+    seed: int,
+    records: Connection,
+    control: Connection,
+) -> None:
+    mkts = {s: m for s, m in markets_named(symbols).items()}
+    configs = [
+        FeedConfig(
+            name=src, kind="random_walk", weight=w, start_prices={s: "100.00" for s in symbols}
+        )
+        for src, w in SOURCES
+    ]
+    source = PacedSource(symbols, rate, seed=seed)
+    source.sink = records.send
+    cfg = ActorConfig(name=name, nats_url=nats_url, metrics_port=None)
+    feed = Feed(cfg, database_url, mkts, configs, source_objects=[source])
+    loop = asyncio.get_running_loop()
+    gc.collect()
+    await feed.start()
+    try:
+        control.send("ready")
+        assert await loop.run_in_executor(None, control.recv) == "start"
+        source.recording = True
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        ticks0, emitted0, msgs0 = feed.counts["ticks"], source.emitted, feed.counts["messages"]
+        assert await loop.run_in_executor(None, control.recv) == "stop"
+        elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        source.recording = False
+        control.send(
+            {
+                "ticks": feed.counts["ticks"] - ticks0,
+                "emitted": source.emitted - emitted0,
+                "messages": feed.counts["messages"] - msgs0,
+                "cpu_s": cpu,
+                "seconds": elapsed,
+                "dropped": feed.counts["dropped"],
+                "shed": source.shed,
+            }
+        )
+        await asyncio.sleep(0.5)  # the last tracked ticks reach their candles
+    finally:
+        await feed.stop()
+
+
+async def sharded_run(
+    nats_url: str,
+    database_url: str,
+    n_symbols: int,
+    rate: int,
+    seconds: float,
+    pids: dict[str, int],
+    shards: int,
+) -> dict[str, Any]:
+    """:func:`one_run` with the markets split over ``shards`` feed processes (``--symbols`` of
+    ``orrange actor feed``: market k goes to shard k mod ``shards``), each with its own paced
+    source offering its share of ``rate``; the benchmark process only coordinates."""
+    symbols = sorted(markets(n_symbols))
+    ctx = multiprocessing.get_context("spawn")
+    here, there = ctx.Pipe()
+    rec_pipes = [ctx.Pipe(duplex=False) for _ in range(shards)]
+    measurer = ctx.Process(
+        target=measure, args=(nats_url, there, [r for r, _ in rec_pipes]), daemon=True
+    )
+    measurer.start()
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, here.recv)  # "ready"
+    controls, procs = [], []
+    for k in range(shards):
+        mine, theirs = ctx.Pipe()
+        proc = ctx.Process(
+            target=_shard_main,
+            args=(
+                nats_url,
+                database_url,
+                f"feed-{k}",
+                symbols[k::shards],
+                rate // shards,
+                7 + k,
+                rec_pipes[k][1],
+                theirs,
+            ),
+            daemon=True,
+        )
+        proc.start()
+        controls.append(mine)
+        procs.append(proc)
+    try:
+        for c in controls:
+            assert await loop.run_in_executor(None, c.recv) == "ready"
+        await asyncio.sleep(WARMUP_S)
+        nats0, pg0 = _cpu_of({pids["nats"]}), _cpu_of({pids["pg"]})
+        t0 = time.perf_counter()
+        for c in controls:
+            c.send("start")
+        await asyncio.sleep(seconds)
+        for c in controls:
+            c.send("stop")
+        counts = [await loop.run_in_executor(None, c.recv) for c in controls]
+        elapsed = time.perf_counter() - t0
+        nats_cpu = _cpu_of({pids["nats"]}) - nats0
+        pg_cpu = _cpu_of({pids["pg"]}) - pg0
+        await asyncio.sleep(0.5)
+        here.send("stop")
+        latencies, unmatched, sub_cpu = await loop.run_in_executor(None, here.recv)
+    finally:
+        for p in procs:
+            p.join(30)
+        measurer.join(10)
+    ticks = sum(c["ticks"] for c in counts)
+    cpu = sum(c["cpu_s"] for c in counts)
+    shard_s = max(c["seconds"] for c in counts)
+    return {
+        "offered_ticks_per_s": rate,
+        "shards": shards,
+        "ticks_per_s": round(ticks / shard_s),
+        "emitted_ticks_per_s": round(sum(c["emitted"] for c in counts) / shard_s),
+        "ticks_per_cpu_s": round(ticks / cpu),
+        "process_cpu_per_s": round(cpu / shard_s, 3),
+        "shard_cpu_per_s": [round(c["cpu_s"] / c["seconds"], 3) for c in counts],
+        "measuring_subscriber_cpu_s_whole_run": round(sub_cpu, 2),
+        "nats_server_cpu_per_s": round(nats_cpu / elapsed, 3),
+        "postgres_cpu_per_s": round(pg_cpu / elapsed, 3),
+        "md_messages_per_s": round(sum(c["messages"] for c in counts) / shard_s),
+        "latency_ms_p50": round(pct(latencies, 0.5), 2),
+        "latency_ms_p99": round(pct(latencies, 0.99), 2),
+        "latency_ms_max": round(max(latencies), 2) if latencies else None,
+        "latency_samples": len(latencies),
+        "latency_unmatched": unmatched,
+        "dropped": sum(c["dropped"] for c in counts),
+        "shed_by_source": sum(c["shed"] for c in counts),
+        "seconds": round(shard_s, 2),
+    }
+
+
 def _median(runs: list[dict[str, Any]], key: str) -> Any:
     vals = [r[key] for r in runs if r[key] is not None]
     return statistics.median(vals) if vals else None
@@ -348,6 +519,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rates", default="20000,40000,100000", help="offered ticks/s, comma-separated")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="feed processes, the markets split between them (1: the feed in this process)",
+    )
+    p.add_argument("--out", default="md_pipeline", help="bench/results/NAME.json and NAME.md")
     args = p.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
     tune_gc()  # as in every actor process (orrange actor feed runs through run_actor)
@@ -365,11 +543,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for rate in rates:
                         k += 1
                         pg.create_database(f"bench{k}")
-                        r = uvloop.run(
-                            one_run(
-                                srv.url, pg.url(f"bench{k}"), args.symbols, rate, args.seconds, pids
+                        db = pg.url(f"bench{k}")
+                        run = (
+                            one_run(srv.url, db, args.symbols, rate, args.seconds, pids)
+                            if args.shards == 1
+                            else sharded_run(
+                                srv.url, db, args.symbols, rate, args.seconds, pids, args.shards
                             )
                         )
+                        r = uvloop.run(run)
                         print(json.dumps(r))
                         results[rate].append(r)
             finally:
@@ -377,7 +559,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     load_after = os.getloadavg()[0]
-    keys = [k for k in results[rates[0]][0] if k not in ("offered_ticks_per_s",)]
+    keys = [
+        k
+        for k, v in results[rates[0]][0].items()
+        if k not in ("offered_ticks_per_s", "shards") and not isinstance(v, list)
+    ]
     summary = {
         str(rate): {k: _median(runs, k) for k in keys} | {"runs": runs}
         for rate, runs in results.items()
@@ -388,13 +574,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sources": [s for s, _ in SOURCES],
         "seconds_per_run": args.seconds,
         "runs": args.runs,
+        "feed_processes": args.shards,
         "median_by_offered_rate": summary,
         "target": {"ticks_per_s": 100_000, "p99_ms": 50},
         "machine": machine(load_before, load_after),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "md_pipeline.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=2) + "\n")
     rows = []
     for rate in rates:
         m = summary[str(rate)]
@@ -406,10 +593,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{m['postgres_cpu_per_s']:.2f} | {m['md_messages_per_s']:,.0f} | "
             f"{m['latency_ms_p50']:.1f} / {m['latency_ms_p99']:.1f} / {m['latency_ms_max']:.1f} |"
         )
+    if args.shards == 1:
+        layout = (
+            "the feed actor in the benchmark process, on an embedded nats-server and "
+            f"PostgreSQL,\n{args.symbols:,} markets x 3 sources, a paced in-process source"
+        )
+        cpu_note = (
+            "the benchmark process (feed and source)",
+            '"ticks\nper CPU s" is what the feed process costs: its throughput if it had a core '
+            "to itself.",
+        )
+    else:
+        layout = (
+            f"{args.shards} feed shards (`orrange actor feed --symbols`; market k in shard k mod "
+            f"{args.shards}),\neach in a process of its own with its paced source, on an embedded "
+            f"nats-server and PostgreSQL,\n{args.symbols:,} markets x 3 sources, each shard's "
+            "source"
+        )
+        cpu_note = (
+            "the feed shards' processes (summed)",
+            '"ticks\nper CPU s" is what the shards cost together: their throughput per core '
+            "they use.",
+        )
     md = f"""# Market-data pipeline benchmark (feed actor, NATS JetStream, PostgreSQL)
 
-`bench/bench_md_pipeline.py`: the feed actor on an embedded nats-server and PostgreSQL,
-{args.symbols:,} markets x 3 sources, a paced in-process source offering trade ticks (typed
+`bench/bench_md_pipeline.py --shards {args.shards}`: {layout} offering trade ticks (typed
 ticks with exact Decimals; exchange-frame parsing is measured per exchange in `feeds.md`).
 Per tick: normalization onto the market grid, index source update, candles 1m..1d; every 20 ms
 tick batches (`md.ticks.<SRC>`) and coalesced candles (`md.candles`: closed and 1m), every
@@ -421,9 +629,9 @@ of the runs for ticks/s).
 
 Latency: emission of a tick to the arrival of the first `md.candles` 1m candle including it at
 a subscriber in another process (every tick of 20 tracked markets). CPU is in seconds per
-second: the benchmark process (feed and source), nats-server, PostgreSQL; the measuring
-subscriber runs in a process of its own; all share the machine's {os.cpu_count()} cores. "ticks
-per CPU s" is what the feed process costs: its throughput if it had a core to itself.
+second: {cpu_note[0]}, nats-server, PostgreSQL; the measuring
+subscriber runs in a process of its own; all share the machine's {os.cpu_count()} cores.
+{cpu_note[1]}
 
 | offered ticks/s | ticks/s (wall) | ticks per CPU s | process CPU/s | nats-server CPU/s | \
 PostgreSQL CPU/s | md messages/s | latency p50 / p99 / max ms |
@@ -436,7 +644,7 @@ Machine: Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.pl
 {out["date"]}; 1-minute load average {load_before:.1f} before and {load_after:.1f} after (other
 sessions share the machine, so figures are noisy).
 """
-    (RESULTS / "md_pipeline.md").write_text(md)
+    (RESULTS / f"{args.out}.md").write_text(md)
     print(md)
     return 0
 
