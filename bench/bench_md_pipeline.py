@@ -349,22 +349,10 @@ async def one_run(
     }
 
 
-def _shard_main(
-    nats_url: str,
-    database_url: str,
-    name: str,
-    symbols: list[str],
-    rate: int,
-    seed: int,
-    records: Connection,
-    control: Connection,
-) -> None:
-    """One feed shard in a process of its own (``--shards``): the feed actor over ``symbols``
-    with its paced source at ``rate`` ticks/s; the tracked ticks' records go to the measuring
-    subscriber through ``records``. On ``control``: sends ``"ready"``, waits for ``"start"``,
-    then for ``"stop"``, and answers with its counts over that window."""
+def _shard_main(*args: Any) -> None:
+    """One feed shard in a process of its own (``--shards``): :func:`_shard` on uvloop."""
     tune_gc()
-    uvloop.run(_shard(nats_url, database_url, name, symbols, rate, seed, records, control))
+    uvloop.run(_shard(*args))
 
 
 async def _shard(
@@ -377,6 +365,10 @@ async def _shard(
     records: Connection,
     control: Connection,
 ) -> None:
+    """The feed actor named ``name`` over ``symbols`` with its paced source at ``rate``
+    ticks/s; the tracked ticks' records go to the measuring subscriber through ``records``. On
+    ``control``: sends ``"ready"``, waits for ``"start"``, then for ``"stop"``, and answers
+    with its counts over that window."""
     mkts = {s: m for s, m in markets_named(symbols).items()}
     configs = [
         FeedConfig(
