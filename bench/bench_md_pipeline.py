@@ -514,8 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--shards",
         type=int,
-        default=1,
-        help="feed processes, the markets split between them (1: the feed in this process)",
+        default=2,
+        help="feed processes, the markets split between them (default 2, one per core of this "
+        "machine; 1: the feed in this process)",
     )
     p.add_argument("--out", default="md_pipeline", help="bench/results/NAME.json and NAME.md")
     args = p.parse_args(argv)
