@@ -354,7 +354,7 @@ def _order_entry(app: ASGIApp) -> ASGIApp:
         for name, value in scope["headers"]:
             if name == b"content-type":
                 json = value.split(b";", 1)[0].strip().lower() == b"application/json"
-            elif name == b"authorization":
+            elif name == b"authorization" and auth is None:  # the first, as Litestar reads it
                 auth = value
         while more and size <= _FAST_BODY_MAX:
             message = await receive()
