@@ -8,6 +8,10 @@ exactly as the pure core builds them."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -507,3 +511,63 @@ async def test_two_feed_shards_split_the_markets(nats_url: str, database_url: st
 async def _consumers(nc: Any) -> Any:
     for info in await nc.jetstream().consumers_info("EVENTS"):
         yield info
+
+
+async def test_a_feed_shard_process_from_the_command_line(
+    nats_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """``orrange actor feed --symbols ETH-USDT --name feed-eth`` as a real process, given a
+    sources file whose walk covers BTC and ETH: it walks ETH only, reads fills through its own
+    durable consumer and stops cleanly on SIGTERM."""
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        '[[source]]\nname = "walk"\nkind = "random_walk"\ninterval_ms = 20\n'
+        '[source.start_prices]\n"BTC-USDT" = "65000.00"\n"ETH-USDT" = "1900.00"\n'
+    )
+    env = dict(os.environ)
+    env.update(ORRANGE_NATS_URL=nats_url, ORRANGE_DATABASE_URL=database_url)
+    nc = await nats.connect(nats_url)
+    ticks: list[bytes] = []
+
+    async def on_ticks(msg: Any) -> None:
+        ticks.append(msg.data)
+
+    await nc.subscribe("md.ticks.walk", cb=on_ticks)
+    log = (tmp_path / "feed.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orrange.cli",
+            "actor",
+            "feed",
+            "--symbols",
+            "ETH-USDT",
+            "--name",
+            "feed-eth",
+            "--sources",
+            str(sources),
+            "--metrics-port",
+            "-1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def seen() -> set[str]:
+            return {t.symbol for b in list(ticks) for t in decode_ticks(b)}
+
+        await wait_for(lambda: len(ticks) >= 5, "the shard's tick batches")
+        assert seen() == {"ETH-USDT"}
+        names = {c.name async for c in _consumers(nc)}
+        assert "feed-eth" in names and "feed" not in names
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        await nc.drain()
