@@ -1,11 +1,19 @@
-"""The floor of REST throughput on this machine: a bare Litestar POST handler.
+"""The floor of REST throughput on this machine: a bare POST handler, three ways.
 
-The same stack as ``orrange api`` (Litestar on uvicorn with uvloop and httptools, msgspec
-body decoding), but the handler only decodes the order body and answers 201: no JWT, no NATS,
-no engine. ``wrk`` sends ``POST /api/v1/orders`` with the order body of
-``bench_pipeline.py``'s REST part (one thread, 128 keep-alive connections). Whatever the
-engine does per order comes on top of this figure, so it bounds what ``POST /api/v1/orders``
-can reach here.
+The same stack as ``orrange api`` (uvicorn with uvloop and httptools, msgspec body decoding),
+but the handler only decodes the order body and answers 201: no JWT, no NATS, no engine.
+``wrk`` sends the order body of ``bench_pipeline.py``'s REST part (one thread, 128 keep-alive
+connections) to each variant in turn, run after run:
+
+* ``handler``: a Litestar handler taking ``data: OrderIn`` and returning a struct (Litestar's
+  signature model, dependency resolution and response object);
+* ``route_middleware``: the same Litestar route with a route middleware that reads and decodes
+  the body itself and sends the answer's bytes, as ``POST /api/v1/orders``'s order entry does
+  (``_order_entry`` in ``orrange/api/_routes.py``);
+* ``raw_asgi``: a plain ASGI callable on uvicorn, no Litestar at all.
+
+Whatever the engine does per order comes on top of these figures, so they bound what
+``POST /api/v1/orders`` can reach here.
 
 Writes ``bench/results/rest_floor.json`` and ``bench/results/rest_floor.md``.
 
@@ -54,8 +62,57 @@ async def submit(data: OrderIn) -> OrderOut:
     return OrderOut(1, data.symbol, "new")
 
 
-app = Litestar([submit], openapi_config=None)
+_decoder = msgspec.json.Decoder(OrderIn)
+_encoder = msgspec.json.Encoder()
+
+
+def _answer(body: bytes) -> bytes:
+    return _encoder.encode(OrderOut(1, _decoder.decode(body).symbol, "new"))
+
+
+async def _read(receive) -> bytes:
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _send(send, out: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(out))]
+    await send({"type": "http.response.start", "status": 201, "headers": headers})
+    await send({"type": "http.response.body", "body": out})
+
+
+def entry(app):
+    async def middleware(scope, receive, send):
+        await _send(send, _answer(await _read(receive)))
+
+    return middleware
+
+
+@post("/api/v1/orders-mw", status_code=201, middleware=[entry])
+async def submit_mw(data: OrderIn) -> OrderOut:
+    return OrderOut(1, data.symbol, "new")
+
+
+app = Litestar([submit, submit_mw], openapi_config=None)
+
+
+async def raw(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await _send(send, _answer(await _read(receive)))
 """
+
+#: variant -> (uvicorn app, path)
+VARIANTS = {
+    "handler": ("app:app", "/api/v1/orders"),
+    "route_middleware": ("app:app", "/api/v1/orders-mw"),
+    "raw_asgi": ("app:raw", "/api/v1/orders"),
+}
 
 LUA = """
 wrk.method = "POST"
@@ -75,14 +132,15 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(tmp: Path, duration_s: int, connections: int) -> dict[str, float]:
+def one_run(tmp: Path, variant: str, duration_s: int, connections: int) -> dict[str, float]:
+    target, path = VARIANTS[variant]
     port = _free_port()
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
-            "app:app",
+            target,
             "--port",
             str(port),
             "--loop",
@@ -115,7 +173,7 @@ def one_run(tmp: Path, duration_s: int, connections: int) -> dict[str, float]:
                 "--latency",
                 "-s",
                 str(tmp / "post.lua"),
-                f"http://127.0.0.1:{port}/api/v1/orders",
+                f"http://127.0.0.1:{port}{path}",
             ],
             capture_output=True,
             text=True,
@@ -147,10 +205,12 @@ def main() -> int:
     (tmp / "app.py").write_text(APP)
     (tmp / "post.lua").write_text(LUA)
     load_before = os.getloadavg()
-    runs = [one_run(tmp, args.duration, args.connections) for _ in range(args.runs)]
-    for r in runs:
-        print(r, flush=True)
-    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    for _ in range(args.runs):  # the variants take turns, so a machine state hits them alike
+        for v in VARIANTS:
+            runs[v].append(one_run(tmp, v, args.duration, args.connections))
+            print(v, runs[v][-1], flush=True)
+    med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in runs.items()}
     doc = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
@@ -165,22 +225,27 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "rest_floor.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [
-        "# REST floor: a bare Litestar POST handler (bench/bench_rest_floor.py)",
+        "# REST floor: a bare POST handler, three ways (bench/bench_rest_floor.py)",
         "",
         f"{doc['when']}, Python {doc['python']}, {doc['cpus']} CPUs (shared; load average "
-        f"{doc['load_before']} before, {doc['load_after']} after). Litestar on uvicorn (uvloop, "
-        "httptools), the handler decodes the order body with msgspec and answers 201; no JWT, "
-        f"NATS or engine. `wrk -t1 -c{args.connections}`, {args.duration} s per run, median of "
-        f"{len(runs)} runs.",
+        f"{doc['load_before']} before, {doc['load_after']} after). uvicorn (uvloop, httptools); "
+        "each variant decodes the order body with msgspec and answers 201; no JWT, NATS or "
+        f"engine. `wrk -t1 -c{args.connections}`, {args.duration} s per run, the variants taking "
+        f"turns, median of {args.runs} runs each. `handler`: a Litestar handler (signature "
+        "model, dependency resolution, response object); `route_middleware`: the Litestar "
+        "route answered by its route middleware, as `POST /api/v1/orders` is; `raw_asgi`: no "
+        "Litestar.",
         "",
-        "| figure | median | runs |",
-        "| --- | ---: | --- |",
-        f"| requests/s | {med['requests_per_s']:,.0f} | "
-        + ", ".join(f"{r['requests_per_s']:,.0f}" for r in runs)
-        + " |",
-        f"| server CPU µs per request | {med['server_cpu_us_per_request']:.0f} | "
-        + ", ".join(f"{r['server_cpu_us_per_request']:.0f}" for r in runs)
-        + " |",
+        "| variant | requests/s (median) | runs | server CPU µs per request (median) | runs |",
+        "| --- | ---: | --- | ---: | --- |",
+        *(
+            f"| {v} | {med[v]['requests_per_s']:,.0f} | "
+            + ", ".join(f"{r['requests_per_s']:,.0f}" for r in rs)
+            + f" | {med[v]['server_cpu_us_per_request']:.0f} | "
+            + ", ".join(f"{r['server_cpu_us_per_request']:.0f}" for r in rs)
+            + " |"
+            for v, rs in runs.items()
+        ),
         "",
         "Everything `POST /api/v1/orders` does for an order (JWT, validation, the NATS publish "
         "and its ack, waiting for the engine's answer, the hub following every event) comes on "
