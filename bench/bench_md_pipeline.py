@@ -279,6 +279,83 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+def _bench_feed(
+    nats_url: str, database_url: str, name: str, symbols: list[str], rate: int, seed: int
+) -> tuple[Feed, PacedSource]:
+    """The feed actor ``name`` over ``symbols`` (3 weighted sources in every market's index)
+    with its paced source offering ``rate`` ticks/s."""
+    configs = [
+        FeedConfig(
+            name=src, kind="random_walk", weight=w, start_prices={s: "100.00" for s in symbols}
+        )
+        for src, w in SOURCES
+    ]
+    source = PacedSource(symbols, rate, seed=seed)
+    cfg = ActorConfig(name=name, nats_url=nats_url, metrics_port=None)
+    feed = Feed(cfg, database_url, markets_named(symbols), configs, source_objects=[source])
+    return feed, source
+
+
+class _Window:
+    """A feed's and its source's counters from the moment it is made (see :meth:`counts`)."""
+
+    def __init__(self, feed: Feed, source: PacedSource) -> None:
+        self.feed, self.source = feed, source
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.ticks0, self.msgs0 = feed.counts["ticks"], feed.counts["messages"]
+        self.emitted0 = source.emitted
+
+    def counts(self) -> dict[str, Any]:
+        """Ticks taken, ticks emitted, messages published, CPU s of this process and wall s
+        since the start; ticks dropped and shed so far."""
+        feed = self.feed
+        return {
+            "ticks": feed.counts["ticks"] - self.ticks0,
+            "emitted": self.source.emitted - self.emitted0,
+            "messages": feed.counts["messages"] - self.msgs0,
+            "cpu_s": time.process_time() - self.cpu0,
+            "seconds": time.perf_counter() - self.t0,
+            "dropped": feed.counts["dropped"],
+            "shed": self.source.shed,
+        }
+
+
+def _result(
+    rate: int,
+    counts: list[dict[str, Any]],
+    nats_cpu_per_s: float,
+    pg_cpu_per_s: float,
+    measured: tuple[list[float], int, float],
+) -> dict[str, Any]:
+    """One run's figures from the feed processes' :meth:`_Window.counts` and the measuring
+    subscriber's (latencies in ms, unmatched records, its CPU s)."""
+    latencies, unmatched, sub_cpu = measured
+    ticks = sum(c["ticks"] for c in counts)
+    cpu = sum(c["cpu_s"] for c in counts)
+    wall = max(c["seconds"] for c in counts)
+    return {
+        "offered_ticks_per_s": rate,
+        "shards": len(counts),
+        "ticks_per_s": round(ticks / wall),
+        "emitted_ticks_per_s": round(sum(c["emitted"] for c in counts) / wall),
+        "ticks_per_cpu_s": round(ticks / cpu),
+        "process_cpu_per_s": round(cpu / wall, 3),
+        "shard_cpu_per_s": [round(c["cpu_s"] / c["seconds"], 3) for c in counts],
+        "measuring_subscriber_cpu_s_whole_run": round(sub_cpu, 2),
+        "nats_server_cpu_per_s": round(nats_cpu_per_s, 3),
+        "postgres_cpu_per_s": round(pg_cpu_per_s, 3),
+        "md_messages_per_s": round(sum(c["messages"] for c in counts) / wall),
+        "latency_ms_p50": round(pct(latencies, 0.5), 2),
+        "latency_ms_p99": round(pct(latencies, 0.99), 2),
+        "latency_ms_max": round(max(latencies), 2) if latencies else None,
+        "latency_samples": len(latencies),
+        "latency_unmatched": unmatched,
+        "dropped": sum(c["dropped"] for c in counts),
+        "shed_by_source": sum(c["shed"] for c in counts),
+        "seconds": round(wall, 2),
+    }
+
+
 async def one_run(
     nats_url: str,
     database_url: str,
@@ -287,17 +364,10 @@ async def one_run(
     seconds: float,
     pids: dict[str, int],
 ) -> dict[str, Any]:
-    mkts = markets(n_symbols)
-    symbols = sorted(mkts)
-    configs = [
-        FeedConfig(
-            name=name, kind="random_walk", weight=w, start_prices={s: "100.00" for s in symbols}
-        )
-        for name, w in SOURCES
-    ]
-    source = PacedSource(symbols, rate, seed=7)
-    cfg = ActorConfig(name="feed", nats_url=nats_url, metrics_port=None)
-    feed = Feed(cfg, database_url, mkts, configs, source_objects=[source])
+    """One run with the feed in this process (``--shards 1``)."""
+    feed, source = _bench_feed(
+        nats_url, database_url, "feed", sorted(markets(n_symbols)), rate, seed=7
+    )
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe()
     measurer = ctx.Process(target=measure, args=(nats_url, there), daemon=True)
@@ -310,43 +380,21 @@ async def one_run(
     try:
         await asyncio.sleep(WARMUP_S)
         source.recording = True
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        ticks0, emitted0, msgs0 = feed.counts["ticks"], source.emitted, feed.counts["messages"]
+        window = _Window(feed, source)
         nats0, pg0 = _cpu_of({pids["nats"]}), _cpu_of({pids["pg"]})
         await asyncio.sleep(seconds)
-        elapsed = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
-        ticks = feed.counts["ticks"] - ticks0
-        emitted = source.emitted - emitted0
-        msgs = feed.counts["messages"] - msgs0
+        counts = window.counts()
         nats_cpu = _cpu_of({pids["nats"]}) - nats0
         pg_cpu = _cpu_of({pids["pg"]}) - pg0
         source.recording = False
         await asyncio.sleep(0.5)  # the last tracked ticks reach their candles
         here.send("stop")
-        latencies, unmatched, sub_cpu = await loop.run_in_executor(None, here.recv)
+        measured = await loop.run_in_executor(None, here.recv)
     finally:
         await feed.stop()
         measurer.join(10)
-    return {
-        "offered_ticks_per_s": rate,
-        "ticks_per_s": round(ticks / elapsed),
-        "emitted_ticks_per_s": round(emitted / elapsed),
-        "ticks_per_cpu_s": round(ticks / cpu),
-        "process_cpu_per_s": round(cpu / elapsed, 3),
-        "measuring_subscriber_cpu_s_whole_run": round(sub_cpu, 2),
-        "nats_server_cpu_per_s": round(nats_cpu / elapsed, 3),
-        "postgres_cpu_per_s": round(pg_cpu / elapsed, 3),
-        "md_messages_per_s": round(msgs / elapsed),
-        "latency_ms_p50": round(pct(latencies, 0.5), 2),
-        "latency_ms_p99": round(pct(latencies, 0.99), 2),
-        "latency_ms_max": round(max(latencies), 2) if latencies else None,
-        "latency_samples": len(latencies),
-        "latency_unmatched": unmatched,
-        "dropped": feed.counts["dropped"],
-        "shed_by_source": source.shed,
-        "seconds": round(elapsed, 2),
-    }
+    elapsed = counts["seconds"]
+    return _result(rate, [counts], nats_cpu / elapsed, pg_cpu / elapsed, measured)
 
 
 def _shard_main(*args: Any) -> None:
@@ -369,17 +417,8 @@ async def _shard(
     ticks/s; the tracked ticks' records go to the measuring subscriber through ``records``. On
     ``control``: sends ``"ready"``, waits for ``"start"``, then for ``"stop"``, and answers
     with its counts over that window."""
-    mkts = {s: m for s, m in markets_named(symbols).items()}
-    configs = [
-        FeedConfig(
-            name=src, kind="random_walk", weight=w, start_prices={s: "100.00" for s in symbols}
-        )
-        for src, w in SOURCES
-    ]
-    source = PacedSource(symbols, rate, seed=seed)
+    feed, source = _bench_feed(nats_url, database_url, name, symbols, rate, seed)
     source.sink = records.send
-    cfg = ActorConfig(name=name, nats_url=nats_url, metrics_port=None)
-    feed = Feed(cfg, database_url, mkts, configs, source_objects=[source])
     loop = asyncio.get_running_loop()
     gc.collect()
     await feed.start()
@@ -387,23 +426,10 @@ async def _shard(
         control.send("ready")
         assert await loop.run_in_executor(None, control.recv) == "start"
         source.recording = True
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        ticks0, emitted0, msgs0 = feed.counts["ticks"], source.emitted, feed.counts["messages"]
+        window = _Window(feed, source)
         assert await loop.run_in_executor(None, control.recv) == "stop"
-        elapsed = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
         source.recording = False
-        control.send(
-            {
-                "ticks": feed.counts["ticks"] - ticks0,
-                "emitted": source.emitted - emitted0,
-                "messages": feed.counts["messages"] - msgs0,
-                "cpu_s": cpu,
-                "seconds": elapsed,
-                "dropped": feed.counts["dropped"],
-                "shed": source.shed,
-            }
-        )
+        control.send(window.counts())
         await asyncio.sleep(0.5)  # the last tracked ticks reach their candles
     finally:
         await feed.stop()
@@ -468,35 +494,12 @@ async def sharded_run(
         pg_cpu = _cpu_of({pids["pg"]}) - pg0
         await asyncio.sleep(0.5)
         here.send("stop")
-        latencies, unmatched, sub_cpu = await loop.run_in_executor(None, here.recv)
+        measured = await loop.run_in_executor(None, here.recv)
     finally:
         for p in procs:
             p.join(30)
         measurer.join(10)
-    ticks = sum(c["ticks"] for c in counts)
-    cpu = sum(c["cpu_s"] for c in counts)
-    shard_s = max(c["seconds"] for c in counts)
-    return {
-        "offered_ticks_per_s": rate,
-        "shards": shards,
-        "ticks_per_s": round(ticks / shard_s),
-        "emitted_ticks_per_s": round(sum(c["emitted"] for c in counts) / shard_s),
-        "ticks_per_cpu_s": round(ticks / cpu),
-        "process_cpu_per_s": round(cpu / shard_s, 3),
-        "shard_cpu_per_s": [round(c["cpu_s"] / c["seconds"], 3) for c in counts],
-        "measuring_subscriber_cpu_s_whole_run": round(sub_cpu, 2),
-        "nats_server_cpu_per_s": round(nats_cpu / elapsed, 3),
-        "postgres_cpu_per_s": round(pg_cpu / elapsed, 3),
-        "md_messages_per_s": round(sum(c["messages"] for c in counts) / shard_s),
-        "latency_ms_p50": round(pct(latencies, 0.5), 2),
-        "latency_ms_p99": round(pct(latencies, 0.99), 2),
-        "latency_ms_max": round(max(latencies), 2) if latencies else None,
-        "latency_samples": len(latencies),
-        "latency_unmatched": unmatched,
-        "dropped": sum(c["dropped"] for c in counts),
-        "shed_by_source": sum(c["shed"] for c in counts),
-        "seconds": round(shard_s, 2),
-    }
+    return _result(rate, counts, nats_cpu / elapsed, pg_cpu / elapsed, measured)
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> Any:
