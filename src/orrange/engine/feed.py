@@ -843,14 +843,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources_path = Path(args.sources) if args.sources else markets_path.parent / "sources.toml"
     try:
         markets = load_markets(markets_path)
-        if args.symbols is not None:
+        sources = load_sources(sources_path)
+        if args.symbols is not None:  # a shard: its markets and only their sources
             wanted = [s.strip() for s in args.symbols.split(",") if s.strip()]
             unknown = sorted(set(wanted) - set(markets))
             if unknown or not wanted:
                 p.error(f"--symbols: unknown or no markets {unknown} (in {markets_path})")
             markets = {s: markets[s] for s in wanted}
-        sources = load_sources(sources_path)
-        if args.symbols is not None:
             sources = shard_sources(sources, markets)
         actor = Feed(
             config,
