@@ -20,7 +20,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 # Modules that register sub-commands (each defines ``register(cli: CommandTree)``).
 _MODULES: tuple[str, ...] = (
-    "orrange.matching._cli",
+    "orrange.tools._cli",
     "orrange.marketdata._cli",
     "orrange.infra._cli",
     "orrange.engine._cli",

@@ -52,9 +52,7 @@ After every message the engine's best N levels (:meth:`OrderBook.depth`) must eq
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -90,7 +88,6 @@ __all__ = [
     "Mismatch",
     "ReplayResult",
     "ReplaySummary",
-    "cli_main",
     "lobster_spec",
     "midnight_utc_ms",
     "orderbook_levels",
@@ -885,50 +882,3 @@ def replay(
         day=day,
         keep=keep,
     )
-
-
-# --------------------------------------------------------------------------------- CLI
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    """``orrange replay lobster``: print the summary; exit 0 only without any mismatch or
-    wrong fill (1), 2 for unusable input or an unsupported ``--via``."""
-    if getattr(args, "via", "local") == "nats":
-        # the NATS side lives with the engine, not in this pure module
-        import orrange.engine.lobster_feed as feed
-
-        return feed.cli_main(args)
-    try:
-        res = replay(
-            args.messages,
-            args.orderbook,
-            levels=args.levels or 0,
-            limit=args.limit or None,
-            keep=False,
-        )
-    except (OSError, ValueError) as exc:
-        print(f"orrange replay lobster: {exc}", file=sys.stderr)
-        return 2
-    s = res.summary
-    if args.json:
-        sys.stdout.write(msgspec.json.encode(s).decode() + "\n")
-    else:
-        print(f"messages:          {s.messages}")
-        print(f"rows compared:     {s.rows_compared} ({res.levels} level(s) per side)")
-        print(f"mismatches:        {s.mismatches}")
-        print(f"wrong fills:       {s.wrong_fills} (executions that filled a different id)")
-        print(f"seed orders:       {res.seeds}")
-        print(
-            f"out of sight:      {res.presumed_gone} known orders presumed canceled, "
-            f"{res.resized} resized, {res.requeued} seed moves"
-        )
-        print(f"messages/s:        {s.messages_per_s:,.0f}")
-        for m in res.mismatch_rows[:5]:
-            print(
-                f"  mismatch at line {m.row + 1}: file bids {m.expected_bids} asks "
-                f"{m.expected_asks}; engine bids {m.engine_bids} asks {m.engine_asks}"
-            )
-        if res.wrong_fill_rows:
-            lines = ", ".join(str(i + 1) for i in res.wrong_fill_rows[:10])
-            print(f"  wrong fills at message line(s): {lines}")
-    return 0 if res.ok else 1

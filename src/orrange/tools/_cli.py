@@ -8,13 +8,13 @@ from orrange.cli import CommandTree
 
 
 def _replay_lobster(args: argparse.Namespace) -> int:
-    import orrange.matching.lobster as lobster
+    import orrange.tools.lobster as lobster
 
     return lobster.cli_main(args)
 
 
 def _bench_matcher(args: argparse.Namespace) -> int:
-    import orrange.matching.bench as bench
+    import orrange.tools.matcher_bench as bench
 
     return bench.cli_main(args)
 

@@ -1,10 +1,11 @@
-"""Drive a LOBSTER replay into a running engine over NATS (``orrange replay lobster --via nats``).
+"""``orrange replay lobster``: the LOBSTER replay of :mod:`orrange.matching.lobster` as a command.
 
-The command stream is the one the pure replay (:func:`orrange.matching.lobster.replay`) sends to
-its in-process book, so a running engine that applies it ends with the same book and the same
-fills. Commands enter where clients' commands do, on ``cmd.order.<SYM>`` (through risk), each
-with ``Nats-Msg-Id`` ``lobster:<SYM>:<index>``: running the command again within the streams'
-de-duplication window publishes nothing new.
+``--via local`` (default) replays through an in-process book and prints the comparison;
+``--via nats`` replays locally, then publishes the same command stream to a running engine
+where clients' commands enter, on ``cmd.order.<SYM>`` (through risk), each with
+``Nats-Msg-Id`` ``lobster:<SYM>:<index>``: running the command again within the streams'
+de-duplication window publishes nothing new, and an engine that applies the stream ends with
+the same book and the same fills as the local replay.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import msgspec
 import nats
 
 from orrange.engine.streams import cmd_subject
+from orrange.matching import lobster
 from orrange.matching.commands import Command
 from orrange.runtime.publisher import Publisher
 from orrange.settings import load_settings
@@ -53,12 +55,51 @@ async def publish_commands(
 
 
 def cli_main(args: argparse.Namespace) -> int:
+    """``orrange replay lobster``: print the summary; exit 0 only without any mismatch or
+    wrong fill (1), 2 for unusable input; ``--via nats``: see :func:`_via_nats`."""
+    if getattr(args, "via", "local") == "nats":
+        return _via_nats(args)
+    try:
+        res = lobster.replay(
+            args.messages,
+            args.orderbook,
+            levels=args.levels or 0,
+            limit=args.limit or None,
+            keep=False,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"orrange replay lobster: {exc}", file=sys.stderr)
+        return 2
+    s = res.summary
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(s).decode() + "\n")
+    else:
+        print(f"messages:          {s.messages}")
+        print(f"rows compared:     {s.rows_compared} ({res.levels} level(s) per side)")
+        print(f"mismatches:        {s.mismatches}")
+        print(f"wrong fills:       {s.wrong_fills} (executions that filled a different id)")
+        print(f"seed orders:       {res.seeds}")
+        print(
+            f"out of sight:      {res.presumed_gone} known orders presumed canceled, "
+            f"{res.resized} resized, {res.requeued} seed moves"
+        )
+        print(f"messages/s:        {s.messages_per_s:,.0f}")
+        for m in res.mismatch_rows[:5]:
+            print(
+                f"  mismatch at line {m.row + 1}: file bids {m.expected_bids} asks "
+                f"{m.expected_asks}; engine bids {m.engine_bids} asks {m.engine_asks}"
+            )
+        if res.wrong_fill_rows:
+            lines = ", ".join(str(i + 1) for i in res.wrong_fill_rows[:10])
+            print(f"  wrong fills at message line(s): {lines}")
+    return 0 if res.ok else 1
+
+
+def _via_nats(args: argparse.Namespace) -> int:
     """``orrange replay lobster --via nats``: replay locally, then send the same commands to
     the engine at ``ORRANGE_NATS_URL`` (or the embedded server's address). Exit 0 when every
     command was acked, 1 when the local replay itself mismatched, 2 on unusable input or an
     unreachable server."""
-    from orrange.matching import lobster
-
     try:
         res = lobster.replay(
             args.messages, args.orderbook, levels=args.levels or 0, limit=args.limit or None
