@@ -30,13 +30,13 @@ import nats
 
 from orrange.engine.escrow import EscrowWatcher, WatcherOptions
 from orrange.engine.streams import EVENTS, events_subject
+from orrange.evm.chain import Escrow, connect, send_dev
 from orrange.infra import EmbeddedPostgres, NatsServer
+from orrange.infra.anvil import AnvilNode, ensure_anvil
 from orrange.markets import MarketSpec
 from orrange.matching.enums import Side
 from orrange.matching.events import OrderFilled
 from orrange.runtime import MSG_ID_HEADER, ActorConfig, ensure_stream
-from orrange.settlement.anvil import AnvilNode, ensure_anvil
-from orrange.settlement.chain import Escrow, connect, send_dev
 from orrange.settlement.config import SettlementConfig
 from orrange.settlement.lifecycle import trade_id_for_fill
 

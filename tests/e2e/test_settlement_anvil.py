@@ -23,12 +23,12 @@ from orrange.engine.escrow import EscrowWatcher, WatcherOptions
 from orrange.engine.matcher import Matcher
 from orrange.engine.persister import Persister
 from orrange.engine.risk import RiskActor
+from orrange.evm.chain import Escrow, connect
+from orrange.infra.anvil import AnvilNode, ensure_anvil
 from orrange.markets import MarketSpec
 from orrange.risk import RiskLimits
 from orrange.runtime import Actor, ActorConfig
 from orrange.settings import Settings
-from orrange.settlement.anvil import AnvilNode, ensure_anvil
-from orrange.settlement.chain import Escrow, connect
 from orrange.settlement.config import SettlementConfig
 from orrange.settlement.reputation import NEW_USER_SCORE
 from orrange.store import settlement as db

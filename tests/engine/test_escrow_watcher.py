@@ -15,12 +15,12 @@ import pytest
 
 from orrange.engine.escrow import SETTLEMENT, EscrowWatcher, WatcherOptions, is_p2p
 from orrange.engine.streams import events_subject
+from orrange.evm.chain import Escrow, connect, send_dev
+from orrange.infra.anvil import AnvilNode, ensure_anvil
 from orrange.markets import MarketSpec
 from orrange.matching.enums import Side
 from orrange.matching.events import OrderFilled
 from orrange.runtime import MSG_ID_HEADER, ActorConfig
-from orrange.settlement.anvil import AnvilNode, ensure_anvil
-from orrange.settlement.chain import Escrow, connect, send_dev
 from orrange.settlement.config import SettlementConfig
 from orrange.settlement.lifecycle import trade_id_for_fill
 from orrange.store import settlement as db

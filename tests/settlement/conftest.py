@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from web3 import EthereumTesterProvider, Web3
 
-from orrange.settlement.chain import Escrow, Token, send_dev
+from orrange.evm.chain import Escrow, Token, send_dev
 
 FEE_BPS = 150  # 1.5 %
 

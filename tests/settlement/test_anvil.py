@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from orrange.settlement.anvil import AnvilError, AnvilNode, ensure_anvil, find_anvil, main
-from orrange.settlement.chain import (
+from orrange.evm.chain import (
     DealState,
     Escrow,
     Token,
@@ -17,6 +16,7 @@ from orrange.settlement.chain import (
     connect,
     send_dev,
 )
+from orrange.infra.anvil import AnvilError, AnvilNode, ensure_anvil, find_anvil, main
 from orrange.settlement.events import EscrowFunded, EscrowPaid, EscrowReclaimed, EscrowReleased
 
 TOOLS = Path(__file__).resolve().parents[2] / "var" / "tools"

@@ -11,8 +11,8 @@ import vyper
 from eth_utils import to_checksum_address
 from web3.types import TxReceipt
 
-from orrange.settlement import compile as build
-from orrange.settlement.chain import (
+from orrange.evm import compile as build
+from orrange.evm.chain import (
     DealState,
     Escrow,
     TransactionRejected,
@@ -101,7 +101,7 @@ def test_committed_artifacts_equal_a_fresh_compile() -> None:
     assert set(fresh) == {"Escrow", "TestToken"}
     for name, text in fresh.items():
         committed = (build.BUILD_DIR / f"{name}.json").read_text()
-        assert committed == text, f"{name}.json is stale: run python -m orrange.settlement.compile"
+        assert committed == text, f"{name}.json is stale: run python -m orrange.evm.compile"
     art = load_artifact("Escrow")
     assert art.compiler == f"vyper {vyper.__version__}"
     assert Path(build.CONTRACTS_DIR / "Escrow.vy").exists()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
+from orrange.evm.chain import send_dev
 from orrange.matching.enums import Side
-from orrange.settlement.chain import send_dev
 from orrange.settlement.events import ChainEvent
 from orrange.settlement.lifecycle import (
     ReputationEvent,

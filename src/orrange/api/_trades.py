@@ -44,7 +44,7 @@ from orrange.api._routes import _AUTH, _ctx, now_ms
 from orrange.api.auth import Principal
 from orrange.api.errors import ApiError
 from orrange.api.hub import PRIVATE_PREFIX
-from orrange.settlement.chain import (
+from orrange.evm.chain import (
     ChainError,
     Escrow,
     TransactionRejected,

@@ -44,6 +44,7 @@ import msgspec
 from web3.exceptions import BlockNotFound
 
 from orrange.engine.streams import EVENTS, EVENTS_PREFIX, EventPayload
+from orrange.evm.chain import Escrow, connect
 from orrange.markets import MarketSpec
 from orrange.matching.events import Event, OrderFilled
 from orrange.runtime import (
@@ -56,7 +57,6 @@ from orrange.runtime import (
     StreamSpec,
     run_actor,
 )
-from orrange.settlement.chain import Escrow, connect
 from orrange.settlement.config import SettlementConfig, load_settlement_config
 from orrange.settlement.events import ChainEvent
 from orrange.settlement.lifecycle import (

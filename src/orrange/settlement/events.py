@@ -1,7 +1,7 @@
 """Escrow chain events: what the escrow contract logged, as plain msgspec values.
 
 These are the inputs of the pure settlement lifecycle (:mod:`orrange.settlement.lifecycle`);
-:mod:`orrange.settlement.chain` decodes them from transaction logs. Shapes and units:
+:mod:`orrange.evm.chain` decodes them from transaction logs. Shapes and units:
 
 - ``trade_id``: the 32-byte trade id as ``0x`` + 64 lower-case hex digits;
 - addresses: EIP-55 checksummed ``0x`` strings; the zero address as ``token`` means ETH;

@@ -1,6 +1,6 @@
 """Compile the settlement contracts into the committed JSON artifacts.
 
-``python -m orrange.settlement.compile`` rewrites ``contracts/build/<Name>.json`` for every
+``python -m orrange.evm.compile`` rewrites ``contracts/build/<Name>.json`` for every
 ``contracts/<Name>.vy``; ``--check`` only compares and exits 1 when an artifact is stale.
 Each artifact is ``{"contract", "compiler", "evm_version", "source_sha256", "abi",
 "bytecode", "bytecode_runtime"}`` with hex strings ``0x...``; the output is deterministic
@@ -63,7 +63,7 @@ def compile_all() -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write (or with ``--check`` verify) the artifacts; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m orrange.settlement.compile")
+    parser = argparse.ArgumentParser(prog="python -m orrange.evm.compile")
     parser.add_argument("--check", action="store_true", help="only verify; exit 1 if stale")
     args = parser.parse_args(argv)
     stale = []

@@ -119,7 +119,7 @@ class Artifact(msgspec.Struct, frozen=True):
 def load_artifact(name: str) -> Artifact:
     """The committed artifact ``contracts/build/<name>.json`` (``"Escrow"`` or
     ``"TestToken"``), read as package data; raises ``FileNotFoundError`` when absent."""
-    path = resources.files("orrange.settlement") / "contracts" / "build" / f"{name}.json"
+    path = resources.files("orrange.evm") / "contracts" / "build" / f"{name}.json"
     return msgspec.json.decode(path.read_bytes(), type=Artifact)
 
 

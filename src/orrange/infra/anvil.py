@@ -7,7 +7,7 @@ install or run time, so it works offline once installed)::
 
 which puts it at ``var/tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil``.
 :func:`ensure_anvil` finds it (``$ORRANGE_ANVIL_BIN``, then ``anvil`` on ``PATH``, then the
-tools directory) or runs that install; ``python -m orrange.settlement.anvil install`` does
+tools directory) or runs that install; ``python -m orrange.infra.anvil install`` does
 the same from a shell and prints the path.
 
 :class:`AnvilNode` runs it on a free port with the well-known development accounts
@@ -226,9 +226,9 @@ class AnvilNode(ServerProcess):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m orrange.settlement.anvil install|path [--tools-dir DIR]``: install (if
+    """``python -m orrange.infra.anvil install|path [--tools-dir DIR]``: install (if
     needed) and print the binary's path, or only print it (exit 1 when absent)."""
-    parser = argparse.ArgumentParser(prog="python -m orrange.settlement.anvil")
+    parser = argparse.ArgumentParser(prog="python -m orrange.infra.anvil")
     parser.add_argument("action", choices=["install", "path"])
     parser.add_argument("--tools-dir", default=None)
     args = parser.parse_args(argv)
