@@ -85,7 +85,7 @@ def _revert_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [ContractLogicError]
     try:  # eth-tester raises its own error in process instead of a JSON-RPC error
         from eth_tester.exceptions import TransactionFailed
-    except ImportError:  # pragma: no cover - eth-tester is a project dependency
+    except ImportError:  # without the contracts extra: JSON-RPC nodes only
         pass
     else:
         errors.append(TransactionFailed)
