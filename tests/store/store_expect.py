@@ -2,7 +2,7 @@
 the tables say exactly what the book said.
 
 The expectations are derived from the book itself (its fill events and its final open orders),
-not from :mod:`orrange.store.state`, so they check the persister's derivation independently.
+not from :mod:`orrange.matching.orders`, so they check the persister's derivation independently.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from orrange.matching.commands import CancelOrder, Command, SubmitOrder
 from orrange.matching.enums import RejectReason, Side
 from orrange.matching.events import Event, OrderAccepted, OrderFilled, OrderRejected
 from orrange.matching.flow import BENCH_SPEC
-from orrange.store import EventWriter, OrderStatus, RiskRejection, migrate
+from orrange.matching.orders import OrderStatus
+from orrange.store import EventWriter, RiskRejection, migrate
 from orrange.store.queries import (
     DAY_MS,
     AmbiguousOrderError,

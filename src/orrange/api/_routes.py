@@ -35,7 +35,6 @@ from orrange.api.schemas import (
     BookOut,
     CancelAllOut,
     CancelOut,
-    FillOut,
     OrderIn,
     OrderOut,
     OrderPage,
@@ -44,7 +43,8 @@ from orrange.api.schemas import (
     amend_command,
     book_levels,
     check_client_order_id,
-    fee_string,
+    fill_out,
+    order_out,
     reject_field,
     reject_status,
     submit_command,
@@ -58,14 +58,13 @@ from orrange.matching import (
     OrderCanceled,
     OrderRejected,
 )
+from orrange.matching.orders import OrderRecord, OrderStatus
 from orrange.risk import generate_client_order_id, is_generated_client_order_id
 from orrange.runtime import PubAck, PublishError
 from orrange.store.queries import (
     InvalidCursorError,
     NotOwnerError,
-    OrderRecord,
     Ticker,
-    TradeRecord,
     client_order_status,
     get_order,
     list_open_orders,
@@ -74,7 +73,6 @@ from orrange.store.queries import (
     recent_trades,
 )
 from orrange.store.settlement import user_reputation
-from orrange.store.state import OrderStatus
 
 if TYPE_CHECKING:
     from orrange.api.app import ApiContext
@@ -133,66 +131,6 @@ def _market(ctx: ApiContext, symbol: str, status: int = 404) -> MarketSpec:
     if spec is None:
         raise ApiError(status, "symbol", "unknown_market", f"no market {symbol!r}")
     return spec
-
-
-def _order_out(spec: MarketSpec, o: OrderRecord, fills: list[FillOut] | None = None) -> OrderOut:
-    p, q = spec.ticks_to_price, spec.lots_to_qty
-    return OrderOut(
-        order_id=o.order_id,
-        symbol=o.symbol,
-        client_order_id=o.client_order_id,
-        side=o.side,
-        type=o.order_type,
-        tif=o.tif,
-        price=None if o.price is None else p(o.price),
-        trigger_price=None if o.trigger_price is None else p(o.trigger_price),
-        quantity=q(o.quantity),
-        filled_quantity=q(o.filled),
-        leaves_quantity=q(o.leaves),
-        status=o.status.value,
-        created_at=o.created_ts,
-        updated_at=o.updated_ts,
-        reason=o.reason,
-        fills=fills or [],
-    )
-
-
-def _tracked_out(t: OrderTracker) -> OrderOut:
-    """The order of a tracker as the API reports it (as :func:`_order_out` would report its
-    row; built directly, this is the submit path)."""
-    a = t.accepted
-    spec = t.spec
-    p, q = spec.ticks_to_price, spec.lots_to_qty
-    return OrderOut(
-        order_id=a.order_id,
-        symbol=a.symbol,
-        client_order_id=a.client_order_id,
-        side=a.side,
-        type=a.order_type,
-        tif=a.tif,
-        price=None if t.price is None else p(t.price),
-        trigger_price=None if a.trigger_price is None else p(a.trigger_price),
-        quantity=q(t.quantity),
-        filled_quantity=q(t.filled),
-        leaves_quantity=q(t.leaves),
-        status=t.status,
-        created_at=a.ts,
-        updated_at=t.updated,
-        reason=t.reason,
-        fills=list(t.fills),
-    )
-
-
-def _fill_out(spec: MarketSpec, f: TradeRecord, order_id: int) -> FillOut:
-    maker = f.maker_order_id == order_id
-    return FillOut(
-        seq=f.seq,
-        ts=f.ts,
-        price=spec.ticks_to_price(f.price),
-        quantity=spec.lots_to_qty(f.quantity),
-        fee=fee_string(spec, f.maker_fee if maker else f.taker_fee),
-        liquidity="maker" if maker else "taker",
-    )
 
 
 def ticker_out(spec: MarketSpec, t: Ticker) -> TickerOut:
@@ -324,7 +262,7 @@ async def _submit(ctx: ApiContext, principal: Principal, data: OrderIn) -> bytes
     # evt.<SYM> message as its acceptance, and the hub dispatches a message's events before
     # this coroutine resumes: the tracker has seen them all.
     hub.untrack(tracker)
-    return _json_encoder.encode(_tracked_out(tracker))
+    return _json_encoder.encode(tracker.out())
 
 
 #: bodies up to this size are read by the order-entry fast path (larger: Litestar reads them)
@@ -582,7 +520,7 @@ async def get_my_order(
         fills = await order_fills(ctx.pool, symbol, order_id, user=principal.user)
     except NotOwnerError as exc:
         raise ApiError(403, "order_id", "not_owner", f"order {order_id} is not yours") from exc
-    return _order_out(spec, rec, [_fill_out(spec, f, order_id) for f in fills])
+    return order_out(spec, rec, [fill_out(spec, f, order_id) for f in fills])
 
 
 @get("/orders/by-client-id/{client_order_id:str}", dependencies=_AUTH, summary="By client id")
@@ -618,7 +556,7 @@ async def get_by_client_id(
     )
     order = fresh or order
     fills = await order_fills(ctx.pool, spec.symbol, order.order_id, user=principal.user)
-    return _order_out(spec, order, [_fill_out(spec, f, order.order_id) for f in fills])
+    return order_out(spec, order, [fill_out(spec, f, order.order_id) for f in fills])
 
 
 @get("/orders", dependencies=_AUTH, summary="List my orders")
@@ -659,7 +597,7 @@ async def list_orders(
             )
     except InvalidCursorError as exc:
         raise ApiError(400, "cursor", "invalid_cursor", str(exc)) from exc
-    out = [_order_out(ctx.markets[o.symbol], o) for o in page.items if o.symbol in ctx.markets]
+    out = [order_out(ctx.markets[o.symbol], o) for o in page.items if o.symbol in ctx.markets]
     return OrderPage(orders=out, next_cursor=page.next_cursor)
 
 

@@ -43,8 +43,14 @@ from nats.js import api as js_api
 
 from orrange.api._marketdata import CandleFanout
 from orrange.api._metrics import ApiMetrics
-from orrange.api.schemas import FillOut, TickerOut, fee_string, order_event_json
-from orrange.api.schemas import OrderStatus as ApiOrderStatus
+from orrange.api.schemas import (
+    FillOut,
+    OrderOut,
+    TickerOut,
+    fill_out,
+    order_event_json,
+    order_out,
+)
 from orrange.engine.streams import (
     EVENTS_PREFIX,
     REJECTS_PREFIX,
@@ -61,13 +67,12 @@ from orrange.matching import (
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
-    OrderExpired,
     OrderFilled,
     OrderRejected,
-    OrderTriggered,
     Side,
 )
-from orrange.store.state import order_ids
+from orrange.matching.orders import apply as apply_order
+from orrange.matching.orders import new_order, order_ids
 
 __all__ = ["PRIVATE_PREFIX", "BookUnavailable", "EventHub", "OrderTracker", "Subscriber"]
 
@@ -98,60 +103,24 @@ class BookUnavailable(Exception):
 
 
 class OrderTracker:
-    """The state of one accepted order as its events arrive (ticks and lots)."""
+    """An accepted order followed through its events: its :class:`OrderRecord` (the one fold of
+    :mod:`orrange.matching.orders`) and its fills."""
 
     def __init__(self, spec: MarketSpec, accepted: OrderAccepted) -> None:
         self.spec = spec
         self.accepted = accepted
-        self.filled = 0
-        self.leaves = accepted.quantity
-        self.quantity = accepted.quantity
-        self.price = accepted.price
-        self.status: ApiOrderStatus = "pending" if accepted.pending else "new"
-        self.reason: str | None = None
-        self.updated = accepted.ts
+        self.record = new_order(accepted)
         self.fills: list[FillOut] = []
 
     def apply(self, ev: Event) -> None:
         """Fold one event about this order into the state."""
-        oid = self.accepted.order_id
-        self.updated = ev.ts
+        apply_order(self.record, ev)
         if isinstance(ev, OrderFilled):
-            maker = ev.maker_order_id == oid
-            fee = ev.maker_fee if maker else ev.taker_fee
-            self.filled += ev.quantity
-            self.leaves = ev.maker_leaves if maker else ev.taker_leaves
-            self.fills.append(
-                FillOut(
-                    seq=ev.seq,
-                    ts=ev.ts,
-                    price=self.spec.ticks_to_price(ev.price),
-                    quantity=self.spec.lots_to_qty(ev.quantity),
-                    fee=fee_string(self.spec, fee),
-                    liquidity="maker" if maker else "taker",
-                )
-            )
-            if self.leaves == 0:
-                self.status = "filled"
-            elif self.status != "canceled":
-                self.status = "partially_filled"
-        elif isinstance(ev, OrderCanceled):
-            self.leaves = ev.leaves
-            if ev.leaves == 0:
-                self.status = "canceled"
-                self.reason = str(ev.reason)
-            if ev.reason == CancelReason.PARTIAL_CANCEL:
-                self.quantity -= ev.canceled_qty
-        elif isinstance(ev, OrderExpired):
-            self.leaves = 0
-            self.status = "expired"
-        elif isinstance(ev, OrderTriggered):
-            if self.status == "pending":
-                self.status = "new"
-        elif isinstance(ev, OrderAmended):
-            self.price = ev.price
-            self.quantity = ev.quantity
-            self.leaves = ev.leaves
+            self.fills.append(fill_out(self.spec, ev, self.accepted.order_id))
+
+    def out(self) -> OrderOut:
+        """The order as the API reports it."""
+        return order_out(self.spec, self.record, list(self.fills))
 
 
 def _levels(spec: MarketSpec, levels: dict[int, int], *, descending: bool) -> list[tuple[str, str]]:
@@ -609,13 +578,7 @@ class EventHub:
     def _track(self, ev: Event) -> None:
         if not self._trackers:
             return
-        if isinstance(ev, OrderFilled):
-            ids: tuple[int, ...] = (ev.maker_order_id, ev.taker_order_id)
-        elif isinstance(ev, OrderCanceled | OrderExpired | OrderTriggered | OrderAmended):
-            ids = (ev.order_id,)
-        else:
-            return
-        for oid in ids:
+        for oid in order_ids(ev):
             for tracker in self._trackers.get((ev.symbol, oid), ()):
                 tracker.apply(ev)
 

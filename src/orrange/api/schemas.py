@@ -33,6 +33,8 @@ from orrange.matching import (
     TimeInForce,
     TriggerSource,
 )
+from orrange.matching.orders import OrderRecord
+from orrange.store.queries import TradeRecord
 
 __all__ = [
     "AmendIn",
@@ -51,7 +53,9 @@ __all__ = [
     "book_levels",
     "check_client_order_id",
     "fee_string",
+    "fill_out",
     "order_event_json",
+    "order_out",
     "reject_field",
     "reject_status",
     "submit_command",
@@ -441,6 +445,42 @@ def order_event_json(spec: MarketSpec, ev: Any, user: str) -> dict[str, Any] | N
             "priority_kept": ev.priority_kept,
         }
     return None
+
+
+def fill_out(spec: MarketSpec, f: OrderFilled | TradeRecord, order_id: int) -> FillOut:
+    """Fill ``f`` (the event or its stored row) from the side of order ``order_id``."""
+    maker = f.maker_order_id == order_id
+    return FillOut(
+        seq=f.seq,
+        ts=f.ts,
+        price=spec.ticks_to_price(f.price),
+        quantity=spec.lots_to_qty(f.quantity),
+        fee=fee_string(spec, f.maker_fee if maker else f.taker_fee),
+        liquidity="maker" if maker else "taker",
+    )
+
+
+def order_out(spec: MarketSpec, o: OrderRecord, fills: list[FillOut] | None = None) -> OrderOut:
+    """The public representation of order ``o`` (decimal strings) with its ``fills``."""
+    p, q = spec.ticks_to_price, spec.lots_to_qty
+    return OrderOut(
+        order_id=o.order_id,
+        symbol=o.symbol,
+        client_order_id=o.client_order_id,
+        side=o.side,
+        type=o.order_type,
+        tif=o.tif,
+        price=None if o.price is None else p(o.price),
+        trigger_price=None if o.trigger_price is None else p(o.trigger_price),
+        quantity=q(o.quantity),
+        filled_quantity=q(o.filled),
+        leaves_quantity=q(o.leaves),
+        status=o.status.value,
+        created_at=o.created_ts,
+        updated_at=o.updated_ts,
+        reason=o.reason,
+        fills=fills or [],
+    )
 
 
 def fee_string(spec: MarketSpec, units: int) -> str:

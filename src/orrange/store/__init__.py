@@ -1,7 +1,9 @@
 """PostgreSQL store of the engine: schema migrations, the persister's writer, the API's queries.
 
+The ``orders`` table holds :class:`~orrange.matching.orders.OrderRecord`, folded by
+:func:`~orrange.matching.orders.apply`.
+
 * :mod:`orrange.store.migrate`: numbered SQL migrations applied at start (``schema_migrations``).
-* :mod:`orrange.store.state`: an order's current state derived from its events.
 * :mod:`orrange.store.writer`: :class:`EventWriter`, batched idempotent writes.
 * :mod:`orrange.store.queries`: typed read queries (orders, trades, ticker) for the API.
 
@@ -12,19 +14,14 @@ Tables (ticks, lots, quote units and ms UTC as ``bigint``): ``orders`` (current 
 """
 
 from orrange.store.migrate import Migration, MigrationError, load_migrations, migrate
-from orrange.store.state import OPEN_STATUSES, OrderRow, OrderStatus, apply_event
 from orrange.store.writer import EventWriter, RiskRejection, WriteResult
 
 __all__ = [
-    "OPEN_STATUSES",
     "EventWriter",
     "Migration",
     "MigrationError",
-    "OrderRow",
-    "OrderStatus",
     "RiskRejection",
     "WriteResult",
-    "apply_event",
     "load_migrations",
     "migrate",
 ]

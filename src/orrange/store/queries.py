@@ -26,20 +26,17 @@ import asyncpg
 import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
-from orrange.matching.enums import OrderType, RejectReason, Side, TimeInForce
-from orrange.store.state import OPEN_STATUSES, OrderStatus
+from orrange.matching.enums import RejectReason, Side
+from orrange.matching.orders import OrderRecord, OrderStatus
 
 __all__ = [
     "DAY_MS",
     "MAX_LIMIT",
-    "OPEN_STATUSES",
     "AmbiguousOrderError",
     "ClientOrderStatus",
     "Db",
     "InvalidCursorError",
     "NotOwnerError",
-    "OrderRecord",
-    "OrderStatus",
     "Page",
     "RejectionRecord",
     "Ticker",
@@ -49,6 +46,7 @@ __all__ = [
     "list_open_orders",
     "list_order_history",
     "order_fills",
+    "order_record",
     "recent_trades",
     "ticker_24h",
 ]
@@ -74,43 +72,6 @@ class NotOwnerError(PermissionError):
 
 class AmbiguousOrderError(LookupError):
     """The order id exists in several markets of the user; pass ``symbol``."""
-
-
-class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """An order's current state (a row of ``orders``).
-
-    Attributes:
-        symbol, order_id: the order's key (ids are unique per symbol).
-        user, client_order_id: owner and the client's own id.
-        side, order_type, tif: as submitted.
-        price: limit price (ticks); None for market and stop-market orders.
-        trigger_price: trigger (ticks) of stop / take-profit orders, else None.
-        quantity: total lots (lowered by self-trade decrements and amends).
-        leaves: lots still open (0 once terminal).
-        filled: lots traded.
-        status: see :class:`~orrange.store.state.OrderStatus`.
-        reason: why a canceled/expired order ended (a cancel reason or ``expired``), else None.
-        created_ts, updated_ts: ms UTC of the acceptance and of the last change.
-        last_seq: the book sequence number of the last event applied.
-    """
-
-    symbol: str
-    order_id: int
-    user: str
-    client_order_id: str
-    side: Side
-    order_type: OrderType
-    tif: TimeInForce
-    price: int | None
-    trigger_price: int | None
-    quantity: int
-    leaves: int
-    filled: int
-    status: OrderStatus
-    reason: str | None
-    created_ts: int
-    updated_ts: int
-    last_seq: int
 
 
 class TradeRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,7 +157,9 @@ _TRADE_SELECT = (
 )
 
 
-def _order(r: Any) -> OrderRecord:
+def order_record(r: Any) -> OrderRecord:
+    """The :class:`~orrange.matching.orders.OrderRecord` of a row of ``orders`` (columns named as
+    its fields)."""
     return msgspec.convert(dict(r), OrderRecord)
 
 
@@ -241,7 +204,7 @@ async def _order_page(
         f"{_ORDER_SELECT} WHERE {' AND '.join(where)} "
         f"ORDER BY created_ts DESC, symbol DESC, order_id DESC LIMIT ${len(args)}"
     )
-    rows = [_order(r) for r in await db.fetch(sql, *args)]
+    rows = [order_record(r) for r in await db.fetch(sql, *args)]
     if len(rows) > limit:
         rows = rows[:limit]
         return Page(rows, _encode_cursor(rows[-1]))
@@ -263,11 +226,13 @@ async def get_order(
         )
         if row is None:
             return None
-        order = _order(row)
+        order = order_record(row)
         if order.user != user:
             raise NotOwnerError(f"order {order_id} of {symbol} belongs to another user")
         return order
-    found = [_order(r) for r in await db.fetch(f"{_ORDER_SELECT} WHERE order_id = $1", order_id)]
+    found = [
+        order_record(r) for r in await db.fetch(f"{_ORDER_SELECT} WHERE order_id = $1", order_id)
+    ]
     mine = [o for o in found if o.user == user]
     if len(mine) > 1:
         raise AmbiguousOrderError(
@@ -440,7 +405,7 @@ async def client_order_status(
         f"{_ORDER_SELECT} WHERE {where} ORDER BY created_ts DESC, order_id DESC LIMIT 1", *args
     )
     if row is not None:
-        order = _order(row)
+        order = order_record(row)
         return ClientOrderStatus(status=order.status, order=order, rejection=None)
     rej = await db.fetchrow(
         'SELECT id, source, symbol, seq, order_id, user_id AS "user", client_order_id, command, '

@@ -13,7 +13,7 @@
    slow way;
 2. the new fills are COPYed into ``fills``, the rejections (new book rejections plus the given
    risk rejections) inserted into ``rejections`` with ``ON CONFLICT DO NOTHING``;
-3. the orders the new events touch are read, advanced with :func:`~orrange.store.state.apply_event`
+3. the orders the new events touch are read, advanced with :func:`~orrange.matching.orders.apply`
    in sequence order, and upserted into ``orders`` (COPY into a temporary table, then
    ``INSERT ... ON CONFLICT DO UPDATE``). The writer keeps the committed rows of the open
    orders it wrote in memory and reads only the others back (one writer per database, the
@@ -41,7 +41,8 @@ from orrange.matching.events import (
     OrderFilled,
     OrderRejected,
 )
-from orrange.store.state import OPEN_STATUSES, OrderRow, apply_event, order_ids
+from orrange.matching.orders import OPEN_STATUSES, OrderRecord, apply, order_ids
+from orrange.store.queries import order_record
 
 __all__ = ["EventWriter", "RiskRejection", "WriteResult"]
 
@@ -101,7 +102,9 @@ _UPSERT_ORDERS = (
     "last_seq = EXCLUDED.last_seq"
 )
 _SELECT_ORDERS = (
-    f"SELECT {_ORDER_COLUMNS} FROM orders "
+    'SELECT symbol, order_id, user_id AS "user", client_order_id, side, order_type, tif, price, '
+    "trigger_price, quantity, leaves, filled, status, reason, created_ts, updated_ts, last_seq "
+    "FROM orders "
     "WHERE (symbol, order_id) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))"
 )
 _ORDER_HISTORY = (
@@ -211,9 +214,9 @@ class EventWriter:
         #: highest order_events seq per symbol known to be stored (fast-path watermark)
         self._stored_seq: dict[str, int] = {}
         #: committed rows of open orders this writer wrote (saves reading them back)
-        self._open_rows: dict[tuple[str, int], OrderRow] = {}
+        self._open_rows: dict[tuple[str, int], OrderRecord] = {}
         #: rows written by the transaction in progress; cached once it committed
-        self._written: list[OrderRow] = []
+        self._written: list[OrderRecord] = []
         # orders with stored events but no stored ``accepted`` yet: rebuilt when it arrives
         self._orphans: set[tuple[str, int]] = set()
 
@@ -339,7 +342,7 @@ class EventWriter:
         if not touched:
             return 0, 0, 0
         conn = self.conn
-        rows: dict[tuple[str, int], OrderRow] = {}
+        rows: dict[tuple[str, int], OrderRecord] = {}
         lookup: list[tuple[str, int]] = []
         cache = self._open_rows
         for k, evs in touched.items():
@@ -353,12 +356,12 @@ class EventWriter:
             for r in await conn.fetch(
                 _SELECT_ORDERS, [k[0] for k in lookup], [k[1] for k in lookup]
             ):
-                stored = OrderRow(*r.values())
+                stored = order_record(r)
                 rows[(stored.symbol, stored.order_id)] = stored
-        out: list[OrderRow] = []
+        out: list[OrderRecord] = []
         rebuilt = orphans = 0
         for key, evs in touched.items():
-            row: OrderRow | None = rows.get(key)
+            row: OrderRecord | None = rows.get(key)
             first = evs[0]
             if (
                 (row is not None and first.seq <= row.last_seq)
@@ -369,7 +372,7 @@ class EventWriter:
                 rebuilt += 1
             else:
                 for e in evs:
-                    row = apply_event(row, e, key[1])
+                    row = apply(row, e)
             if row is None:
                 orphans += len(evs)
                 self._orphans.add(key)
@@ -377,13 +380,15 @@ class EventWriter:
             self._orphans.discard(key)
             out.append(row)
         if out:
-            await conn.copy_records_to_table("tmp_orders", records=[r.as_tuple() for r in out])
+            await conn.copy_records_to_table(
+                "tmp_orders", records=[msgspec.structs.astuple(r) for r in out]
+            )
             await conn.execute(_UPSERT_ORDERS)
         self._written = out
         return len(out), rebuilt, orphans
 
-    async def _rebuild(self, key: tuple[str, int]) -> OrderRow | None:
-        row: OrderRow | None = None
+    async def _rebuild(self, key: tuple[str, int]) -> OrderRecord | None:
+        row: OrderRecord | None = None
         for r in await self.conn.fetch(_ORDER_HISTORY, key[0], key[1]):
-            row = apply_event(row, _event_decoder.decode(r[0]), key[1])
+            row = apply(row, _event_decoder.decode(r[0]))
         return row
