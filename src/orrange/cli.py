@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 # Modules that register sub-commands (each defines ``register(cli: CommandTree)``).
 _MODULES: tuple[str, ...] = (
     "orrange.tools._cli",
-    "orrange.marketdata._cli",
+    "orrange.tools.candles",
     "orrange.infra._cli",
     "orrange.engine._cli",
     "orrange.api._cli",
