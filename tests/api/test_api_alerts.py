@@ -16,7 +16,8 @@ from typing import Any
 
 import nats
 import pytest
-from api_stack import SYM, Stack, api_stack, error_of, wait_for
+from kit.api_stack import SYM, Stack, api_stack, error_of
+from kit.wait import wait_for
 from websockets.asyncio.client import ClientConnection, connect
 
 from orrange.engine.alerter import Alerter

@@ -8,7 +8,7 @@ import asyncio
 import json
 
 import nats
-from api_stack import SPEC, SYM
+from kit.api_stack import SPEC, SYM
 
 from orrange.api._metrics import ApiMetrics
 from orrange.api.hub import EventHub, Subscriber

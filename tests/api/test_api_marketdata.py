@@ -14,7 +14,8 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
-from api_stack import SPEC, SYM, Stack, api_stack, wait_for
+from kit.api_stack import SPEC, SYM, Stack, api_stack
+from kit.wait import wait_for
 from websockets.asyncio.client import connect
 
 from orrange.engine.feed import Feed

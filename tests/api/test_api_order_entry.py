@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_stack import SYM, Stack, api_stack, error_of
+from kit.api_stack import SYM, Stack, api_stack, error_of
 
 pytestmark = pytest.mark.timeout(120)
 

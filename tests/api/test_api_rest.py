@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from api_stack import SPEC, SYM, Stack, api_stack, error_of, wait_for
+from kit.api_stack import SPEC, SYM, Stack, api_stack, error_of
+from kit.wait import wait_for
 
 from orrange.api import ApiOptions
 from orrange.api.auth import issue_token

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from api_stack import SPEC, SYM, api_stack, error_of
+from kit.api_stack import SPEC, SYM, api_stack, error_of
 
 from orrange.matching.enums import Side
 from orrange.matching.events import OrderFilled

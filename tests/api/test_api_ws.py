@@ -13,7 +13,8 @@ from typing import Any
 import nats
 import pytest
 import websockets
-from api_stack import SYM, Stack, api_stack, wait_for
+from kit.api_stack import SYM, Stack, api_stack
+from kit.wait import wait_for
 from websockets.asyncio.client import ClientConnection, connect
 
 from orrange.api import ApiOptions

@@ -8,27 +8,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import uvicorn
+from kit.api_stack import actor_config, engine_actors, running_api
+from kit.wait import wait_for
 from websockets.asyncio.client import connect as ws_connect
 
-from orrange.api import ApiOptions, create_app, issue_token
+from orrange.api import issue_token
 from orrange.engine.escrow import EscrowWatcher, WatcherOptions
-from orrange.engine.matcher import Matcher
-from orrange.engine.persister import Persister
-from orrange.engine.risk import RiskActor
 from orrange.evm.chain import Escrow, connect
 from orrange.infra.anvil import AnvilNode, ensure_anvil
 from orrange.markets import MarketSpec
-from orrange.risk import RiskLimits
-from orrange.runtime import Actor, ActorConfig
-from orrange.settings import Settings
 from orrange.settlement.config import SettlementConfig
 from orrange.settlement.reputation import NEW_USER_SCORE
 from orrange.store import settlement as db
@@ -52,16 +47,6 @@ SETTLEMENT = SettlementConfig(
     funding_timeout_ms=WINDOW_S * 1000, default_payment_window_ms=WINDOW_S * 1000
 )
 WEI = 10**17
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 60) -> None:
-    """Poll ``check`` until true; fail after ``limit_s`` (a hang guard, not a timed assert)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -170,12 +155,9 @@ async def stack(
         monkeypatch.setenv("ORRANGE_ESCROW_ADDRESS", escrow.address)
         monkeypatch.setenv("ORRANGE_ENV", "dev")
 
-        def cfg(name: str) -> ActorConfig:
-            return ActorConfig(name=name, nats_url=nats_url, metrics_port=None, fetch_timeout_ms=50)
-
         markets = {SYM: SPEC}
         watcher = EscrowWatcher(
-            cfg("escrow"),
+            actor_config("escrow", nats_url),
             database_url,
             markets,
             SETTLEMENT,
@@ -186,60 +168,11 @@ async def stack(
                 poll_interval_ms=50,
             ),
         )
-        actors: list[Actor] = [
-            Matcher(cfg("matcher"), markets, [SYM]),
-            RiskActor(
-                cfg("risk"),
-                markets,
-                limits=RiskLimits(max_open_orders=10_000, rate_per_s=100_000, burst=100_000),
-            ),
-            Persister(cfg("persister"), database_url),
-            watcher,
-        ]
-        started: list[Actor] = []
-        server: uvicorn.Server | None = None
-        task: asyncio.Task[None] | None = None
-        try:
-            for actor in actors:
-                await actor.start()
-                started.append(actor)
-            app = create_app(
-                Settings(nats_url=nats_url, database_url=database_url),
-                markets=markets,
-                options=ApiOptions(),
-                jwt_secret=SECRET,
-            )
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app,
-                    host="127.0.0.1",
-                    port=0,
-                    ws="websockets-sansio",
-                    lifespan="on",
-                    log_config=None,
-                    access_log=False,
-                )
-            )
-            task = asyncio.create_task(server.serve())
-            srv = server
-
-            async def up() -> bool:
-                if task.done():
-                    task.result()
-                return srv.started
-
-            await wait_for(up, "uvicorn to start")
-            port = server.servers[0].sockets[0].getsockname()[1]
-            base = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-                yield Env(http, base, chain, watcher, database_url)
-        finally:
-            if server is not None and task is not None:
-                server.should_exit = True
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(task, 30)
-            for actor in reversed(started):
-                await actor.stop()
+        actors = [*engine_actors(nats_url, database_url, markets), watcher]
+        async with running_api(
+            nats_url, database_url, actors, markets=markets, secret=SECRET
+        ) as api:
+            yield Env(api.http, api.base, chain, watcher, database_url)
 
 
 async def test_release_dispute_split_and_timeout_refund(

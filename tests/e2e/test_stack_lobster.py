@@ -30,6 +30,7 @@ import asyncpg
 import httpx
 import pytest
 import websockets
+from kit.wait import wait_for
 
 from orrange.markets import load_markets
 from orrange.matching import lobster
@@ -158,15 +159,6 @@ async def _follow(ws_url: str, book: WsBook, ready: asyncio.Event) -> None:
                     ready.set()
 
 
-async def _wait_for(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():  # type: ignore[operator]
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.5)
-
-
 async def test_lobster_flow_through_the_whole_stack(stack: Stack) -> None:
     pure = lobster.replay(AMZN_MSG, AMZN_BOOK, limit=MESSAGES)
     assert pure.summary.mismatches == 0
@@ -207,7 +199,9 @@ async def test_lobster_flow_through_the_whole_stack(stack: Stack) -> None:
             r = await http.get(f"/api/v1/markets/{SYMBOL}/book", params={"depth": 1000})
             return r.status_code == 200 and r.json()["seq"] == pure.book.seq
 
-        await _wait_for(book_done, 600, "the matcher to apply every command")
+        await wait_for(
+            book_done, "the matcher to apply every command", timeout_s=600, interval_s=0.5
+        )
         served = (await http.get(f"/api/v1/markets/{SYMBOL}/book", params={"depth": 1000})).json()
 
     def fmt(levels: list[tuple[int, int]]) -> list[list[str]]:
@@ -231,7 +225,9 @@ async def test_lobster_flow_through_the_whole_stack(stack: Stack) -> None:
             n = await conn.fetchval("SELECT count(*) FROM fills WHERE symbol = $1", SYMBOL)
             return bool(n >= len(expected))
 
-        await _wait_for(fills_done, 600, "the persister to store every fill")
+        await wait_for(
+            fills_done, "the persister to store every fill", timeout_s=600, interval_s=0.5
+        )
         rows = await conn.fetch(
             "SELECT seq, maker_order_id, taker_order_id, price, quantity FROM fills "
             "WHERE symbol = $1 ORDER BY seq",
@@ -248,7 +244,7 @@ async def test_lobster_flow_through_the_whole_stack(stack: Stack) -> None:
             "asks"
         ]
 
-    await _wait_for(ws_done, 60, "the WebSocket book to converge")
+    await wait_for(ws_done, "the WebSocket book to converge", timeout_s=60, interval_s=0.5)
     assert ws_book.gaps == 0
     follower.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):

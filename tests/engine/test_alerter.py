@@ -7,7 +7,7 @@ import time
 
 import asyncpg
 import nats
-from test_matcher_actor import wait_for
+from kit.wait import wait_for
 
 from orrange.alerts.rules import Condition, PriceAlert, TriggerSource
 from orrange.engine.alerter import Alerter

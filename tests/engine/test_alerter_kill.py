@@ -24,8 +24,8 @@ from pathlib import Path
 import asyncpg
 import msgspec
 import nats
+from kit.wait import wait_for
 from nats.js.errors import NotFoundError
-from test_matcher_actor import wait_for
 
 from orrange.alerts.index import AlertIndex
 from orrange.alerts.rules import AlertFired, Condition, PriceAlert
@@ -142,7 +142,7 @@ async def test_kill_9_loses_and_duplicates_no_notification(
             return False
         return True
 
-    await wait_for(consumers_ready, "the alerter's consumers", limit_s=60)
+    await wait_for(consumers_ready, "the alerter's consumers", timeout_s=60)
     pub = Publisher(nc)
 
     def fill(i: int) -> OrderFilled:
@@ -190,8 +190,8 @@ async def test_kill_9_loses_and_duplicates_no_notification(
             async def reached(target: int = int(len(expected) * fraction)) -> bool:
                 return await stored() >= target
 
-            await wait_for(restarted, "the alerter to be ready", limit_s=60)
-            await wait_for(reached, f"{fraction:.0%} of the notifications", limit_s=90)
+            await wait_for(restarted, "the alerter to be ready", timeout_s=60)
+            await wait_for(reached, f"{fraction:.0%} of the notifications", timeout_s=90)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             at_kill.append(await stored())
@@ -202,7 +202,7 @@ async def test_kill_9_loses_and_duplicates_no_notification(
         async def all_stored() -> bool:
             return await stored() >= len(expected)
 
-        await wait_for(all_stored, "every notification in PostgreSQL", limit_s=90)
+        await wait_for(all_stored, "every notification in PostgreSQL", timeout_s=90)
 
         async def drained() -> bool:
             ev = await js.consumer_info(EVENTS.name, EVENTS_DURABLE)
@@ -214,9 +214,9 @@ async def test_kill_9_loses_and_duplicates_no_notification(
                 and ix.num_ack_pending == 0
             )
 
-        await wait_for(drained, "the alerter to ack every update", limit_s=90)
+        await wait_for(drained, "the alerter to ack every update", timeout_s=90)
 
-        await wait_for(restarted, "the last alerter to be ready", limit_s=60)
+        await wait_for(restarted, "the last alerter to be ready", timeout_s=60)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

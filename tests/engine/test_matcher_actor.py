@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats
-import pytest
+from kit.matcher_events import SYM, last_seq, pure_events, read_events
+from kit.wait import wait_for
 from nats.aio.client import Client as NATS
 from nats.js.api import DiscardPolicy
 
@@ -25,59 +25,12 @@ from orrange.engine.streams import (
     book_in_subject,
     book_query_subject,
     decode_book_in,
-    decode_events,
-    events_subject,
 )
 from orrange.matching import Command, L2Book, OrderBook, Side, SubmitOrder
 from orrange.matching.flow import BENCH_SPEC, synthetic_flow
 from orrange.runtime import ActorConfig, Publisher, ensure_stream
 
-SYM = BENCH_SPEC.symbol
-_enc = msgspec.json.Encoder()
 MARKETS = {SYM: BENCH_SPEC}
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 60) -> None:
-    """Poll ``check`` until true; fail after ``limit_s`` seconds (a hang guard, not an assert)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def last_seq(nc: NATS, symbol: str = SYM) -> int:
-    js = nc.jetstream()
-    try:
-        raw = await js.get_last_msg(EVENTS.name, events_subject(symbol))
-    except nats.js.errors.NotFoundError:
-        return 0
-    events = decode_events(raw.data or b"")
-    return events[-1].seq if events else 0
-
-
-async def read_events(nc: NATS, symbol: str = SYM) -> list[bytes]:
-    """Every event on ``evt.<symbol>`` in stream order, each as its own JSON (the messages
-    carry batches of events)."""
-    js = nc.jetstream()
-    info = await js.stream_info(EVENTS.name, subjects_filter=events_subject(symbol))
-    total = (info.state.subjects or {}).get(events_subject(symbol), 0)
-    sub = await js.subscribe(events_subject(symbol), ordered_consumer=True)
-    out = []
-    try:
-        for _ in range(total):
-            msg = await sub.next_msg(timeout=10)
-            out.extend(_enc.encode(e) for e in decode_events(msg.data))
-    finally:
-        await sub.unsubscribe()
-    return out
-
-
-def pure_events(cmds: list[Command]) -> list[bytes]:
-    book = OrderBook(BENCH_SPEC)
-    enc = msgspec.json.Encoder()
-    return [enc.encode(e) for c in cmds for e in book.process(c)]
 
 
 async def publish_commands(nc: NATS, cmds: list[Command], first_id: int = 0) -> None:

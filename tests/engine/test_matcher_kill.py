@@ -21,7 +21,8 @@ from pathlib import Path
 
 import msgspec
 import nats
-from test_matcher_actor import SYM, last_seq, pure_events, read_events, wait_for
+from kit.matcher_events import SYM, last_seq, pure_events, read_events
+from kit.wait import wait_for
 
 from orrange.engine.streams import (
     BOOK_IN,
@@ -137,7 +138,7 @@ async def test_kill_9_under_load_loses_and_duplicates_nothing(
             async def reached(target: int = target) -> bool:
                 return await last_seq(nc) >= target
 
-            await wait_for(reached, f"{fraction:.0%} of the events", limit_s=90)
+            await wait_for(reached, f"{fraction:.0%} of the events", timeout_s=90)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             seen_at_kill.append(await last_seq(nc))
@@ -147,7 +148,7 @@ async def test_kill_9_under_load_loses_and_duplicates_nothing(
         async def done() -> bool:
             return await last_seq(nc) >= n
 
-        await wait_for(done, "every event", limit_s=90)
+        await wait_for(done, "every event", timeout_s=90)
 
         async def last_one_started() -> bool:  # its signal handlers are in place
             return log.read_text().count('"actor started"') == 4

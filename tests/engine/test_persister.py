@@ -9,15 +9,15 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import msgspec
 import nats
 import pytest
+from kit.store_expect import SYMBOL, BookRun, book_run, check_matches_book, dump
+from kit.wait import wait_for
 from nats.js import JetStreamContext
-from store.store_expect import SYMBOL, BookRun, book_run, check_matches_book, dump
 
 from orrange.engine.persister import EVENTS_DURABLE, REJECTS_DURABLE, Persister, main
 from orrange.engine.streams import EVENTS, REJECTS, events_subject, rejects_subject
@@ -27,15 +27,6 @@ from orrange.runtime import DLQ_STREAM, ActorConfig, Publisher, ensure_stream
 
 WAIT_S = 60.0
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def _wait_for(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_S
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def _drained(js: JetStreamContext) -> bool:
@@ -54,7 +45,7 @@ def _persister(nats_url: str, database_url: str) -> Persister:
 async def _run_until_drained(persister: Persister, js: JetStreamContext) -> None:
     await persister.start()
     try:
-        await _wait_for(lambda: _drained(js), "persister consumers drained")
+        await wait_for(lambda: _drained(js), "persister consumers drained")
     finally:
         await persister.stop()
 
@@ -204,7 +195,7 @@ async def test_a_lost_database_connection_is_retried_not_dead_lettered(
     await persister.start()
     admin = await asyncpg.connect(database_url)
     try:
-        await _wait_for(lambda: _drained(js), "first half stored")
+        await wait_for(lambda: _drained(js), "first half stored")
         writer = persister._writer
         assert writer is not None
         # the server drops the persister's session (as on a PostgreSQL restart)
@@ -212,7 +203,7 @@ async def test_a_lost_database_connection_is_retried_not_dead_lettered(
         for e, payload in pairs[half:]:
             await pub.submit(events_subject(e.symbol), payload, msg_id=f"{e.symbol}:{e.seq}")
         await pub.flush()
-        await _wait_for(lambda: _drained(js), "second half stored")
+        await wait_for(lambda: _drained(js), "second half stored")
         assert persister._writer is not writer
         await check_matches_book(admin, run)
         assert (await js.stream_info(DLQ_STREAM)).state.messages == 0
@@ -236,7 +227,7 @@ async def test_start_waits_for_the_database_to_exist(nats_url: str, database_url
         nc = await nats.connect(nats_url)
         await _publish(nc, run)
         await nc.close()
-        await _wait_for(lambda: _drained(persister.js), "events stored")
+        await wait_for(lambda: _drained(persister.js), "events stored")
         await persister.stop()
         conn = await asyncpg.connect(late_url)
         try:
@@ -280,11 +271,11 @@ async def test_kill_9_mid_run_then_restart_stores_everything_once(
             exists = await conn.fetchval("SELECT to_regclass('order_events') IS NOT NULL")
             return bool(exists) and bool(await conn.fetchval("SELECT count(*) FROM order_events"))
 
-        await _wait_for(some_stored, "a first batch stored")
+        await wait_for(some_stored, "a first batch stored")
         proc.kill()
         proc.wait()
         proc = _spawn(nats_url, database_url)
-        await _wait_for(lambda: _drained(js), "everything stored after the restart")
+        await wait_for(lambda: _drained(js), "everything stored after the restart")
         await check_matches_book(conn, run)
         proc.terminate()
         assert proc.wait(timeout=WAIT_S) == 0

@@ -11,9 +11,10 @@ import json
 from decimal import Decimal
 
 import pytest
-from feeds_captures import BINANCE_WS, Frame, binance_frames, binance_snapshots
-from feeds_helpers import Book, Collector, until
-from feeds_server import BinanceExchange
+from kit.feeds_captures import BINANCE_WS, Frame, binance_frames, binance_snapshots
+from kit.feeds_helpers import Book, Collector
+from kit.feeds_server import BinanceExchange
+from kit.wait import wait_for
 
 from orrange.feeds import (
     Backoff,
@@ -80,7 +81,7 @@ async def run_to_end(
         return all(src.book(s) is not None and src._depth[s].last_u == last[s] for s in SYMBOLS)
 
     try:
-        await until(done)
+        await wait_for(done, "every frame handled and every book in sync")
         internal = {s: src.book(s).as_dicts() for s in SYMBOLS}  # type: ignore[union-attr]
     finally:
         task.cancel()

@@ -12,9 +12,10 @@ import asyncio
 from decimal import Decimal
 
 import pytest
-from feeds_captures import COINBASE, jsonl_frames
-from feeds_helpers import Book, Collector, until
-from feeds_server import CoinbaseExchange
+from kit.feeds_captures import COINBASE, jsonl_frames
+from kit.feeds_helpers import Book, Collector
+from kit.feeds_server import CoinbaseExchange
+from kit.wait import wait_for
 
 from orrange.feeds import Backoff, BestBidOffer, CoinbaseSource, Liveness, Trade
 
@@ -84,7 +85,7 @@ async def test_coinbase_resyncs_on_sequence_gap_and_reconnects() -> None:
             )
 
         try:
-            await until(done)
+            await wait_for(done, "every frame handled and every book built")
             internal = {p: src.book(p).as_dicts() for p in SYMBOLS}  # type: ignore[union-attr]
         finally:
             task.cancel()

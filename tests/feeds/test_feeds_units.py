@@ -10,7 +10,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from feeds_helpers import Collector, until
+from kit.feeds_helpers import Collector
+from kit.wait import wait_for
 from websockets.asyncio.server import ServerConnection, serve
 
 from orrange.feeds import (
@@ -178,7 +179,7 @@ async def test_malformed_frames_are_counted_not_fatal(exchange: str) -> None:
         col = Collector()
         task = asyncio.create_task(src.run(col))
         try:
-            await until(lambda: src.stats.messages == len(frames))
+            await wait_for(lambda: src.stats.messages == len(frames), "every frame handled")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -202,7 +203,7 @@ async def test_silent_connection_is_dropped_and_resubscribed() -> None:
         )
         task = asyncio.create_task(src.run(Collector()))
         try:
-            await until(lambda: server.connections >= 3)
+            await wait_for(lambda: server.connections >= 3, "three connections")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -214,7 +215,7 @@ async def test_unreachable_endpoint_keeps_retrying() -> None:
     src = CoinbaseSource("c", {"BTC-USD": "BTC-USD"}, ws_url="ws://127.0.0.1:9", live=FAST)
     task = asyncio.create_task(src.run(Collector()))
     try:
-        await until(lambda: src.stats.reconnects >= 3)
+        await wait_for(lambda: src.stats.reconnects >= 3, "three reconnects")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -383,7 +384,10 @@ async def test_malformed_book_frame_triggers_a_book_resubscribe(exchange: str) -
         col = Collector()
         task = asyncio.create_task(src.run(col))
         try:
-            await until(lambda: src.stats.messages == len(frames) and len(server.received) >= 3)
+            await wait_for(
+                lambda: src.stats.messages == len(frames) and len(server.received) >= 3,
+                "every frame handled and three requests received",
+            )
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

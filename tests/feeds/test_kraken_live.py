@@ -14,9 +14,10 @@ import asyncio
 from decimal import Decimal
 
 import pytest
-from feeds_captures import KRAKEN, jsonl_frames
-from feeds_helpers import Book, Collector, until
-from feeds_server import KrakenExchange
+from kit.feeds_captures import KRAKEN, jsonl_frames
+from kit.feeds_helpers import Book, Collector
+from kit.feeds_server import KrakenExchange
+from kit.wait import wait_for
 
 from orrange.feeds import Backoff, BestBidOffer, KrakenSource, Liveness, Trade
 
@@ -77,7 +78,10 @@ async def test_kraken_reconnects_resubscribes_and_matches_capture() -> None:
         col = Collector()
         task = asyncio.create_task(src.run(col))
         try:
-            await until(lambda: ex.finished.is_set() and src.stats.messages == ex.sent)
+            await wait_for(
+                lambda: ex.finished.is_set() and src.stats.messages == ex.sent,
+                "every frame handled",
+            )
             internal = {p: src.book(p).as_dicts() for p in PAIRS}  # type: ignore[union-attr]
         finally:
             task.cancel()

@@ -1,9 +1,9 @@
-"""Fixtures for the market-data tests: the real Binance XRP/ETH data set (see md_data)."""
+"""Fixtures for the market-data tests: the real Binance XRP/ETH data set (see kit.md_data)."""
 
 from __future__ import annotations
 
 import pytest
-from md_data import AGG_CSV, BINANCE, Kline, klines_csv, klines_json
+from kit.md_data import AGG_CSV, BINANCE, Kline, klines_csv, klines_json
 
 from orrange.marketdata.tradefiles import FileTrade, read_trades, scale_spec
 from orrange.markets import MarketSpec

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from md_data import AGG_CSV, TRADES_JSON, Kline
+from kit.md_data import AGG_CSV, TRADES_JSON, Kline
 
 from orrange.marketdata.candles import (
     INTERVAL_MS,

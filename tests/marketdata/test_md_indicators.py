@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from md_data import Kline
+from kit.md_data import Kline
 
 from orrange.marketdata.candles import (
     CandleAggregator,

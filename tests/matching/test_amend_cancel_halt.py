@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from book_helpers import BUY, SELL, accepted_id, fills, l3_ids, lim, make_book, mkt, of, one, types
+from kit.book_helpers import (
+    BUY,
+    SELL,
+    accepted_id,
+    fills,
+    l3_ids,
+    lim,
+    make_book,
+    mkt,
+    of,
+    one,
+    types,
+)
 
 from orrange.matching import (
     AmendOrder,

@@ -1,13 +1,13 @@
-"""Differential test: the engine against the simple reference matcher in ``reference.py``."""
+"""Differential test: the engine against the simple reference matcher in ``kit.reference_book``."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
-from book_helpers import fills, make_spec
-from cmd_strategies import Op, build_commands, ops_strategy
 from hypothesis import HealthCheck, given, settings
-from reference import ReferenceBook
+from kit.book_helpers import fills, make_spec
+from kit.cmd_strategies import Op, build_commands, ops_strategy
+from kit.reference_book import ReferenceBook
 
 from orrange.markets import MarketSpec
 from orrange.matching import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 import msgspec
-from book_helpers import BUY, SELL, lim, make_book
+from kit.book_helpers import BUY, SELL, lim, make_book
 
 from orrange.matching import CancelOrder, Event, OrderBook
 from orrange.matching.flow import BENCH_SPEC, synthetic_flow

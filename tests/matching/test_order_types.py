@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from book_helpers import BUY, SELL, accepted_id, fills, lim, make_book, mkt, of, one, types
+from kit.book_helpers import BUY, SELL, accepted_id, fills, lim, make_book, mkt, of, one, types
 
 from orrange.matching import (
     AdvanceTime,

@@ -6,10 +6,10 @@ import math
 from collections import Counter
 from fractions import Fraction
 
-from book_helpers import apply_deltas, make_spec
-from cmd_strategies import Op, build_commands, ops_strategy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kit.book_helpers import apply_deltas, make_spec
+from kit.cmd_strategies import Op, build_commands, ops_strategy
 
 from orrange.markets import MarketSpec
 from orrange.matching import (

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import msgspec
 import pytest
-from book_helpers import BUY, SELL, fills, lim, make_book, make_spec, mkt, of, one
+from kit.book_helpers import BUY, SELL, fills, lim, make_book, make_spec, mkt, of, one
 
 from orrange.matching import (
     AdvanceTime,

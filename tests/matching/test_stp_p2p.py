@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from book_helpers import BUY, SELL, fills, l3_ids, lim, make_book, of, one
+from kit.book_helpers import BUY, SELL, fills, l3_ids, lim, make_book, of, one
 
 from orrange.matching import (
     AmendOrder,

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import nats
 import pytest
-from runtime_actors import (
+from kit.runtime_actors import (
     IN,
     OUT,
     Echo,
@@ -22,8 +22,8 @@ from runtime_actors import (
     publish_orders,
     read_stream,
     stream_count,
-    wait_for,
 )
+from kit.wait import wait_for
 
 from orrange.runtime import (
     DLQ_STREAM,

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import msgspec
 import nats
-from runtime_actors import (
+from kit.runtime_actors import (
     IN,
     Echo,
     PassThrough,
     publish_orders,
     read_stream,
     stream_count,
-    wait_for,
 )
+from kit.wait import wait_for
 
 from orrange.runtime import ActorConfig, ensure_stream
 
-SCRIPT = str(Path(__file__).with_name("runtime_actors.py"))
+SCRIPT = str(Path(__file__).parents[1] / "kit" / "runtime_actors.py")
 
 
 def _spawn(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import nats
 import pytest
-from runtime_actors import IN, OUT, PassThrough, publish_orders, stream_count, wait_for
+from kit.runtime_actors import IN, OUT, PassThrough, publish_orders, stream_count
+from kit.wait import wait_for
 
 from orrange.runtime import (
     ActorConfig,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from store_expect import BookRun, book_run, check_matches_book, dump
+from kit.store_expect import BookRun, book_run, check_matches_book, dump
 
 from orrange.matching.enums import RejectReason
 from orrange.matching.events import Event, OrderRejected

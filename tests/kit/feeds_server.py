@@ -30,10 +30,11 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from feeds_captures import Frame
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from kit.feeds_captures import Frame
 
 _ZERO = Decimal(0)
 _PACE_S = 0.0005  # pause between frames: the client's REST snapshot interleaves with the stream

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 import uvicorn
 from litestar import Litestar
 
+from kit.wait import wait_for
 from orrange.api import ApiOptions, create_app, issue_token
 from orrange.engine.matcher import Matcher
 from orrange.engine.persister import Persister
@@ -39,16 +39,6 @@ SPEC = MarketSpec(
 )
 MARKETS = {SYM: SPEC}
 SECRET = "test-secret-0123456789abcdef-0123456789"
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 60) -> None:
-    """Poll ``check`` until true; fail after ``limit_s`` (a hang guard, not a timed assert)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -88,30 +78,39 @@ def error_of(resp: httpx.Response) -> dict[str, str]:
     return err
 
 
+def actor_config(name: str, nats_url: str) -> ActorConfig:
+    """An in-process actor's config: no metrics port, 50 ms fetch timeout."""
+    return ActorConfig(name=name, nats_url=nats_url, metrics_port=None, fetch_timeout_ms=50)
+
+
+def engine_actors(
+    nats_url: str, database_url: str, markets: dict[str, MarketSpec] = MARKETS
+) -> list[Actor]:
+    """The matcher (every market of ``markets``), risk (limits far above any test's flow) and
+    the persister, not started."""
+    return [
+        Matcher(actor_config("matcher", nats_url), markets, list(markets)),
+        RiskActor(
+            actor_config("risk", nats_url),
+            markets,
+            limits=RiskLimits(max_open_orders=10_000, rate_per_s=100_000, burst=100_000),
+        ),
+        Persister(actor_config("persister", nats_url), database_url),
+    ]
+
+
 @contextlib.asynccontextmanager
-async def api_stack(
+async def running_api(
     nats_url: str,
     database_url: str,
+    actors: Sequence[Actor],
     *,
-    engine: bool = True,
+    markets: dict[str, MarketSpec] = MARKETS,
+    secret: str = SECRET,
     options: ApiOptions | None = None,
 ) -> AsyncIterator[Stack]:
-    """Start the actors (when ``engine``) and the API; stop everything afterwards."""
-    actors: list[Actor] = []
-    if engine:
-
-        def cfg(name: str) -> ActorConfig:
-            return ActorConfig(name=name, nats_url=nats_url, metrics_port=None, fetch_timeout_ms=50)
-
-        actors = [
-            Matcher(cfg("matcher"), MARKETS, [SYM]),
-            RiskActor(
-                cfg("risk"),
-                MARKETS,
-                limits=RiskLimits(max_open_orders=10_000, rate_per_s=100_000, burst=100_000),
-            ),
-            Persister(cfg("persister"), database_url),
-        ]
+    """Start ``actors`` in order, then the API on uvicorn (a free port, this event loop); on
+    exit stop the server, then the started actors in reverse order."""
     started: list[Actor] = []
     server: uvicorn.Server | None = None
     task: asyncio.Task[None] | None = None
@@ -121,7 +120,7 @@ async def api_stack(
             started.append(actor)
         settings = Settings(nats_url=nats_url, database_url=database_url)
         app = create_app(
-            settings, markets=MARKETS, options=options or ApiOptions(), jwt_secret=SECRET
+            settings, markets=markets, options=options or ApiOptions(), jwt_secret=secret
         )
         config = uvicorn.Config(
             app,
@@ -152,3 +151,17 @@ async def api_stack(
                 await asyncio.wait_for(task, 30)
         for actor in reversed(started):
             await actor.stop()
+
+
+@contextlib.asynccontextmanager
+async def api_stack(
+    nats_url: str,
+    database_url: str,
+    *,
+    engine: bool = True,
+    options: ApiOptions | None = None,
+) -> AsyncIterator[Stack]:
+    """Start the actors (when ``engine``) and the API; stop everything afterwards."""
+    actors = engine_actors(nats_url, database_url) if engine else []
+    async with running_api(nats_url, database_url, actors, options=options) as stack:
+        yield stack

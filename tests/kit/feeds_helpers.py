@@ -1,10 +1,7 @@
-"""Test helpers: a tick collector that rebuilds books from the emitted ticks, and waiting on
-conditions (never on durations)."""
+"""A tick collector that rebuilds books from the emitted ticks."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from decimal import Decimal
 
 from orrange.feeds import AnyTick, BookSnapshot, BookUpdate
@@ -34,10 +31,3 @@ class Collector:
 
     def of(self, kind: type) -> list:
         return [t for t in self.ticks if isinstance(t, kind)]
-
-
-async def until(pred: Callable[[], bool], limit_s: float = 20.0) -> None:
-    """Wait until ``pred()`` holds (checked every few ms); ``limit_s`` only guards a hang."""
-    async with asyncio.timeout(limit_s):
-        while not pred():
-            await asyncio.sleep(0.005)

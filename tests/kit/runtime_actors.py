@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -31,7 +31,6 @@ from orrange.runtime import (
 
 IN = StreamSpec(name="IN", subjects=("in.>",))
 OUT = StreamSpec(name="OUT", subjects=("out.>",))
-WAIT_S = 60.0
 
 
 class Order(msgspec.Struct, frozen=True):
@@ -107,18 +106,6 @@ async def publish_orders(nc: NATS, n: int, start: int = 0, subject: str = "in.AM
     for i in range(start, start + n):
         await pub.submit(subject, Order("u", i), msg_id=f"o{i}")
     await pub.flush()
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = WAIT_S
-) -> None:
-    """Poll ``check`` until True; fails the test (AssertionError) after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def stream_count(js: JetStreamContext, stream: str) -> int:
