@@ -24,9 +24,10 @@ fills and the external trades; the 24 h statistics of a snapshot are summed over
 candles opened in the last 24 h (``open`` is the first of them, ``last`` the close of the
 newest); the index is the last ``md.index.<SYM>`` message of stream ``MD``; the book figures
 come from the matcher's L2 book (``book.query.<SYM>``, its best 1,000 levels per side) through
-the pure core's :meth:`~orrange.matching.OrderBook.depth_bands` and
-:meth:`~orrange.matching.OrderBook.price_impact`. When no matcher answers, the book fields are
-null and ``book_available`` is false. Indicator values are floats (analytics, never money).
+the pure core's :func:`~orrange.matching.depth.depth_bands` and
+:func:`~orrange.matching.depth.price_impact` (what the book's own views compute). When no
+matcher answers, the book fields are null and ``book_available`` is false. Indicator values
+are floats (analytics, never money).
 
 WebSocket: ``candles.<IV>.<SYM>`` delivers ``{"type": "candle", "channel": ..., ...}`` with the
 fields of :class:`CandleOut` for every candle of that interval and market in the feed's
@@ -54,8 +55,7 @@ from orrange.marketdata.candles import INTERVAL_MS, Candle, CandleClosed
 from orrange.marketdata.index import IndexPrice
 from orrange.marketdata.indicators import INDICATOR_NAMES, IndicatorConfig, IndicatorSet
 from orrange.markets import MarketSpec
-from orrange.matching import L2Book, OrderBook, Side, SubmitOrder
-from orrange.matching.book import BookSnapshot, OrderState, PriceImpact
+from orrange.matching import L2Book, PriceImpact, Side, depth_bands, price_impact
 from orrange.store.candles import latest_candles, query_candles
 
 if TYPE_CHECKING:
@@ -307,33 +307,6 @@ async def get_indicators(
     )
 
 
-def book_from_levels(spec: MarketSpec, l2: L2Book) -> OrderBook:
-    """A pure :class:`~orrange.matching.OrderBook` holding one order per level of ``l2`` (the
-    aggregated depth is all that depth bands and price impact read)."""
-
-    def states(levels: list[tuple[int, int]], side: Side, first_id: int) -> list[OrderState]:
-        return [
-            OrderState(
-                SubmitOrder(ts=0, user="book", side=side, quantity=size, price=price),
-                first_id + i,
-                price,
-                size,
-                size,
-                0,
-                False,
-                0,
-            )
-            for i, (price, size) in enumerate(levels)
-        ]
-
-    bids = states(l2.bids, Side.BUY, 1)
-    asks = states(l2.asks, Side.SELL, len(bids) + 1)
-    snap = BookSnapshot(
-        spec.symbol, l2.seq, len(bids) + len(asks) + 1, 0, None, None, False, bids, asks, []
-    )
-    return OrderBook.restore(spec, snap)
-
-
 def _pct(band_bps: int) -> str:
     return str(Decimal(band_bps) / 100)
 
@@ -410,8 +383,9 @@ async def market_snapshot(ctx: ApiContext, spec: MarketSpec) -> MarketSnapshotOu
     depth = impact = None
     bid = ask = spread = None
     if l2 is not None:
-        ob = book_from_levels(spec, l2)
-        bid, ask, spread = ob.best_bid(), ob.best_ask(), ob.spread()
+        bid = l2.bids[0][0] if l2.bids else None
+        ask = l2.asks[0][0] if l2.asks else None
+        spread = None if bid is None or ask is None else ask - bid
         depth = [
             DepthBandOut(
                 band_pct=_pct(b.band_bps),
@@ -420,10 +394,16 @@ async def market_snapshot(ctx: ApiContext, spec: MarketSpec) -> MarketSnapshotOu
                 bid_notional=spec.units_to_quote(b.bid_notional),
                 ask_notional=spec.units_to_quote(b.ask_notional),
             )
-            for b in ob.depth_bands(DEPTH_BANDS_BPS)
+            for b in depth_bands(l2.bids, l2.asks, DEPTH_BANDS_BPS)
         ]
         impact = [
-            _impact_out(spec, q, ob.price_impact(side, spec.quote_to_units(q)))
+            _impact_out(
+                spec,
+                q,
+                price_impact(
+                    side, l2.asks if side is Side.BUY else l2.bids, spec.quote_to_units(q)
+                ),
+            )
             for q in IMPACT_QUOTES
             for side in (Side.BUY, Side.SELL)
         ]

@@ -12,13 +12,11 @@
 
 from orrange.matching.book import (
     BookSnapshot,
-    DepthBand,
     L2Book,
     L3Order,
     OrderBook,
     OrderState,
     OrderView,
-    PriceImpact,
 )
 from orrange.matching.commands import (
     AdvanceTime,
@@ -31,6 +29,7 @@ from orrange.matching.commands import (
     SetReferencePrice,
     SubmitOrder,
 )
+from orrange.matching.depth import DepthBand, PriceImpact, depth_bands, price_impact
 from orrange.matching.enums import (
     CancelReason,
     OrderType,
@@ -88,4 +87,6 @@ __all__ = [
     "SubmitOrder",
     "TimeInForce",
     "TriggerSource",
+    "depth_bands",
+    "price_impact",
 ]

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from fractions import Fraction
 from heapq import heappop, heappush
 from typing import Any
@@ -62,6 +61,13 @@ from orrange.matching.commands import (
     Resume,
     SetReferencePrice,
     SubmitOrder,
+)
+from orrange.matching.depth import (
+    DEFAULT_BANDS_BPS,
+    DepthBand,
+    PriceImpact,
+    depth_bands,
+    price_impact,
 )
 from orrange.matching.enums import (
     CancelReason,
@@ -320,36 +326,6 @@ class OrderView(msgspec.Struct, frozen=True):
     filled: int
     pending: bool
     ts: int
-
-
-@dataclass(frozen=True, slots=True)
-class DepthBand:
-    """Liquidity within ``band_bps`` of mid: sizes in lots, notional in quote units."""
-
-    band_bps: int
-    bid_size: int
-    ask_size: int
-    bid_notional: int
-    ask_notional: int
-
-
-@dataclass(frozen=True, slots=True)
-class PriceImpact:
-    """What a market order spending ``quote_units`` would do now.
-
-    ``avg_price`` is in ticks (exact); ``slippage_bps`` is the distance of the average price
-    from the best price in basis points (exact, >= 0); ``levels_consumed`` counts levels
-    touched; ``complete`` is false when the book ran out first.
-    """
-
-    side: Side
-    quote_units: int
-    filled_lots: int
-    spent_units: int
-    avg_price: Fraction | None
-    slippage_bps: Fraction | None
-    levels_consumed: int
-    complete: bool
 
 
 def _compatible(a: _Order, b: _Order) -> bool:
@@ -1344,61 +1320,24 @@ class OrderBook:
             c.ts,
         )
 
-    def depth_bands(self, bands_bps: Iterable[int] = (100, 500, 1000)) -> list[DepthBand]:
-        """Resting size and notional within each band around mid (default 1 %, 5 %, 10 %).
+    @staticmethod
+    def _levels(s: _Side) -> list[tuple[int, int]]:
+        levels = s.levels
+        return [(levels[k].price, levels[k].size) for k in s.sorted_keys()]
 
-        A bid at price p counts when ``p >= mid * (1 - band)``; an ask when
-        ``p <= mid * (1 + band)``. Empty bands when a side is empty (no mid).
-        """
-        b, a = self.best_bid(), self.best_ask()
-        out = []
-        for band in bands_bps:
-            bs = asz = bn = an = 0
-            if b is not None and a is not None:
-                mid2 = a + b  # twice the mid, keeps the test exact
-                for lvl in self._bids.levels.values():
-                    if 20000 * lvl.price >= mid2 * (10000 - band):
-                        bs += lvl.size
-                        bn += lvl.size * lvl.price
-                for lvl in self._asks.levels.values():
-                    if 20000 * lvl.price <= mid2 * (10000 + band):
-                        asz += lvl.size
-                        an += lvl.size * lvl.price
-            out.append(DepthBand(band, bs, asz, bn, an))
-        return out
+    def depth_bands(self, bands_bps: Iterable[int] = DEFAULT_BANDS_BPS) -> list[DepthBand]:
+        """Resting size and notional within each band around mid (default 1 %, 5 %, 10 %);
+        see :func:`~orrange.matching.depth.depth_bands`."""
+        return depth_bands(self._levels(self._bids), self._levels(self._asks), bands_bps)
 
     def price_impact(self, side: Side, quote_units: int) -> PriceImpact:
         """Walk the opposite side as a market ``side`` order spending ``quote_units``
         (notional units, ``tick_size * lot_size`` quote) would, without changing the book.
-        Ignores P2P constraints and self-trade prevention."""
-        opp = self._asks if side is _BUY else self._bids
-        remaining = quote_units
-        lots = spent = used = 0
-        best: int | None = None
-        complete = False
-        for k in opp.sorted_keys():
-            lvl = opp.levels[k]
-            p = lvl.price
-            if best is None:
-                best = p
-            take = min(lvl.size, remaining // p)
-            if take <= 0:
-                complete = True
-                break
-            used += 1
-            lots += take
-            spent += take * p
-            remaining -= take * p
-            if take < lvl.size:
-                complete = True
-                break
-        else:
-            complete = remaining < (best or 1) and lots > 0
-        if not lots or best is None:
-            return PriceImpact(side, quote_units, 0, 0, None, None, used, False)
-        avg = Fraction(spent, lots)
-        slip = (avg - best) / best * 10000
-        return PriceImpact(side, quote_units, lots, spent, avg, abs(slip), used, complete)
+        Ignores P2P constraints and self-trade prevention; see
+        :func:`~orrange.matching.depth.price_impact`."""
+        return price_impact(
+            side, self._levels(self._asks if side is _BUY else self._bids), quote_units
+        )
 
     # ---------------------------------------------------------------- snapshot / restore
     @staticmethod
