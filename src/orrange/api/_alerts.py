@@ -22,7 +22,7 @@ the caller's own rows only; others' ids answer 404):
 
 Prices are decimal strings on the market's tick grid in and out; times are ms UTC. A created or
 deleted alert (or subscription) is stored in PostgreSQL, then announced to the alerter on
-``alerts.cmd`` (:class:`orrange.engine.alerter.AlertCommand`); when that publish fails the
+``alerts.cmd`` (:class:`orrange.wire.alerts.AlertCommand`); when that publish fails the
 change is undone and the answer is 503.
 
 WebSocket (:class:`AlertFanout`, wired into :class:`orrange.api.hub.EventHub`): a user's
@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, delete, get, post
@@ -55,14 +55,6 @@ from orrange.alerts.signals import SignalSubscription, SignalType
 from orrange.api._routes import _AUTH, _ctx, now_ms
 from orrange.api.auth import Principal
 from orrange.api.errors import ApiError
-from orrange.engine.alerter import (
-    ALERT_CMD,
-    ALERT_CMD_SUBJECT,
-    ALERTS,
-    NOTIFICATIONS_SUBJECT,
-    SIGNALS_SUBJECT,
-    AlertCommand,
-)
 from orrange.logging import get_logger
 from orrange.marketdata.candles import INTERVAL_MS
 from orrange.markets import InvalidValue, MarketSpec
@@ -70,8 +62,6 @@ from orrange.runtime import PublishError, ensure_stream
 from orrange.store.alerts import (
     AlertNotFound,
     AlertRow,
-    Notification,
-    SignalRecord,
     SubscriptionRow,
     create_alert,
     create_subscription,
@@ -82,6 +72,19 @@ from orrange.store.alerts import (
     list_notifications,
     list_signals,
     list_subscriptions,
+)
+from orrange.wire.alerts import (
+    ALERT_CMD,
+    ALERT_CMD_SUBJECT,
+    ALERTS,
+    NOTIFICATIONS_SUBJECT,
+    SIGNALS_SUBJECT,
+    AlertCommand,
+    Notification,
+    SignalRecord,
+    alert_command_msg_id,
+    decode_notifications,
+    decode_signal,
 )
 
 if TYPE_CHECKING:
@@ -100,7 +103,6 @@ __all__ = [
 ]
 
 _log = get_logger("orrange.api.alerts")
-_notes_decoder = msgspec.json.Decoder(list[Notification])
 _json = msgspec.json.Encoder()
 _STATUSES = ("active", "fired", "expired", "deleted")
 
@@ -296,9 +298,12 @@ def _sub_out(row: SubscriptionRow) -> SubscriptionOut:
     )
 
 
-async def _announce(ctx: ApiContext, cmd: AlertCommand, msg_id: str) -> None:
-    """Tell the alerter; :class:`PublishError` propagates."""
-    await ctx.publisher.publish(ALERT_CMD_SUBJECT, cmd, msg_id=msg_id)
+async def _announce(
+    ctx: ApiContext, cmd: AlertCommand, action: Literal["create", "delete"]
+) -> None:
+    """Tell the alerter that ``cmd``'s row was created or deleted; :class:`PublishError`
+    propagates."""
+    await ctx.publisher.publish(ALERT_CMD_SUBJECT, cmd, msg_id=alert_command_msg_id(cmd, action))
 
 
 def _unavailable(exc: Exception) -> ApiError:
@@ -329,7 +334,7 @@ async def create_alert_route(
     row = await create_alert(ctx.pool, alert, now)
     aid = row.alert.id
     try:
-        await _announce(ctx, AlertCommand("alert", aid), f"alert:{aid}:create")
+        await _announce(ctx, AlertCommand("alert", aid), "create")
     except PublishError as exc:
         await delete_alert(ctx.pool, principal.user, aid, now)
         raise _unavailable(exc) from exc
@@ -383,7 +388,7 @@ async def delete_alert_route(
     except AlertNotFound as exc:
         raise ApiError(404, "alert_id", "unknown_alert", f"no alert {alert_id}") from exc
     try:
-        await _announce(ctx, AlertCommand("alert", alert_id), f"alert:{alert_id}:delete")
+        await _announce(ctx, AlertCommand("alert", alert_id), "delete")
     except PublishError as exc:
         raise _unavailable(exc) from exc
     return _alert_out(ctx, row, now)
@@ -448,7 +453,7 @@ async def create_subscription_route(
     row = await create_subscription(ctx.pool, sub, now_ms())
     sid = row.subscription.id
     try:
-        await _announce(ctx, AlertCommand("subscription", sid), f"subscription:{sid}:create")
+        await _announce(ctx, AlertCommand("subscription", sid), "create")
     except PublishError as exc:
         await delete_subscription(ctx.pool, principal.user, sid)
         raise _unavailable(exc) from exc
@@ -480,7 +485,7 @@ async def delete_subscription_route(
     except AlertNotFound as exc:
         raise ApiError(404, "sub_id", "unknown_subscription", f"no subscription {sub_id}") from exc
     try:
-        await _announce(ctx, AlertCommand("subscription", sub_id), f"subscription:{sub_id}:delete")
+        await _announce(ctx, AlertCommand("subscription", sub_id), "delete")
     except PublishError as exc:
         raise _unavailable(exc) from exc
 
@@ -557,7 +562,7 @@ class AlertFanout:
 
     async def _on_notes(self, msg: Any) -> None:
         try:
-            notes = _notes_decoder.decode(msg.data)
+            notes = decode_notifications(msg.data)
         except msgspec.DecodeError as exc:
             _log.warning("undecodable notifications", subject=msg.subject, error=str(exc))
             return
@@ -574,7 +579,7 @@ class AlertFanout:
         if not self._signal_subs:
             return
         try:
-            rec = msgspec.json.decode(msg.data, type=SignalRecord)
+            rec = decode_signal(msg.data)
         except msgspec.DecodeError as exc:
             _log.warning("undecodable signal", error=str(exc))
             return

@@ -50,13 +50,13 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from orrange.api.errors import ApiError
-from orrange.engine.md_streams import MD, MD_CANDLES_SUBJECT, decode_candles, index_subject
 from orrange.marketdata.candles import INTERVAL_MS, Candle, CandleClosed
 from orrange.marketdata.index import IndexPrice
 from orrange.marketdata.indicators import INDICATOR_NAMES, IndicatorConfig, IndicatorSet
 from orrange.markets import MarketSpec
 from orrange.matching import L2Book, PriceImpact, Side, depth_bands, price_impact
 from orrange.store.candles import latest_candles, query_candles
+from orrange.wire.marketdata import MD, MD_CANDLES_SUBJECT, decode_candles, index_subject
 
 if TYPE_CHECKING:
     from orrange.api.app import ApiContext

@@ -49,7 +49,6 @@ from orrange.api.schemas import (
     reject_status,
     submit_command,
 )
-from orrange.engine.streams import cmd_subject
 from orrange.markets import MarketSpec
 from orrange.matching import (
     CancelAll,
@@ -73,6 +72,7 @@ from orrange.store.queries import (
     recent_trades,
 )
 from orrange.store.settlement import user_reputation
+from orrange.wire.engine import cmd_subject, command_msg_id, submit_msg_id
 
 if TYPE_CHECKING:
     from orrange.api.app import ApiContext
@@ -245,7 +245,7 @@ async def _submit(ctx: ApiContext, principal: Principal, data: OrderIn) -> bytes
     fut = hub.expect_submit(user, cid)
     started = time.perf_counter()
     try:
-        await _publish(ctx, spec.symbol, cmd, f"{user}:{cid}", fut)
+        await _publish(ctx, spec.symbol, cmd, submit_msg_id(user, cid), fut)
         try:
             outcome = await _wait(ctx, fut)
         except TimeoutError as exc:
@@ -402,7 +402,7 @@ async def cancel_all(
     cmd = CancelAll(ts=now_ms(), user=principal.user)
     try:
         await ctx.publisher.publish(
-            cmd_subject(spec.symbol), cmd, msg_id=f"{principal.user}:{request_id}"
+            cmd_subject(spec.symbol), cmd, msg_id=command_msg_id(principal.user, request_id)
         )
     except PublishError as exc:
         raise _cannot_publish(exc) from exc
@@ -442,7 +442,7 @@ async def _order_command(
     fut = hub.expect_order(kind, spec.symbol, order_id)
     started = time.perf_counter()
     try:
-        await _publish(ctx, spec.symbol, cmd, f"{user}:{uuid.uuid4().hex}", fut)
+        await _publish(ctx, spec.symbol, cmd, command_msg_id(user, uuid.uuid4().hex), fut)
         try:
             ev = await _wait(ctx, fut)
         except TimeoutError as exc:

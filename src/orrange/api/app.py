@@ -57,13 +57,13 @@ from orrange.api.errors import exception_handlers
 from orrange.api.hub import EventHub
 from orrange.api.schemas import TickerOut
 from orrange.engine.matcher import default_markets_path
-from orrange.engine.streams import ENGINE_STREAMS
 from orrange.logging import get_logger
 from orrange.markets import MarketSpec, load_markets
 from orrange.runtime import Publisher, ensure_stream
 from orrange.settings import Settings
 from orrange.store import migrate
 from orrange.store.queries import recent_trades, ticker_24h
+from orrange.wire.engine import ENGINE_STREAMS
 
 __all__ = ["ApiContext", "ApiOptions", "create_app"]
 

@@ -51,12 +51,6 @@ from orrange.api.schemas import (
     order_event_json,
     order_out,
 )
-from orrange.engine.streams import (
-    EVENTS_PREFIX,
-    REJECTS_PREFIX,
-    EventPayload,
-    book_query_subject,
-)
 from orrange.logging import get_logger
 from orrange.markets import MarketSpec
 from orrange.matching import (
@@ -73,6 +67,12 @@ from orrange.matching import (
 )
 from orrange.matching.orders import apply as apply_order
 from orrange.matching.orders import new_order, order_ids
+from orrange.wire.engine import (
+    EVENTS_PREFIX,
+    REJECTS_PREFIX,
+    EventPayload,
+    book_query_subject,
+)
 
 __all__ = ["PRIVATE_PREFIX", "BookUnavailable", "EventHub", "OrderTracker", "Subscriber"]
 

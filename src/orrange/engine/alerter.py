@@ -6,7 +6,7 @@ Inputs (durable pull consumers, processed one batch at a time under the actor's 
 Subject                      Durable              What it does
 ============================ ==================== ============================================
 ``evt.<SYM>`` (``EVENTS``)   ``alerter-events``   a batch of book events
-                                                  (:data:`~orrange.engine.streams.EventPayload`);
+                                                  (:data:`~orrange.wire.engine.EventPayload`);
                                                   every ``OrderFilled`` is a last-trade update
 ``md.indexes`` (``MD``)      ``alerter-indexes``  one feed round: a JSON array of
                                                   :class:`IndexPrice`, each an index update
@@ -16,7 +16,7 @@ Subject                      Durable              What it does
 (``ALERT_CMD``)                                   subscription from PostgreSQL
 ============================ ==================== ============================================
 
-Market data comes from the feed actor's stream :data:`~orrange.engine.md_streams.MD`
+Market data comes from the feed actor's stream :data:`~orrange.wire.marketdata.MD`
 (provisioned with the same spec, so either actor may start first); ``md.index.<SYM>`` (the
 latest index per market, possibly published less often) is not read. The three ordered
 consumers (trades, index, candles) are recreated at every start just after their ack floor
@@ -28,15 +28,16 @@ an event whose ``seq`` is not above the last one applied for its symbol is ignor
 matcher may store a batch twice with other boundaries); that watermark is stored with the
 batch (``alerter_cursors`` row ``evt:<SYM>``).
 
-Outputs (stream :data:`ALERTS`, de-duplication window one hour):
+Outputs (stream :data:`~orrange.wire.alerts.ALERTS`, de-duplication window one hour):
 
-* ``notifications``: a JSON array of :class:`~orrange.store.alerts.Notification` (prices in
+* ``notifications``: a JSON array of :class:`~orrange.wire.alerts.Notification` (prices in
   ticks), all the notifications that **one input message** produced, in the order they fired;
   ``Nats-Msg-Id`` = ``notes:<durable>:<input stream sequence>``
-  (:func:`notifications_msg_id`). Users are in each notification (``user``); the API fans them
-  out to the owners' private WebSocket channel. One message per input message rather than per
-  notification: a round of 1,000 index prices may fire hundreds of alerts.
-* ``signals``: a :class:`~orrange.store.alerts.SignalRecord`, ``Nats-Msg-Id`` = signal id.
+  (:func:`~orrange.wire.alerts.notifications_msg_id`). Users are in each notification
+  (``user``); the API fans them out to the owners' private WebSocket channel. One message per
+  input message rather than per notification: a round of 1,000 index prices may fire hundreds
+  of alerts.
+* ``signals``: a :class:`~orrange.wire.alerts.SignalRecord`, ``Nats-Msg-Id`` = signal id.
 
 Exactly once across ``kill -9``: a handler evaluates its batch on the
 :class:`~orrange.alerts.index.AlertIndex` and queues the result (notifications with
@@ -92,7 +93,7 @@ import contextlib
 import gc
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -103,20 +104,16 @@ from nats.js.errors import NotFoundError
 from orrange.alerts.index import AlertIndex
 from orrange.alerts.rules import AlertEvent, AlertExpired, AlertFired, AlertRearmed
 from orrange.alerts.signals import SignalEngine, SignalSubscriptions
-from orrange.engine.md_streams import MD, MD_CANDLE_PREFIX, MD_INDEXES_SUBJECT
-from orrange.engine.streams import DUPLICATE_WINDOW_MS, EVENTS, EVENTS_PREFIX, EventPayload
 from orrange.marketdata.candles import CandleClosed, CandleEvent
 from orrange.matching.enums import TriggerSource
 from orrange.matching.events import OrderFilled
 from orrange.runtime import (
     Actor,
     ActorConfig,
-    ConsumerSpec,
     Inbound,
     Input,
     Outbox,
     PublishError,
-    StreamSpec,
     run_actor,
 )
 from orrange.store import migrate
@@ -124,9 +121,6 @@ from orrange.store.alerts import (
     AlertRow,
     AlertState,
     BookPrice,
-    Notification,
-    SignalRecord,
-    alert_notification_id,
     load_alert,
     load_books,
     load_cursors,
@@ -134,94 +128,46 @@ from orrange.store.alerts import (
     load_subscription,
     load_subscriptions,
     notifications_by_source,
-    signal_id,
-    signal_notification_id,
     signals_by_source,
     write_alerter_batch,
 )
 from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
+from orrange.wire.alerts import (
+    ALERT_CMD,
+    ALERT_CMD_SUBJECT,
+    ALERTS,
+    CANDLES_DURABLE,
+    CMD_DURABLE,
+    EVENTS_DURABLE,
+    INDEX_DURABLE,
+    NOTIFICATIONS_SUBJECT,
+    SIGNALS_SUBJECT,
+    AlertCommand,
+    Notification,
+    SignalRecord,
+    alert_notification_id,
+    encode_notifications,
+    encode_signal,
+    notifications_msg_id,
+    signal_id,
+    signal_notification_id,
+)
+from orrange.wire.engine import EVENTS, EVENTS_PREFIX, EventPayload
+from orrange.wire.marketdata import MD, MD_CANDLE_PREFIX, MD_INDEXES_SUBJECT, candle_subject
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 __all__ = [
-    "ALERTS",
-    "ALERT_CMD",
-    "ALERT_CMD_SUBJECT",
-    "CANDLES_DURABLE",
-    "CMD_DURABLE",
-    "EVENTS_DURABLE",
-    "INDEXES_SUBJECT",
-    "INDEX_DURABLE",
-    "NOTIFICATIONS_SUBJECT",
-    "SIGNALS_SUBJECT",
-    "AlertCommand",
     "Alerter",
     "IndexBatch",
-    "encode_notifications",
     "main",
-    "notifications_msg_id",
 ]
 
-NOTIFICATIONS_SUBJECT = "notifications"
-SIGNALS_SUBJECT = "signals"
-ALERT_CMD_SUBJECT = "alerts.cmd"
-#: The feed's round of index prices (stream ``MD``): a JSON array of ``IndexPrice``.
-INDEXES_SUBJECT = MD_INDEXES_SUBJECT
-
-EVENTS_DURABLE = "alerter-events"
-INDEX_DURABLE = "alerter-indexes"
-CANDLES_DURABLE = "alerter-candles"
-CMD_DURABLE = "alerter-cmd"
 #: The durable of the per-market ``md.index.<SYM>`` input of earlier versions (deleted at start).
 _OLD_INDEX_DURABLE = "alerter-index"
 #: ``alerter_cursors`` key prefix of the last applied event ``seq`` per symbol.
 _EVENT_MARK = "evt:"
 #: ``alerter_cursors`` key prefix of the last input seq per durable whose output is published.
 _PUBLISHED = "published:"
-
-#: How long ``ALERTS`` and ``ALERT_CMD`` keep messages (ms): a week (PostgreSQL is the record;
-#: the streams are delivery).
-_KEEP_MS = 7 * 86_400_000
-
-#: Notification batches (``notifications``) and signals (``signals``).
-ALERTS = StreamSpec(
-    name="ALERTS",
-    subjects=(NOTIFICATIONS_SUBJECT, SIGNALS_SUBJECT),
-    max_age_ms=_KEEP_MS,
-    duplicate_window_ms=DUPLICATE_WINDOW_MS,
-    description="alerter: notification batches (Nats-Msg-Id notes:<durable>:<seq>) and signals",
-)
-#: Commands from the API to the alerter.
-ALERT_CMD = StreamSpec(
-    name="ALERT_CMD",
-    subjects=(ALERT_CMD_SUBJECT,),
-    max_age_ms=_KEEP_MS,
-    duplicate_window_ms=DUPLICATE_WINDOW_MS,
-    description="API -> alerter: re-read an alert or a signal subscription from PostgreSQL",
-)
-
-
-def notifications_msg_id(durable: str, seq: int) -> str:
-    """``notes:<durable>:<seq>``: the ``Nats-Msg-Id`` of the notifications of input ``seq``."""
-    return f"notes:{durable}:{seq}"
-
-
-_notes_encoder = msgspec.json.Encoder()
-
-
-def encode_notifications(notes: Sequence[Notification]) -> bytes:
-    """The payload of a ``notifications`` message (a JSON array of notifications)."""
-    return _notes_encoder.encode(notes)
-
-
-class AlertCommand(msgspec.Struct, frozen=True):
-    """``alerts.cmd``: re-read ``id`` from PostgreSQL and make the index agree.
-
-    Attributes:
-        kind: ``"alert"`` (table ``alerts``) or ``"subscription"`` (``signal_subscriptions``).
-        id: the row id.
-    """
-
-    kind: Literal["alert", "subscription"]
-    id: int
 
 
 class _IndexUpdate(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="index_price"):
@@ -382,7 +328,7 @@ class Alerter(Actor):
                 self.batch_size,
             ),
             Input(
-                spec(md, INDEX_DURABLE, INDEXES_SUBJECT, "new"),
+                spec(md, INDEX_DURABLE, MD_INDEXES_SUBJECT, "new"),
                 IndexBatch,
                 self._on_index,
                 self.batch_size or 1,  # a round is 1,000 updates: one per handler call
@@ -920,8 +866,8 @@ class Alerter(Actor):
                     c = decoder.decode(msg.data)
                 except msgspec.DecodeError:
                     continue
-                if isinstance(c, CandleClosed) and msg.subject == (
-                    f"{MD_CANDLE_PREFIX}.{c.interval}.{c.symbol}"
+                if isinstance(c, CandleClosed) and msg.subject == candle_subject(
+                    c.interval, c.symbol
                 ):
                     try:
                         self.engine.on_candle(c)
@@ -960,7 +906,7 @@ class Alerter(Actor):
             c = m.data
             if not isinstance(c, CandleClosed):
                 continue
-            if m.subject != f"{MD_CANDLE_PREFIX}.{c.interval}.{c.symbol}":
+            if m.subject != candle_subject(c.interval, c.symbol):
                 raise ValueError(f"candle of {c.interval} {c.symbol} on subject {m.subject!r}")
             notes: list[Notification] = []
             for sig in self.engine.on_candle(c):
@@ -991,7 +937,7 @@ class Alerter(Actor):
         job.signals += records
         job.cursors[CANDLES_DURABLE] = last
         for r in records:
-            job.publishes.append((SIGNALS_SUBJECT, _notes_encoder.encode(r), r.id))
+            job.publishes.append((SIGNALS_SUBJECT, encode_signal(r), r.id))
         for seq, notes in per_input:
             job.notes += notes
             job.publishes.append(

@@ -3,8 +3,9 @@
 Inputs and outputs:
 
 * ``EVENTS`` (``evt.>``), durable ``escrow``: every :class:`OrderFilled` of a P2P market
-  (:func:`is_p2p`) opens a trade (:func:`orrange.settlement.lifecycle.open_trade`) in
-  PostgreSQL (``settlement_trades``, idempotent on the trade id);
+  (:func:`~orrange.wire.settlement.is_p2p`) opens a trade
+  (:func:`orrange.settlement.lifecycle.open_trade`) in PostgreSQL (``settlement_trades``,
+  idempotent on the trade id);
 * a JSON-RPC node (``ORRANGE_CHAIN_URL``) and the escrow contract at
   ``ORRANGE_ESCROW_ADDRESS``: every ``poll_interval_ms`` the watcher reads the escrow's logs
   of the blocks that have ``confirmations`` blocks on top of them, applies them
@@ -17,8 +18,9 @@ Inputs and outputs:
   every event applied after it, moves the cursor back and reads the new branch;
 * deadlines: after each poll :func:`~orrange.settlement.lifecycle.tick` runs on the open trades
   with ``now`` = the later of the wall clock and the newest block's time;
-* every change is published as a :class:`SettlementEvent` on ``settlement.<trade_id>``
-  (stream ``SETTLEMENT``) with a ``Nats-Msg-Id`` derived from its cause, before the database
+* every change is published as a :class:`~orrange.wire.settlement.SettlementEvent` on
+  ``settlement.<trade_id>`` (stream ``SETTLEMENT``) with a ``Nats-Msg-Id`` derived from its
+  cause (:func:`~orrange.wire.settlement.settlement_msg_id`), before the database
   transaction commits: a crash between the two replays the same ids, which JetStream drops;
 * reputation facts of each transition go to ``reputation_facts`` and refresh the users'
   ``reputations`` scores, which the API stamps into their P2P orders (the matcher's
@@ -43,18 +45,15 @@ import asyncpg
 import msgspec
 from web3.exceptions import BlockNotFound
 
-from orrange.engine.streams import EVENTS, EVENTS_PREFIX, EventPayload
 from orrange.evm.chain import Escrow, connect
 from orrange.markets import MarketSpec
 from orrange.matching.events import Event, OrderFilled
 from orrange.runtime import (
     Actor,
     ActorConfig,
-    ConsumerSpec,
     Inbound,
     Input,
     Outbox,
-    StreamSpec,
     run_actor,
 )
 from orrange.settlement.config import SettlementConfig, load_settlement_config
@@ -71,60 +70,23 @@ from orrange.settlement.lifecycle import (
 from orrange.store import migrate
 from orrange.store import settlement as db
 from orrange.store.connect import connect_when_ready
+from orrange.wire.engine import EVENTS, EVENTS_PREFIX, EventPayload
+from orrange.wire.settlement import (
+    ESCROW_DURABLE,
+    SETTLEMENT,
+    SettlementCause,
+    SettlementEvent,
+    is_p2p,
+    settlement_msg_id,
+    settlement_subject,
+)
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 __all__ = [
-    "DURABLE",
-    "SETTLEMENT",
-    "SETTLEMENT_PREFIX",
     "EscrowWatcher",
-    "SettlementEvent",
     "WatcherOptions",
-    "is_p2p",
     "main",
-    "settlement_subject",
 ]
-
-DURABLE = "escrow"
-SETTLEMENT_PREFIX = "settlement"
-SETTLEMENT = StreamSpec(
-    name="SETTLEMENT",
-    subjects=(f"{SETTLEMENT_PREFIX}.>",),
-    duplicate_window_ms=3_600_000,
-    description="trade settlement changes from the escrow watcher (settlement.<trade_id>)",
-)
-
-
-def settlement_subject(trade_id: str) -> str:
-    """``settlement.<trade_id>``: where the changes of one trade are published."""
-    return f"{SETTLEMENT_PREFIX}.{trade_id}"
-
-
-def is_p2p(spec: MarketSpec | None, fill: OrderFilled) -> bool:
-    """Whether a fill settles peer to peer: its market orders by ``price-reputation-time``
-    (the P2P markets of ``config/markets.toml``) or the fill names payment methods."""
-    return bool(fill.payment_methods) or (
-        spec is not None and spec.priority == "price-reputation-time"
-    )
-
-
-class SettlementEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """A change of one trade, on ``settlement.<trade_id>``.
-
-    ``cause``: ``opened`` (a fill), ``chain`` (escrow log ``event_id`` applied), ``reverted``
-    (a reorg orphaned ``event_id``) or ``deadline`` (a tick). ``state`` is the state after
-    the change; ``reputation`` the facts it emitted (retractions included); ``ts`` ms UTC.
-    """
-
-    trade_id: str
-    symbol: str
-    buyer: str
-    seller: str
-    state: str
-    cause: str
-    event_id: str | None
-    tx_hashes: dict[str, str]
-    reputation: tuple[ReputationEvent, ...]
-    ts: int
 
 
 class WatcherOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,7 +122,7 @@ class _Pending:
         self.items: list[tuple[str, SettlementEvent, str]] = []
         self.facts: list[ReputationEvent] = []
 
-    def add(self, t: Transition, cause: str, event_id: str | None, msg_id: str) -> None:
+    def add(self, t: Transition, cause: SettlementCause, event_id: str | None, msg_id: str) -> None:
         tr = t.trade
         ev = SettlementEvent(
             trade_id=tr.trade_id,
@@ -224,7 +186,7 @@ class EscrowWatcher(Actor):
     def inputs(self) -> Sequence[Input[Any]]:
         spec = ConsumerSpec(
             stream=EVENTS.name,
-            durable=DURABLE,
+            durable=ESCROW_DURABLE,
             filter_subjects=(f"{EVENTS_PREFIX}.>",),
             ack_wait_ms=self.config.ack_wait_ms,
             description="escrow watcher: P2P fills open trades",
@@ -294,7 +256,12 @@ class EscrowWatcher(Actor):
                     continue
                 inserted = await db.insert_trade(self.conn, trade, self.escrow_address, _now_ms())
                 # published again on a redelivery (same id: JetStream drops the duplicate)
-                pending.add(Transition(trade, True, ()), "opened", None, f"{trade.trade_id}:opened")
+                pending.add(
+                    Transition(trade, True, ()),
+                    "opened",
+                    None,
+                    settlement_msg_id(trade.trade_id, "opened"),
+                )
                 if not inserted:
                     continue
                 # chain events that arrived before the fill
@@ -302,7 +269,7 @@ class EscrowWatcher(Actor):
                     t = apply_event(trade, stored.event, stored.at_ms)
                     trade = t.trade
                     eid = stored.event.event_id
-                    pending.add(t, "chain", eid, f"{trade.trade_id}:chain:{eid}")
+                    pending.add(t, "chain", eid, settlement_msg_id(trade.trade_id, "chain", eid))
                 await db.save_trade(self.conn, trade, _now_ms())
             await self._flush(pending, out)
 
@@ -393,7 +360,9 @@ class EscrowWatcher(Actor):
             t = revert_event(row.trade, event_id)
             if t.changed:
                 await db.save_trade(self.conn, t.trade, _now_ms())
-                pending.add(t, "reverted", event_id, f"{trade_id}:reverted:{event_id}")
+                pending.add(
+                    t, "reverted", event_id, settlement_msg_id(trade_id, "reverted", event_id)
+                )
         self.reorgs += 1
         self.log.warning(
             "chain reorganisation rolled back",
@@ -436,7 +405,9 @@ class EscrowWatcher(Actor):
             t = apply_event(row.trade, e, at_ms)
             if t.changed:
                 await db.save_trade(self.conn, t.trade, _now_ms())
-                pending.add(t, "chain", e.event_id, f"{e.trade_id}:chain:{e.event_id}")
+                pending.add(
+                    t, "chain", e.event_id, settlement_msg_id(e.trade_id, "chain", e.event_id)
+                )
         await db.set_cursor(
             self.conn, escrow.address, db.BlockRef(end, hashes[end]), seen, _now_ms()
         )
@@ -456,7 +427,7 @@ class EscrowWatcher(Actor):
                 changed += 1
                 await db.save_trade(self.conn, t.trade, _now_ms())
                 tid = trade.trade_id
-                pending.add(t, "deadline", None, f"{tid}:deadline:{t.trade.state}")
+                pending.add(t, "deadline", None, settlement_msg_id(tid, "deadline", t.trade.state))
             await self._flush(pending, None)
         return changed
 

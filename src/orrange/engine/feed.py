@@ -1,8 +1,8 @@
 """The feed actor: outside market data into the engine (ticks, index price, candles).
 
 What it does (subjects, payloads and streams ``MD`` / ``MD_LIVE`` in
-:mod:`orrange.engine.md_streams`). Everything is published in batches: one NATS message per tick
-cannot carry 100,000 ticks/s from Python.
+:mod:`orrange.wire.marketdata`). Everything is published in batches: one NATS message per
+tick cannot carry 100,000 ticks/s from Python.
 
 * **Ticks.** Runs the enabled sources of ``config/sources.toml`` (the seeded random walk by
   default). Each tick is normalized onto our market's grid (exchange prices off our grid are
@@ -24,7 +24,7 @@ cannot carry 100,000 ticks/s from Python.
   market each time, the markets' turns spread over the rounds).
 * **Candles.** External trades and our own fills (``OrderFilled`` read from ``EVENTS``
   through the durable consumer ``feed``, a shard's own name; a message is one event or a batch, see
-  :func:`orrange.engine.streams.decode_events`) go into one
+  :func:`orrange.wire.engine.decode_events`) go into one
   :class:`~orrange.marketdata.candles.CandleAggregator` per process (1m ... 1d). Every flush
   publishes on ``md.candles`` the candles closed since the last flush and the open candle of the
   finest interval of each market that traded, and, once every ``coarse_interval_ms`` (1 s) per
@@ -68,11 +68,12 @@ Run it with :func:`main` (``orrange actor feed``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import re
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -80,20 +81,6 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from orrange.engine.md_streams import (
-    INDEX_LATEST_PER_ROUND,
-    MAX_CANDLES_PER_MSG,
-    MAX_INDEXES_PER_MSG,
-    MAX_TICKS_PER_MSG,
-    MD,
-    MD_CANDLES_SUBJECT,
-    MD_INDEXES_SUBJECT,
-    MD_LIVE,
-    candle_subject,
-    index_subject,
-    ticks_subject,
-)
-from orrange.engine.streams import BOOK_IN, EVENTS, EVENTS_PREFIX, EventPayload, book_in_subject
 from orrange.feeds import AnyTick, BestBidOffer, FeedConfig, Source, Trade, build_sources
 from orrange.feeds.grid import GridConverter
 from orrange.marketdata.candles import (
@@ -117,20 +104,44 @@ from orrange.matching.enums import Side
 from orrange.runtime import (
     Actor,
     ActorConfig,
-    ConsumerSpec,
     Inbound,
     Input,
     Outbox,
     Publisher,
-    StreamSpec,
 )
 from orrange.store import migrate
 from orrange.store.candles import fill_marks, query_candles, set_fill_marks, upsert_candles
 from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
+from orrange.wire.engine import (
+    BOOK_IN,
+    EVENTS,
+    EVENTS_PREFIX,
+    EventPayload,
+    book_in_subject,
+    reference_msg_id,
+)
+from orrange.wire.marketdata import (
+    INDEX_LATEST_PER_ROUND,
+    MAX_CANDLES_PER_MSG,
+    MAX_INDEXES_PER_MSG,
+    MAX_TICKS_PER_MSG,
+    MD,
+    MD_CANDLES_SUBJECT,
+    MD_INDEXES_SUBJECT,
+    MD_LIVE,
+    candle_msg_id,
+    candle_subject,
+    candles_msg_id,
+    index_msg_id,
+    index_subject,
+    indexes_msg_id,
+    ticks_msg_id,
+    ticks_subject,
+)
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 __all__ = [
     "COARSE_STORE_EVERY",
-    "FEED_DURABLE",
     "FINALS_SLICE",
     "FLUSHES_IN_FLIGHT",
     "MAX_BUFFERED_TICKS",
@@ -143,9 +154,6 @@ __all__ = [
     "main",
 ]
 
-#: Durable consumer of the feed on ``EVENTS`` (the default actor name; a feed shard's durable
-#: consumer is its actor name, e.g. ``feed-b``).
-FEED_DURABLE = "feed"
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Index source name of our own fills (a fallback source of every indexed market).
 OWN_SOURCE = "orrange"
@@ -679,7 +687,11 @@ class Feed(Actor):
         for source, ticks in buffers.items():
             self.counts["ticks"] += len(ticks)
             sent += await self._submit_batches(
-                pub, ticks_subject(source), ticks, f"ticks:{source}", limit
+                pub,
+                ticks_subject(source),
+                ticks,
+                functools.partial(ticks_msg_id, source, self.name, self._run_id),
+                limit,
             )
         await asyncio.sleep(0)
         # the coarser open candles of this flush's share of the markets that traded
@@ -716,7 +728,7 @@ class Feed(Actor):
                     await pub.submit(
                         candle_subject(c.interval, c.symbol),
                         c,
-                        msg_id=f"candle:{c.interval}:{c.symbol}:{c.open_time}:final",
+                        msg_id=candle_msg_id(c.interval, c.symbol, c.open_time),
                     )
                     self.counts["messages"] += 1
                 await self._acked(pub, "publishing closed candles failed")
@@ -734,13 +746,19 @@ class Feed(Actor):
 
     async def _submit_candles(self, pub: Publisher, candles: list[Candle], limit: int) -> int:
         self.counts["candles"] += len(candles)
-        return await self._submit_batches(pub, MD_CANDLES_SUBJECT, candles, "candles", limit)
+        msg_id = functools.partial(candles_msg_id, self.name, self._run_id)
+        return await self._submit_batches(pub, MD_CANDLES_SUBJECT, candles, msg_id, limit)
 
     async def _submit_batches(
-        self, pub: Publisher, subject: str, items: list[Any], tag: str, limit: int
+        self,
+        pub: Publisher,
+        subject: str,
+        items: list[Any],
+        msg_id: Callable[[int], str],
+        limit: int,
     ) -> int:
-        """Submit ``items`` as JSON arrays on ``subject`` (``Nats-Msg-Id``
-        ``<tag>:<feed name>:<run>:<n>``); returns the number of messages."""
+        """Submit ``items`` as JSON arrays on ``subject`` (``Nats-Msg-Id`` ``msg_id(n)``, ``n``
+        counting this run's messages); returns the number of messages."""
         if not items:
             return 0
         size = MAX_CANDLES_PER_MSG if subject == MD_CANDLES_SUBJECT else MAX_TICKS_PER_MSG
@@ -748,7 +766,7 @@ class Feed(Actor):
         self.counts["dropped"] += dropped
         for data in datas:
             n = next(self._msg_no)
-            await pub.submit(subject, data, msg_id=f"{tag}:{self.name}:{self._run_id}:{n}")
+            await pub.submit(subject, data, msg_id=msg_id(n))
         return len(datas)
 
     async def _round(self, now: int) -> None:
@@ -770,7 +788,7 @@ class Feed(Actor):
             await pub.submit(
                 MD_INDEXES_SUBJECT,
                 _json.encode(ips[start : start + MAX_INDEXES_PER_MSG]),
-                msg_id=f"indexes:{self.name}:{now}:{part}",
+                msg_id=indexes_msg_id(self.name, now, part),
             )
             sent += 1
         rounds = self._rounds_done
@@ -786,14 +804,14 @@ class Feed(Actor):
             sym = ip.symbol
             i = position[sym]
             if i % turns == rounds % turns:
-                await pub.submit(index_subject(sym), ip, msg_id=f"index:{sym}:{ip.ts}")
+                await pub.submit(index_subject(sym), ip, msg_id=index_msg_id(sym, ip.ts))
                 sent += 1
             last = self._last_ref.get(sym)
             if last is None or (last[0] != ip.price and i % ref_turns == rounds % ref_turns):
                 await pub.submit(
                     book_in_subject(sym),
                     SetReferencePrice(ts=now, price=ip.price),
-                    msg_id=f"ref:{sym}:{now}",
+                    msg_id=reference_msg_id(sym, now),
                 )
                 self._last_ref[sym] = (ip.price, now)
                 self.counts["references"] += 1

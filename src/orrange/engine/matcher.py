@@ -2,7 +2,7 @@
 
 For each hosted symbol the matcher reads ``book.in.<SYM>`` through the durable pull consumer
 ``matcher-<SYM>`` strictly in stream order. A message there is a batch of ``[cmd_seq, command]``
-pairs forwarded by risk (or one bare command; see :mod:`orrange.engine.streams`). The matcher
+pairs forwarded by risk (or one bare command; see :mod:`orrange.wire.engine`). The matcher
 applies every command to the symbol's :class:`~orrange.matching.OrderBook` and publishes the
 events of each ``BOOK_IN`` message as **one** message on ``evt.<SYM>`` (a JSON array, ``seq``
 order, ``Nats-Msg-Id`` ``<SYM>:<first seq>``); the runtime acks a fetched batch only once
@@ -55,7 +55,10 @@ from nats.js import api as js_api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
-from orrange.engine.streams import (
+from orrange.markets import MarketSpec, load_markets
+from orrange.matching import Event, OrderBook
+from orrange.runtime import Actor, ActorConfig, Inbound, Input, Outbox
+from orrange.wire.engine import (
     BOOK_IN,
     EVENTS,
     SNAPSHOT_BUCKET,
@@ -63,12 +66,11 @@ from orrange.engine.streams import (
     book_in_subject,
     book_query_subject,
     decode_events,
+    events_msg_id,
     events_subject,
     matcher_durable,
 )
-from orrange.markets import MarketSpec, load_markets
-from orrange.matching import Event, OrderBook
-from orrange.runtime import Actor, ActorConfig, ConsumerSpec, Inbound, Input, Outbox, StreamSpec
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 __all__ = [
     "BookQuery",
@@ -415,7 +417,7 @@ class Matcher(Actor):
         subject = events_subject(sym)
         for i in range(0, len(missing), _REPUBLISH_CHUNK):
             chunk = missing[i : i + _REPUBLISH_CHUNK]
-            out.publish(subject, _json.encode(chunk), msg_id=f"{sym}:{chunk[0].seq}")
+            out.publish(subject, _json.encode(chunk), msg_id=events_msg_id(sym, chunk[0].seq))
 
     def _handler(self, sym: str) -> Any:
         st = self._books[sym]
@@ -477,7 +479,9 @@ class Matcher(Actor):
                     else:
                         new = events
                     if new:
-                        out.publish(subject, _json.encode(new), msg_id=f"{sym}:{new[0].seq}")
+                        out.publish(
+                            subject, _json.encode(new), msg_id=events_msg_id(sym, new[0].seq)
+                        )
                     recent = st.recent
                     recent[seq] = events
                     st.recent_events += len(events)

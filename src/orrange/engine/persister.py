@@ -3,7 +3,7 @@
 Inputs (durable pull consumers, batches of ``batch_size``):
 
 * ``EVENTS`` (``evt.>``), durable ``persister``: every book event (a message holds the events
-  of one matcher batch, see :mod:`orrange.engine.streams`);
+  of one matcher batch, see :mod:`orrange.wire.engine`);
 * ``REJECTS`` (``rej.>``), durable ``persister-rejects``: risk's rejections.
 
 Each batch is written by :class:`~orrange.store.EventWriter` in one transaction, idempotent on
@@ -31,29 +31,36 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from orrange.engine.streams import EVENTS, EVENTS_PREFIX, REJECTS, REJECTS_PREFIX, EventPayload
 from orrange.matching.events import BookDelta, Event, OrderRejected
 from orrange.runtime import (
     MSG_ID_HEADER,
     Actor,
     ActorConfig,
-    ConsumerSpec,
     Inbound,
     Input,
     Outbox,
-    StreamSpec,
     run_actor,
 )
 from orrange.store import EventWriter, RiskRejection, WriteResult, migrate
 from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
+from orrange.wire.engine import (
+    EVENTS,
+    EVENTS_PREFIX,
+    PERSISTER_EVENTS_DURABLE,
+    PERSISTER_REJECTS_DURABLE,
+    REJECTS,
+    REJECTS_PREFIX,
+    EventPayload,
+    rejects_subject,
+    seq_id,
+)
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
-__all__ = ["EVENTS_DURABLE", "REJECTS_DURABLE", "Persister", "main"]
+__all__ = ["Persister", "main"]
 
-EVENTS_DURABLE = "persister"
 #: Default of :attr:`Persister.linger_ms` (ms).
 DEFAULT_LINGER_MS = 20
 _encoder = msgspec.json.Encoder()
-REJECTS_DURABLE = "persister-rejects"
 
 
 class Persister(Actor):
@@ -102,8 +109,16 @@ class Persister(Actor):
 
     def inputs(self) -> Sequence[Input[Any]]:
         return (
-            self._input(EVENTS, EVENTS_DURABLE, EVENTS_PREFIX, EventPayload, self._on_events),
-            self._input(REJECTS, REJECTS_DURABLE, REJECTS_PREFIX, OrderRejected, self._on_rejects),
+            self._input(
+                EVENTS, PERSISTER_EVENTS_DURABLE, EVENTS_PREFIX, EventPayload, self._on_events
+            ),
+            self._input(
+                REJECTS,
+                PERSISTER_REJECTS_DURABLE,
+                REJECTS_PREFIX,
+                OrderRejected,
+                self._on_rejects,
+            ),
         )
 
     def _input(
@@ -190,10 +205,10 @@ class Persister(Actor):
         good: list[RiskRejection] = []
         for m in batch:
             r = m.data
-            if m.subject != f"{REJECTS_PREFIX}.{r.symbol}":
+            if m.subject != rejects_subject(r.symbol):
                 out.dead_letter(m, f"rejection of {r.symbol!r} on subject {m.subject!r}")
                 continue
-            rid = (m.headers or {}).get(MSG_ID_HEADER) or f"{m.stream}:{m.stream_seq}"
+            rid = (m.headers or {}).get(MSG_ID_HEADER) or seq_id(m.stream, m.stream_seq)
             good.append(RiskRejection(rid, r))
         if good:
             await self._write((), good)

@@ -6,8 +6,8 @@ Inputs (durable pull consumers, one process reads each):
   :class:`~orrange.risk.RiskEngine`. The commands of a fetched batch that pass are forwarded
   unchanged (the original bytes), per symbol as **one** ``book.in.<SYM>`` message of
   ``[cmd_seq, command]`` pairs (``cmd_seq`` = the ``CMD`` stream sequence; messages split only
-  above :data:`~orrange.engine.streams.BOOK_IN_MAX_BYTES`), ``Nats-Msg-Id``
-  ``in:<SYM>:<first cmd_seq>-<last cmd_seq>``.
+  above :data:`~orrange.wire.engine.BOOK_IN_MAX_BYTES`), ``Nats-Msg-Id``
+  ``in:<SYM>:<first cmd_seq>-<last cmd_seq>`` (:func:`~orrange.wire.engine.book_in_msg_id`).
   A refused one is answered by an :class:`~orrange.matching.events.OrderRejected` (``seq = 0``)
   on ``rej.<SYM>`` with ``Nats-Msg-Id`` ``rej:<input id>`` (the input's ``Nats-Msg-Id``, or
   ``CMD:<stream seq>`` when it had none).
@@ -56,20 +56,6 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from orrange.engine.matcher import default_markets_path
-from orrange.engine.streams import (
-    BOOK_IN_PREFIX,
-    CLIENT_ORDERS_BUCKET,
-    CMD,
-    CMD_PREFIX,
-    ENGINE_STREAMS,
-    EVENTS,
-    EVENTS_PREFIX,
-    REJECTS_PREFIX,
-    EventPayload,
-    book_in_messages,
-    cmd_subject,
-    events_subject,
-)
 from orrange.markets import MarketSpec, load_markets
 from orrange.matching.commands import Command, SubmitOrder
 from orrange.matching.enums import RejectReason
@@ -85,29 +71,42 @@ from orrange.runtime import (
     MSG_ID_HEADER,
     Actor,
     ActorConfig,
-    ConsumerSpec,
     Inbound,
     Input,
     Outbox,
     Publisher,
     PublishError,
-    StreamSpec,
 )
+from orrange.wire.engine import (
+    CLIENT_ORDERS_BUCKET,
+    CLIENT_ORDERS_KV_PREFIX,
+    CMD,
+    CMD_PREFIX,
+    ENGINE_STREAMS,
+    EVENTS,
+    EVENTS_PREFIX,
+    RISK_DURABLE,
+    RISK_EVENTS_DURABLE,
+    EventPayload,
+    book_in_messages,
+    book_in_msg_id,
+    book_in_subject,
+    cmd_subject,
+    events_subject,
+    rejection_msg_id,
+    rejects_subject,
+    seq_id,
+)
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 from orrange.settings import SettingsError, default_config_path
 
 __all__ = [
-    "RISK_DURABLE",
-    "RISK_EVENTS_DURABLE",
     "ClaimError",
     "RiskActor",
     "load_risk_limits",
     "main",
 ]
 
-#: Durable consumer of risk on ``CMD``.
-RISK_DURABLE = "risk"
-#: Durable consumer of risk on ``EVENTS``.
-RISK_EVENTS_DURABLE = "risk-events"
 #: JetStream's error code for a failed expected-last-sequence check (the key exists).
 _WRONG_LAST_SEQUENCE = "10071"
 #: Attempts of one batch's client order id claims before the batch handler gives up.
@@ -322,7 +321,9 @@ class RiskActor(Actor):
         for msg in batch:
             symbol = msg.subject[prefix_len:]
             hdrs = msg.headers
-            input_id = (hdrs.get(MSG_ID_HEADER) if hdrs else None) or f"CMD:{msg.stream_seq}"
+            input_id = (hdrs.get(MSG_ID_HEADER) if hdrs else None) or seq_id(
+                CMD.name, msg.stream_seq
+            )
             result = engine.check(symbol, msg.data)
             if (
                 isinstance(result, SubmitOrder)
@@ -364,13 +365,13 @@ class RiskActor(Actor):
         forward: dict[str, list[tuple[int, bytes]]] = {}
         for msg, symbol, input_id, result in decided:
             if isinstance(result, OrderRejected):
-                out.publish(f"{REJECTS_PREFIX}.{symbol}", result, msg_id=f"rej:{input_id}")
+                out.publish(rejects_subject(symbol), result, msg_id=rejection_msg_id(input_id))
             else:
                 forward.setdefault(symbol, []).append((msg.stream_seq, msg.payload))
         for symbol, items in forward.items():
-            subject = f"{BOOK_IN_PREFIX}.{symbol}"
+            subject = book_in_subject(symbol)
             for payload, first, last in book_in_messages(items):
-                out.publish(subject, payload, msg_id=f"in:{symbol}:{first}-{last}")
+                out.publish(subject, payload, msg_id=book_in_msg_id(symbol, first, last))
 
     async def _claim(self, claims: Sequence[tuple[int, str, bytes]]) -> list[int]:
         """Create each key (create-only, distinct keys); returns the indexes whose key another
@@ -384,7 +385,7 @@ class RiskActor(Actor):
         if kv is None or self._claimer_pub is None:
             raise ClaimError("client_orders bucket not open (actor not started)")
         headers = {"Nats-Expected-Last-Subject-Sequence": "0"}
-        prefix = f"$KV.{CLIENT_ORDERS_BUCKET}."
+        prefix = CLIENT_ORDERS_KV_PREFIX
         pending = list(claims)
         taken: list[int] = []
         error: BaseException | None = None

@@ -68,7 +68,7 @@ the counters (messages, malformed, reconnects, gaps, resyncs ...). A minimal con
 
 The feed actor (:mod:`orrange.engine.feed`) keeps ``emit`` synchronous work only (it buffers
 the tick and updates the index and candles) and publishes batches (``md.ticks.<SRC>``, see
-:mod:`orrange.engine.md_streams`). :class:`~orrange.feeds.grid.GridConverter` puts exchange
+:mod:`orrange.wire.marketdata`). :class:`~orrange.feeds.grid.GridConverter` puts exchange
 decimals onto our markets' integer grid.
 """
 

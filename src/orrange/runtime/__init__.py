@@ -1,9 +1,11 @@
 """Actor runtime on NATS JetStream: see :mod:`orrange.runtime.actor` for the processing loop.
 
-Conventions: streams and durable consumers are declared with :class:`StreamSpec` and
-:class:`ConsumerSpec` and provisioned idempotently by the actors that use them; payloads are
-msgspec structs as JSON; every publish carries ``Nats-Msg-Id``; bad input goes to stream
-``DLQ`` (subject ``dlq.<actor>``); liveness is ``heartbeat.<actor>`` (core NATS) plus ``/live``.
+Conventions: streams and durable consumers are declared with
+:class:`~orrange.wire.spec.StreamSpec` and :class:`~orrange.wire.spec.ConsumerSpec` (the
+contract, :mod:`orrange.wire`) and provisioned idempotently by the actors that use them;
+payloads are msgspec structs as JSON; every publish carries ``Nats-Msg-Id``; bad input goes to
+stream ``DLQ`` (subject ``dlq.<actor>``); liveness is ``heartbeat.<actor>`` (core NATS) plus
+``/live``.
 """
 
 from orrange.runtime.actor import (
@@ -19,16 +21,9 @@ from orrange.runtime.actor import (
 )
 from orrange.runtime.metrics import ActorMetrics, MetricsServer
 from orrange.runtime.publisher import MSG_ID_HEADER, PubAck, Publisher, PublishError, encode
-from orrange.runtime.streams import (
-    DLQ_STREAM,
-    DLQ_SUBJECT_PREFIX,
-    ConsumerSpec,
-    ProvisioningError,
-    StreamSpec,
-    dlq_stream_spec,
-    ensure_consumer,
-    ensure_stream,
-)
+from orrange.runtime.streams import ProvisioningError, ensure_consumer, ensure_stream
+from orrange.wire.dlq import DLQ_STREAM, DLQ_SUBJECT_PREFIX, dlq_stream_spec
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 __all__ = [
     "DLQ_STREAM",

@@ -15,8 +15,8 @@ runtime then, for each input, loops:
    their ``Nats-Msg-Id`` repeats.
 
 Handlers must be deterministic in their input for this to be exactly-once in effect: derive
-``msg_id`` from the input (e.g. ``f"{stream}:{stream_seq}:{n}"``), never from a clock or a
-counter that a restart resets.
+``msg_id`` from the input (a function of :mod:`orrange.wire` of the input's stream sequence or
+ids), never from a clock or a counter that a restart resets.
 
 If a batch handler raises, the outbox is rolled back and the batch is retried one message at a
 time; messages that raise alone are dead-lettered (``dlq.<actor>`` on stream ``DLQ``, payload =
@@ -51,15 +51,10 @@ from nats.js import JetStreamContext
 from orrange.runtime._pull import PullConsumer
 from orrange.runtime.metrics import ActorMetrics, MetricsServer
 from orrange.runtime.publisher import MSG_ID_HEADER, Publisher, PublishError, encode
-from orrange.runtime.streams import (
-    DLQ_SUBJECT_PREFIX,
-    ConsumerSpec,
-    StreamSpec,
-    dlq_stream_spec,
-    ensure_consumer,
-    ensure_stream,
-)
+from orrange.runtime.streams import ensure_consumer, ensure_stream
 from orrange.settings import Settings
+from orrange.wire import dlq
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 __all__ = [
     "Actor",
@@ -75,14 +70,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-#: Headers of a dead letter (the payload is the original message's bytes).
-DLQ_ERROR_HEADER = "Orrange-Error"
-DLQ_ERROR_TYPE_HEADER = "Orrange-Error-Type"
-DLQ_ACTOR_HEADER = "Orrange-Actor"
-DLQ_SOURCE_SUBJECT_HEADER = "Orrange-Source-Subject"
-DLQ_SOURCE_STREAM_HEADER = "Orrange-Source-Stream"
-DLQ_SOURCE_SEQ_HEADER = "Orrange-Source-Seq"
 
 
 class ActorConfig(msgspec.Struct, kw_only=True, frozen=True):
@@ -217,7 +204,7 @@ class Outbox:
         item's own bytes, its ``Nats-Msg-Id`` ``dlq:<actor>:<stream>:<seq>:<index>``. The
         message itself is acked with its batch like any other.
         """
-        self._dead_raw(msg.subject, msg.stream, msg.stream_seq, payload, error, part=f":{index}")
+        self._dead_raw(msg.subject, msg.stream, msg.stream_seq, payload, error, part=index)
 
     def _dead_raw(
         self,
@@ -226,7 +213,7 @@ class Outbox:
         seq: int,
         payload: bytes,
         error: BaseException | str,
-        part: str = "",
+        part: int | None = None,
     ) -> None:
         if isinstance(error, BaseException):
             etype, text = type(error).__name__, str(error) or type(error).__name__
@@ -235,16 +222,16 @@ class Outbox:
         text = " ".join(text.split())[:1000]
         self._dead.append(
             _Out(
-                f"{DLQ_SUBJECT_PREFIX}.{self._actor}",
+                dlq.dlq_subject(self._actor),
                 payload,
                 {
-                    MSG_ID_HEADER: f"dlq:{self._actor}:{stream}:{seq}{part}",
-                    DLQ_ERROR_HEADER: text,
-                    DLQ_ERROR_TYPE_HEADER: etype,
-                    DLQ_ACTOR_HEADER: self._actor,
-                    DLQ_SOURCE_SUBJECT_HEADER: subject,
-                    DLQ_SOURCE_STREAM_HEADER: stream,
-                    DLQ_SOURCE_SEQ_HEADER: str(seq),
+                    MSG_ID_HEADER: dlq.dead_letter_msg_id(self._actor, stream, seq, part),
+                    dlq.ERROR_HEADER: text,
+                    dlq.ERROR_TYPE_HEADER: etype,
+                    dlq.ACTOR_HEADER: self._actor,
+                    dlq.SOURCE_SUBJECT_HEADER: subject,
+                    dlq.SOURCE_STREAM_HEADER: stream,
+                    dlq.SOURCE_SEQ_HEADER: str(seq),
                 },
             )
         )
@@ -495,7 +482,7 @@ class Actor:
         self._publisher = Publisher(
             self._nc, timeout_ms=cfg.publish_timeout_ms, max_pending=cfg.max_publish_pending
         )
-        await ensure_stream(self._js, dlq_stream_spec(cfg.duplicate_window_ms))
+        await ensure_stream(self._js, dlq.dlq_stream_spec(cfg.duplicate_window_ms))
         for spec in self.streams():
             await ensure_stream(self._js, spec)
         await self.on_start()

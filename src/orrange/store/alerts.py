@@ -5,9 +5,8 @@ decimal conversion is the API's job. ``db`` is an ``asyncpg`` pool or connection
 
 The alerter's writes go through :func:`write_alerter_batch`: notifications, signals, alert
 states, the last price per book and the input cursors in **one** transaction. Notification and
-signal ids are deterministic (see :func:`alert_notification_id`, :func:`signal_id`,
-:func:`signal_notification_id`) and inserted with ``ON CONFLICT DO NOTHING``, so writing a
-redelivered input again changes nothing.
+signal ids are deterministic (:mod:`orrange.wire.alerts`) and inserted with ``ON CONFLICT DO
+NOTHING``, so writing a redelivered input again changes nothing.
 
 Errors: :class:`AlertNotFound` means the alert (or subscription) does not exist or belongs to
 another user (the API answers 404 either way, not leaking existence).
@@ -24,6 +23,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from orrange.alerts.rules import Condition, PriceAlert, TriggerSource
 from orrange.alerts.signals import Signal, SignalSubscription, SignalType
+from orrange.wire.alerts import Notification, SignalRecord
 
 __all__ = [
     "MAX_LIMIT",
@@ -32,10 +32,7 @@ __all__ = [
     "AlertState",
     "BookPrice",
     "Db",
-    "Notification",
-    "SignalRecord",
     "SubscriptionRow",
-    "alert_notification_id",
     "create_alert",
     "create_subscription",
     "delete_alert",
@@ -52,8 +49,6 @@ __all__ = [
     "load_subscription",
     "load_subscriptions",
     "notifications_by_source",
-    "signal_id",
-    "signal_notification_id",
     "signals_by_source",
     "write_alerter_batch",
 ]
@@ -116,71 +111,12 @@ class BookPrice(msgspec.Struct, frozen=True):
     ts: int
 
 
-class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A message to one user, in engine units (the payload of ``alert.<USER>``).
-
-    Attributes:
-        id: deterministic id (``alert:<alert id>:<fire number>`` or
-            ``signal:<signal id>:<user>``), also the ``Nats-Msg-Id``.
-        user: recipient.
-        kind: ``"alert"`` or ``"signal"``.
-        market: market symbol.
-        ts: ms UTC of the price update or of the signal's bar.
-        alert_id, condition, reference, target, price, direction, final: of an alert fire
-            (:class:`~orrange.alerts.rules.AlertFired`; prices in ticks).
-        signal_id: of a signal notification (the signal is in table ``signals``).
-        signal: the signal itself (published, not stored with the notification).
-        source, source_seq: the input (consumer name, stream sequence) that produced it.
-    """
-
-    id: str
-    user: str
-    kind: str
-    market: str
-    ts: int
-    alert_id: int | None = None
-    condition: str | None = None
-    reference: str | None = None
-    target: int | None = None
-    price: int | None = None
-    direction: str | None = None
-    final: bool | None = None
-    signal_id: str | None = None
-    signal: Signal | None = None
-    source: str = ""
-    source_seq: int = 0
-
-
-class SignalRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A stored signal: :class:`~orrange.alerts.signals.Signal` with its id and source."""
-
-    id: str
-    signal: Signal
-    source: str
-    source_seq: int
-
-
 class SubscriptionRow(msgspec.Struct, frozen=True, kw_only=True):
     """A stored signal subscription (``active`` false once deleted); ``created_at`` ms UTC."""
 
     subscription: SignalSubscription
     active: bool
     created_at: int
-
-
-def alert_notification_id(alert_id: int, fire_number: int) -> str:
-    """``alert:<alert id>:<n>``: the id of the ``n``-th (1-based) fire of an alert."""
-    return f"alert:{alert_id}:{fire_number}"
-
-
-def signal_id(sig: Signal) -> str:
-    """``<symbol>:<interval>:<type>:<open_time>``: a signal's id."""
-    return f"{sig.symbol}:{sig.interval}:{sig.type}:{sig.open_time}"
-
-
-def signal_notification_id(sig_id: str, user: str) -> str:
-    """``signal:<signal id>:<user>``: the id of a signal notification."""
-    return f"signal:{sig_id}:{user}"
 
 
 # ------------------------------------------------------------------------------ alerts

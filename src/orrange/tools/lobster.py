@@ -18,11 +18,11 @@ from collections.abc import Sequence
 import msgspec
 import nats
 
-from orrange.engine.streams import cmd_subject
 from orrange.matching import lobster
 from orrange.matching.commands import Command
 from orrange.runtime.publisher import Publisher
 from orrange.settings import load_settings
+from orrange.wire.engine import cmd_subject, lobster_msg_id
 
 __all__ = ["cli_main", "publish_commands"]
 
@@ -45,7 +45,7 @@ async def publish_commands(
         subject = cmd_subject(symbol)
         stored = 0
         for i, cmd in enumerate(commands):
-            await pub.submit(subject, cmd, msg_id=f"lobster:{symbol}:{i}")
+            await pub.submit(subject, cmd, msg_id=lobster_msg_id(symbol, i))
             if pub.pending >= window:
                 stored += sum(not a.duplicate for a in await pub.flush())
         stored += sum(not a.duplicate for a in await pub.flush())
