@@ -5,13 +5,19 @@
 * ``orrange/alerts/index.py``, untyped, with Python's indexing semantics (about 25-30 % faster
   in ``bench/bench_alerts.py``).
 
-Everything else is declared in pyproject.toml. Set ORRANGE_PURE_PYTHON=1 to skip the
-compilation (the pure-Python modules then run as they are, slower).
+The packages are listed here too, as three source directories: ``src/orrange`` (the library),
+``actors/`` (the processes, installed as the top-level package ``actors``) and ``config/`` (the
+default configuration files, installed as ``orrange.defaults``; ``orrange.settings.config_file``
+falls back to them). Everything else is declared in pyproject.toml. Set ORRANGE_PURE_PYTHON=1
+to skip the compilation (the pure-Python modules then run as they are, slower).
 """
 
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
+
+packages = [*find_packages("src"), "actors", "orrange.defaults"]
+package_dir = {"": "src", "actors": "actors", "orrange.defaults": "config"}
 
 ext_modules = []
 if os.environ.get("ORRANGE_PURE_PYTHON") != "1":
@@ -35,4 +41,4 @@ if os.environ.get("ORRANGE_PURE_PYTHON") != "1":
         quiet=True,
     )
 
-setup(ext_modules=ext_modules)
+setup(packages=packages, package_dir=package_dir, ext_modules=ext_modules)

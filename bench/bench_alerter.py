@@ -5,7 +5,7 @@ Setup (untimed, fresh for every run): embedded nats-server and PostgreSQL; 100,0
 over 1,000 markets (100 per market, index reference, above / below / crosses in equal parts,
 30 % re-arming with a band of 1..20 ticks, targets within 400 ticks of the market's price of
 100,000 ticks) copied into PostgreSQL; the alerter (``orrange actor alerter``) and the API
-(``orrange api``, ``ORRANGE_ENV=dev``) as real processes; one first price per market.
+(``orrange actor api``, ``ORRANGE_ENV=dev``) as real processes; one first price per market.
 
 Input is published as the feed publishes it: one ``md.indexes`` message per round, a JSON
 array of :class:`IndexPrice`, one per market (1,000 per message), each a random-walk step of
@@ -63,12 +63,12 @@ from nats.js.errors import NotFoundError
 from websockets.asyncio.client import connect
 
 from orrange.api.auth import DEV_JWT_SECRET, issue_token
-from orrange.engine.alerter import INDEX_DURABLE, INDEXES_SUBJECT
-from orrange.engine.md_streams import MD
 from orrange.infra import EmbeddedPostgres, NatsServer
 from orrange.marketdata.index import IndexPrice
 from orrange.runtime import Publisher, ensure_stream
 from orrange.store import migrate
+from orrange.wire.alerts import INDEX_DURABLE
+from orrange.wire.marketdata import MD, MD_INDEXES_SUBJECT
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -223,11 +223,11 @@ async def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         batch = ["--batch-size", str(args.batch_size)]
         for cmd, log in (
             (["actor", "alerter", "--metrics-port", "-1", *batch], "alerter.log"),
-            (["api", "--port", str(port)], "api.log"),
+            (["actor", "api", "--port", str(port)], "api.log"),
         ):
             prof: list[str] = []
             if args.profile:
-                out = Path(args.profile) / f"{cmd[0]}-{seed}.prof"
+                out = Path(args.profile) / f"{cmd[1]}-{seed}.prof"
                 prof = ["-m", "cProfile", "-o", str(out.resolve())]
             with (base / log).open("ab") as fh:
                 procs.append(
@@ -267,7 +267,7 @@ async def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         ts = now
         prices = dict.fromkeys(_markets(), P0)
         first = msgspec.json.encode([_ix(sym, ts, P0) for sym in prices])
-        await pub.publish(INDEXES_SUBJECT, first, msg_id=f"r:{ts}")
+        await pub.publish(MD_INDEXES_SUBJECT, first, msg_id=f"r:{ts}")
         await _wait(lambda: _drained(js), "the first prices")
 
         # ---------------------------------------------------------------- throughput
@@ -281,7 +281,7 @@ async def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         for i in range(0, len(rounds), 50):
             for data, mid in rounds[i : i + 50]:
-                await pub.submit(INDEXES_SUBJECT, data, msg_id=mid)
+                await pub.submit(MD_INDEXES_SUBJECT, data, msg_id=mid)
             await pub.flush()
         t_pub = time.perf_counter() - t0
         await _wait(lambda: _drained(js), "the alerter to evaluate every update", 600)
@@ -320,11 +320,11 @@ async def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
                     if time.perf_counter() > until:
                         break
                     ts += 1
-                    await pub.publish(INDEXES_SUBJECT, await probe_msg(999), msg_id=f"l:{ts}")
+                    await pub.publish(MD_INDEXES_SUBJECT, await probe_msg(999), msg_id=f"l:{ts}")
                     ts += 1
                     fire_ts = ts
                     t = time.perf_counter()
-                    await pub.publish(INDEXES_SUBJECT, await probe_msg(1001), msg_id=f"l:{ts}")
+                    await pub.publish(MD_INDEXES_SUBJECT, await probe_msg(1001), msg_id=f"l:{ts}")
                     while True:
                         msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
                         if msg.get("type") == "notification" and msg.get("ts") == fire_ts:
@@ -364,7 +364,7 @@ async def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
                     while not stop.is_set():
                         bts += 1
                         await bg_pub.publish(
-                            INDEXES_SUBJECT, _round(prices, bg_rng, bts), msg_id=f"b:{bts}"
+                            MD_INDEXES_SUBJECT, _round(prices, bg_rng, bts), msg_id=f"b:{bts}"
                         )
                         sent += N_MARKETS
                         ahead = start + sent / rate - time.perf_counter()

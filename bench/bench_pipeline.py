@@ -2,7 +2,7 @@
 
 Each run starts ``orrange up`` with its own temporary data directory and free ports (embedded
 nats-server with JetStream file storage, embedded PostgreSQL, matcher, risk, persister, and the
-API when ``orrange api`` exists), then measures:
+API when ``orrange actor api`` exists), then measures:
 
 1. **Burst throughput** (``AMZN-USD``, a fresh book): ``--orders`` commands of the seeded
    synthetic mix of :func:`orrange.matching.flow.synthetic_flow` (55 % limit, 35 % cancels of
@@ -63,14 +63,6 @@ import nats.errors
 import uvloop
 from nats.js.errors import NotFoundError
 
-from orrange.engine.streams import (
-    BOOK_IN,
-    CMD,
-    EVENTS,
-    cmd_subject,
-    decode_events,
-    events_subject,
-)
 from orrange.markets import load_markets
 from orrange.matching import OrderBook
 from orrange.matching.commands import SubmitOrder
@@ -78,6 +70,7 @@ from orrange.matching.enums import Side
 from orrange.matching.events import OrderFilled
 from orrange.matching.flow import synthetic_flow
 from orrange.runtime import MSG_ID_HEADER, Publisher
+from orrange.wire.engine import BOOK_IN, CMD, EVENTS, cmd_subject, decode_events, events_subject
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -99,9 +92,9 @@ def _free_port() -> int:
 
 
 def _api_available() -> bool:
-    """True when this checkout's ``orrange`` has the ``api`` sub-command."""
+    """True when this checkout's ``orrange actor api`` exists."""
     out = subprocess.run(
-        [sys.executable, "-m", "orrange.cli", "api", "--help"],
+        [sys.executable, "-m", "orrange.cli", "actor", "api", "--help"],
         capture_output=True,
         cwd=ROOT,
         check=False,
@@ -1018,7 +1011,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rest_reason = "disabled with --no-api"
     elif not _api_available():
         rest_reason = (
-            "`orrange api` is not registered in this checkout, so `orrange up` runs without it"
+            "`orrange actor api` does not exist in this checkout, so `orrange up` runs without it"
         )
     elif shutil.which("wrk") is None:
         rest_reason = "the load generator `wrk` is not installed (apt-get install wrk)"

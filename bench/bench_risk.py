@@ -41,9 +41,7 @@ from typing import Any
 import nats
 import uvloop
 
-from orrange.engine.matcher import default_markets_path
 from orrange.engine.risk import RiskActor
-from orrange.engine.streams import BOOK_IN, CMD, REJECTS, cmd_subject
 from orrange.infra import NatsServer
 from orrange.markets import MarketSpec, load_markets
 from orrange.matching.commands import CancelOrder, Command, SubmitOrder
@@ -51,6 +49,8 @@ from orrange.matching.enums import CancelReason, OrderType, Side, TimeInForce
 from orrange.matching.events import Event, OrderAccepted, OrderCanceled, OrderFilled
 from orrange.risk import RiskEngine, RiskLimits
 from orrange.runtime import ActorConfig, Publisher, ensure_stream
+from orrange.settings import config_file
+from orrange.wire.engine import BOOK_IN, CMD, REJECTS, cmd_subject
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYM = "BTC-USDT"
@@ -60,7 +60,7 @@ USERS = 1000
 
 
 def _market() -> MarketSpec:
-    return load_markets(default_markets_path())[SYM]
+    return load_markets(config_file("markets.toml"))[SYM]
 
 
 def _flow(n: int, seed: int = 7) -> tuple[list[Command], list[list[Event]]]:

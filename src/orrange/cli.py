@@ -23,7 +23,7 @@ _MODULES: tuple[str, ...] = (
     "orrange.tools._cli",
     "orrange.tools.candles",
     "orrange.infra._cli",
-    "orrange.engine._cli",
+    "actors._cli",
     "orrange.api._cli",
 )
 

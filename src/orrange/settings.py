@@ -3,16 +3,22 @@
 Resolution, lowest to highest priority:
 
 1. the defaults of :class:`Settings`;
-2. the TOML file: ``$ORRANGE_CONFIG`` if set, else ``config/orrange.toml`` in the working
-   directory, else the one in the source checkout (top-level keys are :class:`Settings` fields,
-   the ``[runtime]`` table is :class:`RuntimeSettings`; unknown keys and tables are ignored so
-   other components can keep their own sections in the same file);
+2. the TOML file: ``--config FILE`` if given, else ``config_file("orrange.toml")`` (top-level
+   keys are :class:`Settings` fields, the ``[runtime]`` table is :class:`RuntimeSettings`;
+   unknown keys and tables are ignored so other components can keep their own sections in the
+   same file);
 3. environment variables: ``ORRANGE_<FIELD>`` for top-level fields (``ORRANGE_NATS_URL``,
    ``ORRANGE_API_PORT``...) and ``ORRANGE_RUNTIME_<FIELD>`` for runtime fields
    (``ORRANGE_RUNTIME_BATCH_SIZE``...). Values are converted to the field's type.
 
 Secrets (:data:`SECRET_FIELDS`, e.g. ``jwt_secret``) are read **only** from the environment; a
 secret in the TOML file is an error.
+
+Every configuration file (``orrange.toml``, ``markets.toml``, ``sources.toml``,
+``settlement.toml``, the ``Procfile``) is found by :func:`config_file`:
+``$ORRANGE_CONFIG_DIR/<name>`` if that file exists, else ``./config/<name>`` in the working
+directory, else the packaged default (the repository's ``config/``, installed as
+``orrange.defaults``).
 """
 
 from __future__ import annotations
@@ -20,21 +26,25 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 __all__ = [
+    "CONFIG_DIR_ENV",
     "SECRET_FIELDS",
     "RuntimeSettings",
     "Settings",
     "SettingsError",
-    "default_config_path",
+    "config_file",
     "load_settings",
+    "settings_env",
 ]
 
 ENV_PREFIX = "ORRANGE_"
+CONFIG_DIR_ENV = ENV_PREFIX + "CONFIG_DIR"
 SECRET_FIELDS: frozenset[str] = frozenset({"jwt_secret"})
 
 
@@ -134,18 +144,45 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         )
 
 
-def default_config_path() -> Path | None:
-    """The TOML file :func:`load_settings` reads when not given one; None if there is none."""
-    env = os.environ.get(ENV_PREFIX + "CONFIG")
-    if env:
-        return Path(env)
-    for cand in (
-        Path.cwd() / "config" / "orrange.toml",
-        Path(__file__).resolve().parents[2] / "config" / "orrange.toml",
-    ):
-        if cand.is_file():
-            return cand
-    return None
+def config_file(name: str, env: Mapping[str, str] | None = None) -> Path:
+    """The configuration file ``name`` (e.g. ``"markets.toml"``, ``"Procfile"``).
+
+    The first that exists of ``$ORRANGE_CONFIG_DIR/<name>``, ``./config/<name>`` (relative to
+    the working directory) and the packaged default.
+
+    Args:
+        name: a file name of the repository's ``config/`` directory.
+        env: environment mapping; None means ``os.environ``.
+
+    Raises:
+        SettingsError: no such file in any of the three places.
+    """
+    env = os.environ if env is None else env
+    places = [Path(env[CONFIG_DIR_ENV]) / name] if env.get(CONFIG_DIR_ENV) else []
+    places.append(Path.cwd() / "config" / name)
+    for path in places:
+        if path.is_file():
+            return path
+    packaged = Path(str(resources.files("orrange.defaults") / name))
+    if packaged.is_file():
+        return packaged
+    places.append(packaged)
+    raise SettingsError(f"no configuration file {name!r} in {', '.join(map(str, places))}")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``ORRANGE_*`` variables with which :func:`load_settings` gives back ``settings``
+    whatever file it reads (how a process hands its settings to the processes it starts).
+    Secrets are left out: they are in the environment already."""
+    out: dict[str, str] = {}
+    for name in _field_names(Settings):
+        if name == "runtime" or name in SECRET_FIELDS:
+            continue
+        value = getattr(settings, name)
+        out[ENV_PREFIX + name.upper()] = "" if value is None else str(value)
+    for name in _field_names(RuntimeSettings):
+        out[ENV_PREFIX + "RUNTIME_" + name.upper()] = str(getattr(settings.runtime, name))
+    return out
 
 
 def _field_names(cls: type[msgspec.Struct]) -> tuple[str, ...]:
@@ -178,7 +215,7 @@ def load_settings(
     """Build :class:`Settings` from the TOML file and the environment.
 
     Args:
-        config_path: TOML file; None means :func:`default_config_path` (no file: defaults only).
+        config_path: TOML file; None means ``config_file("orrange.toml")``.
         env: environment mapping; None means ``os.environ``.
 
     Raises:
@@ -186,19 +223,17 @@ def load_settings(
             not convert to its field's type (the message names the field).
     """
     env = os.environ if env is None else env
-    path = Path(config_path) if config_path is not None else default_config_path()
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SettingsError(f"cannot read {path}: {exc}") from exc
-        leaked = SECRET_FIELDS & data.keys()
-        if leaked:
-            raise SettingsError(
-                f"{path}: secrets must come from the environment, not the file: {sorted(leaked)}"
-            )
+    path = Path(config_path) if config_path is not None else config_file("orrange.toml", env)
+    try:
+        with path.open("rb") as fh:
+            data: dict[str, Any] = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read {path}: {exc}") from exc
+    leaked = SECRET_FIELDS & data.keys()
+    if leaked:
+        raise SettingsError(
+            f"{path}: secrets must come from the environment, not the file: {sorted(leaked)}"
+        )
     base = {k: v for k, v in data.items() if k in _field_names(Settings)}
     runtime_file = base.get("runtime", {})
     overrides = _env_overrides(env)

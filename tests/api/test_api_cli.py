@@ -1,4 +1,4 @@
-"""``orrange token`` and ``orrange api`` as the console command runs them."""
+"""``orrange token`` and ``orrange actor api`` as the console command runs them."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_orrange_api_process_serves_and_stops(
     if via == "env":
         env["ORRANGE_API_WORKERS"] = str(workers)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orrange.cli", "api", *args],
+        [sys.executable, "-m", "orrange.cli", "actor", "api", *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -80,7 +80,7 @@ def test_orrange_api_process_serves_and_stops(
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("orrange api did not become ready")
+                pytest.fail("orrange actor api did not become ready")
             time.sleep(0.1)
         assert r.json() == {"status": "ok", "nats": "ok", "postgres": "ok"}
         if workers > 1:  # uvicorn's supervisor and one process per worker

@@ -23,15 +23,15 @@ import msgspec
 import nats
 import pytest
 
+from actors.feed import main
 from orrange.engine.feed import (
     COARSE_STORE_EVERY,
     FEED_DURABLE,
     Feed,
     _chunks,
     index_configs,
-    main,
 )
-from orrange.engine.matcher import Matcher, default_markets_path
+from orrange.engine.matcher import Matcher
 from orrange.engine.md_streams import decode_candles, decode_indexes, decode_ticks
 from orrange.engine.streams import book_in_subject, decode_events
 from orrange.feeds import FeedConfig, shard_sources
@@ -42,11 +42,14 @@ from orrange.markets import load_markets
 from orrange.matching import Event, OrderFilled, OrderTriggered, SubmitOrder
 from orrange.matching.enums import OrderType, Side, TriggerSource
 from orrange.runtime import ActorConfig, Publisher
+from orrange.settings import config_file
 from orrange.store.candles import query_candles
 
 WAIT_S = 60.0
 MARKETS = {
-    k: v for k, v in load_markets(default_markets_path()).items() if k in ("BTC-USDT", "ETH-USDT")
+    k: v
+    for k, v in load_markets(config_file("markets.toml")).items()
+    if k in ("BTC-USDT", "ETH-USDT")
 }
 BTC, ETH = MARKETS["BTC-USDT"], MARKETS["ETH-USDT"]
 

@@ -24,7 +24,8 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError
 
-from orrange.engine.risk import RISK_DURABLE, RISK_EVENTS_DURABLE, RiskActor, load_risk_limits
+from actors.risk import load_risk_limits
+from orrange.engine.risk import RISK_DURABLE, RISK_EVENTS_DURABLE, RiskActor
 from orrange.engine.streams import (
     BOOK_IN,
     CLIENT_ORDERS_BUCKET,

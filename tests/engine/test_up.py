@@ -21,7 +21,6 @@ import msgspec
 import nats
 import pytest
 
-from orrange.engine.streams import book_in_subject, book_query_subject
 from orrange.engine.up import ProcLine, plan, read_procfile
 from orrange.infra import free_port
 from orrange.infra._proc import tcp_open
@@ -29,6 +28,7 @@ from orrange.infra.run import DEV_ESCROW_ADDRESS, dev_chain_env
 from orrange.matching import L2Book, Side, SubmitOrder
 from orrange.runtime import Publisher
 from orrange.settings import load_settings
+from orrange.wire.engine import book_in_subject, book_query_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 ORRANGE = str(Path(sys.executable).parent / "orrange")
@@ -89,7 +89,7 @@ def stop_up(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
 
 
 def test_procfile_lines() -> None:
-    lines = read_procfile(ROOT / "Procfile")
+    lines = read_procfile(ROOT / "config" / "Procfile")
     names = [ln.name for ln in lines]
     assert names == [
         "nats",

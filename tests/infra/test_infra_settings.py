@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from orrange.logging import configure_logging, get_logger
-from orrange.settings import Settings, SettingsError, load_settings
+from orrange.settings import (
+    CONFIG_DIR_ENV,
+    Settings,
+    SettingsError,
+    config_file,
+    load_settings,
+    settings_env,
+)
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "orrange.toml"
 
@@ -89,3 +97,42 @@ def test_actor_config_from_settings() -> None:
     assert cfg.batch_size == 1000
     assert cfg.heartbeat_interval_ms == 1000
     assert cfg.duplicate_window_ms == s.runtime.duplicate_window_ms
+
+
+def test_config_files_are_found_in_the_config_dir_then_cwd_then_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packaged = Path(str(resources.files("orrange.defaults")))
+    work = tmp_path / "work"
+    (work / "config").mkdir(parents=True)
+    override = tmp_path / "override"
+    override.mkdir()
+    monkeypatch.chdir(work)
+    assert config_file("markets.toml", env={}) == packaged / "markets.toml"
+    assert config_file("Procfile", env={}) == packaged / "Procfile"
+    (work / "config" / "markets.toml").write_text("")
+    assert config_file("markets.toml", env={}) == work / "config" / "markets.toml"
+    env = {CONFIG_DIR_ENV: str(override)}
+    assert config_file("markets.toml", env=env) == work / "config" / "markets.toml"
+    (override / "markets.toml").write_text("")
+    assert config_file("markets.toml", env=env) == override / "markets.toml"
+    assert config_file("sources.toml", env=env) == packaged / "sources.toml"
+    with pytest.raises(SettingsError, match=r"no configuration file 'nope\.toml'"):
+        config_file("nope.toml", env=env)
+
+
+def test_settings_come_from_the_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}) == Settings()  # the packaged orrange.toml
+    (tmp_path / "orrange.toml").write_text("api_port = 9001\n")
+    assert load_settings(env={CONFIG_DIR_ENV: str(tmp_path)}).api_port == 9001
+
+
+def test_settings_env_gives_the_same_settings_back(tmp_path: Path) -> None:
+    cfg = tmp_path / "o.toml"
+    cfg.write_text(
+        'api_port = 9002\nnats_url = "nats://10.0.0.2:4222"\n[runtime]\nbatch_size = 7\n'
+    )
+    settings = load_settings(cfg, env={})
+    assert load_settings(env=settings_env(settings)) == settings
+    assert load_settings(env=settings_env(Settings())) == Settings()

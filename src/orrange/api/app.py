@@ -56,11 +56,10 @@ from orrange.api.auth import resolve_jwt_secret
 from orrange.api.errors import exception_handlers
 from orrange.api.hub import EventHub
 from orrange.api.schemas import TickerOut
-from orrange.engine.matcher import default_markets_path
 from orrange.logging import get_logger
 from orrange.markets import MarketSpec, load_markets
 from orrange.runtime import Publisher, ensure_stream
-from orrange.settings import Settings
+from orrange.settings import Settings, config_file
 from orrange.store import migrate
 from orrange.store.queries import recent_trades, ticker_24h
 from orrange.wire.engine import ENGINE_STREAMS
@@ -233,7 +232,7 @@ def create_app(
 
     Args:
         settings: process settings (NATS and PostgreSQL URLs, JWT secret).
-        markets: the markets served; None loads ``config/markets.toml``.
+        markets: the markets served; None loads ``config_file("markets.toml")``.
         options: tunables (:class:`ApiOptions`).
         jwt_secret: overrides :func:`~orrange.api.auth.resolve_jwt_secret`.
 
@@ -241,7 +240,7 @@ def create_app(
         orrange.api.auth.AuthError: no JWT secret is configured (outside ``ORRANGE_ENV=dev``).
     """
     if markets is None:
-        markets = load_markets(default_markets_path())
+        markets = load_markets(config_file("markets.toml"))
     secret = jwt_secret or resolve_jwt_secret(settings)
     ctx = ApiContext(settings, markets, options or ApiOptions(), secret)
 

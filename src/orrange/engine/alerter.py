@@ -83,7 +83,7 @@ Expiry: on every price update (at the update's ``ts``, as in the index) and, for
 without updates, every ``expiry_interval_ms`` of wall-clock time; an expired alert gets status
 ``expired`` (no notification).
 
-Run it with :func:`main` (``orrange actor alerter``).
+The process is ``orrange actor alerter`` (:mod:`actors.alerter`).
 """
 
 from __future__ import annotations
@@ -114,7 +114,6 @@ from orrange.runtime import (
     Input,
     Outbox,
     PublishError,
-    run_actor,
 )
 from orrange.store import migrate
 from orrange.store.alerts import (
@@ -159,7 +158,6 @@ from orrange.wire.spec import ConsumerSpec, StreamSpec
 __all__ = [
     "Alerter",
     "IndexBatch",
-    "main",
 ]
 
 #: The durable of the per-market ``md.index.<SYM>`` input of earlier versions (deleted at start).
@@ -975,25 +973,3 @@ class Alerter(Actor):
         elif alert_id not in self.index:
             self.index.add(row.alert, rearm_after=row.rearm_after)
             self._fires[alert_id] = row.fire_count
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``orrange actor alerter``: run until signalled.
-
-    Options: ``--database-url`` / ``--nats-url`` (default: the settings'), ``--config``
-    (settings TOML), ``--name``, ``--batch-size``, ``--metrics-port`` (0: any free port, the
-    default; -1: none). Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 1 when the
-    alerter stopped because it could not store its work, 2 for bad arguments or settings.
-    """
-    from orrange.engine._main import actor_parser, actor_setup
-
-    p = actor_parser(
-        "alerter", "evaluate price alerts and market signals; notify users exactly once"
-    )
-    args = p.parse_args(argv)
-    settings, config = actor_setup(p, args)
-    actor = Alerter(
-        config, args.database_url or settings.effective_database_url, batch_size=args.batch_size
-    )
-    code = run_actor(actor)
-    return 1 if actor.failed is not None else code

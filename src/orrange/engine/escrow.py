@@ -30,13 +30,12 @@ Without ``ORRANGE_CHAIN_URL`` (or without an escrow address) the watcher still o
 and applies deadlines, and logs once that it follows no chain: this is how ``orrange up`` runs
 offline. Chain calls are synchronous web3.py, run in worker threads.
 
-Run it with :func:`main` (``orrange actor escrow``).
+The process is ``orrange actor escrow`` (:mod:`actors.escrow`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -54,9 +53,8 @@ from orrange.runtime import (
     Inbound,
     Input,
     Outbox,
-    run_actor,
 )
-from orrange.settlement.config import SettlementConfig, load_settlement_config
+from orrange.settlement.config import SettlementConfig
 from orrange.settlement.events import ChainEvent
 from orrange.settlement.lifecycle import (
     LifecycleError,
@@ -85,7 +83,6 @@ from orrange.wire.spec import ConsumerSpec, StreamSpec
 __all__ = [
     "EscrowWatcher",
     "WatcherOptions",
-    "main",
 ]
 
 
@@ -430,58 +427,3 @@ class EscrowWatcher(Actor):
                 pending.add(t, "deadline", None, settlement_msg_id(tid, "deadline", t.trade.state))
             await self._flush(pending, None)
         return changed
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``orrange actor escrow``: run the escrow watcher until signalled.
-
-    Options: ``--database-url`` / ``--nats-url`` (default: the settings'), ``--chain-url``
-    (default ``$ORRANGE_CHAIN_URL``), ``--escrow-address`` (default
-    ``$ORRANGE_ESCROW_ADDRESS``), ``--confirmations`` (default
-    ``$ORRANGE_ESCROW_CONFIRMATIONS`` or 2), ``--poll-interval-ms``, ``--markets``,
-    ``--config``, ``--name``, ``--metrics-port`` (0: any free port; -1: none). Returns 0 after
-    a clean stop, 2 for bad arguments or settings.
-    """
-    from orrange.engine._main import actor_parser, actor_setup
-    from orrange.engine.matcher import default_markets_path
-    from orrange.markets import load_markets
-    from orrange.settlement.config import SettlementConfigError
-
-    p = actor_parser(
-        "escrow",
-        "open P2P trades from fills and follow the escrow contract's events",
-        batch_size=False,
-    )
-    p.add_argument("--chain-url", default=os.environ.get("ORRANGE_CHAIN_URL") or None)
-    p.add_argument("--escrow-address", default=os.environ.get("ORRANGE_ESCROW_ADDRESS") or None)
-    p.add_argument(
-        "--confirmations",
-        type=int,
-        default=int(os.environ.get("ORRANGE_ESCROW_CONFIRMATIONS", "2")),
-        help="blocks on top before a log is applied",
-    )
-    p.add_argument("--poll-interval-ms", type=int, default=1000)
-    p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
-    args = p.parse_args(argv)
-    try:
-        settlement = load_settlement_config()
-        markets = load_markets(args.markets or default_markets_path())
-    except (SettlementConfigError, OSError, ValueError) as exc:
-        p.error(str(exc))
-    if args.confirmations < 0 or args.poll_interval_ms < 1:
-        p.error("--confirmations must be >= 0 and --poll-interval-ms >= 1")
-    settings, config = actor_setup(p, args)
-    options = WatcherOptions(
-        chain_url=args.chain_url,
-        escrow_address=args.escrow_address,
-        confirmations=args.confirmations,
-        poll_interval_ms=args.poll_interval_ms,
-    )
-    actor = EscrowWatcher(
-        config,
-        args.database_url or settings.effective_database_url,
-        markets,
-        settlement,
-        options,
-    )
-    return run_actor(actor)

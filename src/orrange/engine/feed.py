@@ -62,7 +62,7 @@ live view; the next one goes on, and every reference price is sent again); while
 stuck waiting for acks, at most :data:`MAX_BUFFERED_TICKS` ticks per source wait, older ones
 are dropped and counted.
 
-Run it with :func:`main` (``orrange actor feed``).
+The process is ``orrange actor feed`` (:mod:`actors.feed`).
 """
 
 from __future__ import annotations
@@ -151,7 +151,6 @@ __all__ = [
     "STORE_SLICE",
     "Feed",
     "index_configs",
-    "main",
 ]
 
 _SHARD_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -824,60 +823,3 @@ class Feed(Actor):
         except Exception:
             self._last_ref.clear()  # the next round sends every reference price again
             raise
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``orrange actor feed``: run the feed actor until SIGTERM/SIGINT.
-
-    Options: ``--sources`` (default ``config/sources.toml`` of the working directory, else of
-    the checkout), ``--markets``, ``--symbols`` (this shard's markets, comma-separated; default
-    all), ``--database-url`` / ``--nats-url`` (default: the
-    settings'), ``--config``, ``--name``, ``--index-interval-ms`` (100),
-    ``--candle-lateness-ms`` (2000), ``--metrics-port`` (0: any free port; -1: none). Returns
-    the exit code: 0 after a clean stop, 2 for bad arguments, settings or source configuration.
-    """
-    from orrange.engine._main import actor_parser, actor_setup
-    from orrange.engine.matcher import default_markets_path
-    from orrange.feeds import load_sources, shard_sources
-    from orrange.markets import load_markets
-    from orrange.runtime import run_actor
-
-    p = actor_parser(
-        "feed", "market data: ticks, index price, reference prices and candles", batch_size=False
-    )
-    p.add_argument("--sources", default=None, help="sources TOML (default config/sources.toml)")
-    p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
-    p.add_argument(
-        "--symbols",
-        default=None,
-        help="this feed shard's markets, comma-separated (default: every market); run shards "
-        "with distinct --name",
-    )
-    p.add_argument("--index-interval-ms", type=int, default=100, help="round period (ms)")
-    p.add_argument("--candle-lateness-ms", type=int, default=2_000, help="close delay (ms)")
-    args = p.parse_args(argv)
-    settings, config = actor_setup(p, args)
-    markets_path = Path(args.markets) if args.markets else default_markets_path()
-    sources_path = Path(args.sources) if args.sources else markets_path.parent / "sources.toml"
-    try:
-        markets = load_markets(markets_path)
-        sources = load_sources(sources_path)
-        if args.symbols is not None:  # a shard: its markets and only their sources
-            wanted = [s.strip() for s in args.symbols.split(",") if s.strip()]
-            unknown = sorted(set(wanted) - set(markets))
-            if unknown or not wanted:
-                p.error(f"--symbols: unknown or no markets {unknown} (in {markets_path})")
-            markets = {s: markets[s] for s in wanted}
-            sources = shard_sources(sources, markets)
-        actor = Feed(
-            config,
-            args.database_url or settings.effective_database_url,
-            markets,
-            sources,
-            index_interval_ms=args.index_interval_ms,
-            candle_lateness_ms=args.candle_lateness_ms,
-            base_dir=sources_path.parent.parent,
-        )
-    except (OSError, ValueError) as exc:
-        p.error(str(exc))
-    return run_actor(actor)

@@ -46,7 +46,6 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -55,7 +54,7 @@ from nats.js import api as js_api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
-from orrange.markets import MarketSpec, load_markets
+from orrange.markets import MarketSpec
 from orrange.matching import Event, OrderBook
 from orrange.runtime import Actor, ActorConfig, Inbound, Input, Outbox
 from orrange.wire.engine import (
@@ -77,7 +76,6 @@ __all__ = [
     "BookQueryError",
     "Matcher",
     "MatcherSnapshot",
-    "default_markets_path",
     "last_event_seq",
     "load_snapshot",
 ]
@@ -145,14 +143,6 @@ class MatcherSnapshot(msgspec.Struct, frozen=True):
 _snap_decoder = msgspec.msgpack.Decoder(MatcherSnapshot)
 _query_decoder = msgspec.json.Decoder(BookQuery)
 _json = msgspec.json.Encoder()
-
-
-def default_markets_path() -> Path:
-    """``config/markets.toml`` in the working directory, else the one of the source checkout."""
-    local = Path.cwd() / "config" / "markets.toml"
-    if local.is_file():
-        return local
-    return Path(__file__).resolve().parents[3] / "config" / "markets.toml"
 
 
 async def last_event_seq(js: Any, symbol: str) -> int:
@@ -509,54 +499,3 @@ class Matcher(Actor):
             await msg.respond(answer)
         except Exception as exc:
             self.log.warning("book query answer failed", symbol=sym, error=repr(exc))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``orrange actor matcher`` / ``python -m actors.matcher``: run the matcher until signalled.
-
-    Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad arguments.
-    """
-    import argparse
-
-    from orrange.logging import configure_logging
-    from orrange.runtime import run_actor
-    from orrange.settings import load_settings
-
-    p = argparse.ArgumentParser(
-        prog="orrange actor matcher", description="run the matcher of a symbol shard"
-    )
-    p.add_argument(
-        "--symbols", required=True, help="comma-separated symbols, e.g. BTC-USDT,ETH-USDT"
-    )
-    p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
-    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
-    p.add_argument("--name", default="matcher", help="actor name (heartbeat, DLQ subject)")
-    p.add_argument("--snapshot-every", type=int, default=10_000, help="commands between snapshots")
-    p.add_argument("--snapshot-interval-ms", type=int, default=10_000, help="ms between snapshots")
-    p.add_argument(
-        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one)"
-    )
-    args = p.parse_args(argv)
-    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    try:
-        settings = load_settings(args.config)
-        markets = load_markets(args.markets or default_markets_path())
-    except (OSError, ValueError) as exc:
-        p.error(str(exc))
-    missing = [s for s in symbols if s not in markets]
-    if not symbols or missing:
-        p.error(f"no market spec for {', '.join(missing)}" if missing else "no symbol given")
-    # before the actor exists: its logger binds the configuration in force
-    configure_logging(settings.log_format, settings.log_level, actor=args.name)
-    config = ActorConfig.from_settings(args.name, settings, metrics_port=args.metrics_port)
-    try:
-        matcher = Matcher(
-            config,
-            markets,
-            symbols,
-            snapshot_every=args.snapshot_every,
-            snapshot_interval_ms=args.snapshot_interval_ms,
-        )
-    except ValueError as exc:
-        p.error(str(exc))
-    return run_actor(matcher)

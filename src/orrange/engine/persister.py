@@ -19,7 +19,7 @@ dead-lettered. A lost or broken database connection is not the input's fault: th
 retried on a fresh connection with backoff (up to 5 s apart) until it is stored, and nothing is
 acked meanwhile (a stop request waits for that too).
 
-Run it with ``python -m actors.persister`` or :func:`main` (``orrange actor persister``).
+The process is ``orrange actor persister`` (:mod:`actors.persister`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from orrange.runtime import (
     Inbound,
     Input,
     Outbox,
-    run_actor,
 )
 from orrange.store import EventWriter, RiskRejection, WriteResult, migrate
 from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
@@ -56,7 +55,7 @@ from orrange.wire.engine import (
 )
 from orrange.wire.spec import ConsumerSpec, StreamSpec
 
-__all__ = ["Persister", "main"]
+__all__ = ["Persister"]
 
 #: Default of :attr:`Persister.linger_ms` (ms).
 DEFAULT_LINGER_MS = 20
@@ -212,33 +211,3 @@ class Persister(Actor):
             good.append(RiskRejection(rid, r))
         if good:
             await self._write((), good)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``orrange actor persister`` / ``python -m actors.persister``: run until signalled.
-
-    Options: ``--database-url`` / ``--nats-url`` (default: the settings'), ``--config``
-    (settings TOML), ``--name``, ``--batch-size``, ``--linger-ms``, ``--metrics-port`` (0: any
-    free port, the default; -1: none). Returns the exit code: 0 after a clean stop
-    (SIGTERM/SIGINT), 2 for bad arguments or settings.
-    """
-    from orrange.engine._main import actor_parser, actor_setup
-
-    p = actor_parser("persister", "write book events and risk rejections into PostgreSQL")
-    p.add_argument(
-        "--linger-ms",
-        type=int,
-        default=DEFAULT_LINGER_MS,
-        help=f"wait up to this long for a fuller batch (ms, default {DEFAULT_LINGER_MS})",
-    )
-    args = p.parse_args(argv)
-    settings, config = actor_setup(p, args)
-    if args.linger_ms < 0:
-        p.error("--linger-ms must be >= 0")
-    actor = Persister(
-        config,
-        args.database_url or settings.effective_database_url,
-        batch_size=args.batch_size,
-        linger_ms=args.linger_ms,
-    )
-    return run_actor(actor)

@@ -38,16 +38,13 @@ full again and submits forwarded by the previous process but not yet accepted ar
 in flight.
 
 Bad input (undecodable JSON, unknown command type) goes to ``dlq.risk`` and never stops the
-actor. Run it with :func:`main` (``python -m actors.risk``) or embed :class:`RiskActor`.
+actor. The process is ``orrange actor risk`` (:mod:`actors.risk`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import tomllib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -55,8 +52,7 @@ from nats.js import api as js_api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
-from orrange.engine.matcher import default_markets_path
-from orrange.markets import MarketSpec, load_markets
+from orrange.markets import MarketSpec
 from orrange.matching.commands import Command, SubmitOrder
 from orrange.matching.enums import RejectReason
 from orrange.matching.events import Event, OrderRejected
@@ -98,13 +94,10 @@ from orrange.wire.engine import (
     seq_id,
 )
 from orrange.wire.spec import ConsumerSpec, StreamSpec
-from orrange.settings import SettingsError, default_config_path
 
 __all__ = [
     "ClaimError",
     "RiskActor",
-    "load_risk_limits",
-    "main",
 ]
 
 #: JetStream's error code for a failed expected-last-sequence check (the key exists).
@@ -431,115 +424,3 @@ class RiskActor(Actor):
             timeout_ms=cfg.publish_timeout_ms,
             max_pending=max(cfg.max_publish_pending, 2 * cfg.batch_size),
         )
-
-
-def load_risk_limits(
-    config_path: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> RiskLimits:
-    """Risk limits from the settings TOML's ``[risk]`` table and ``ORRANGE_RISK_*`` variables.
-
-    The table holds the fields of :class:`~orrange.risk.RiskLimits` (``max_open_orders``,
-    ``rate_per_s``, ``burst``, ``exempt_users`` as a list of user ids); the variables
-    ``ORRANGE_RISK_MAX_OPEN_ORDERS``, ``ORRANGE_RISK_RATE_PER_S``, ``ORRANGE_RISK_BURST`` and
-    ``ORRANGE_RISK_EXEMPT_USERS`` (comma-separated) override it. Missing values keep the
-    defaults.
-
-    Args:
-        config_path: the TOML file; None means :func:`orrange.settings.default_config_path`.
-        env: environment mapping; None means ``os.environ``.
-
-    Raises:
-        SettingsError: unreadable TOML or a value of the wrong type or not positive.
-    """
-    env = os.environ if env is None else env
-    path = Path(config_path) if config_path is not None else default_config_path()
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with path.open("rb") as fh:
-                table = tomllib.load(fh).get("risk", {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SettingsError(f"cannot read {path}: {exc}") from exc
-        values.update({k: v for k, v in table.items() if k in RiskLimits.__struct_fields__})
-    for name in ("max_open_orders", "rate_per_s", "burst"):
-        raw = env.get(f"ORRANGE_RISK_{name.upper()}")
-        if raw is not None:
-            values[name] = raw
-    exempt = env.get("ORRANGE_RISK_EXEMPT_USERS")
-    if exempt is not None:
-        values["exempt_users"] = [u.strip() for u in exempt.split(",") if u.strip()]
-    try:
-        return msgspec.convert(values, RiskLimits, strict=False)
-    except (msgspec.ValidationError, ValueError) as exc:
-        raise SettingsError(f"invalid risk limits: {exc}") from exc
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``orrange actor risk`` / ``python -m actors.risk``: run the risk actor until signalled.
-
-    Options: ``--markets`` (default ``config/markets.toml``), ``--config`` (settings TOML, whose
-    ``[risk]`` table and the ``ORRANGE_RISK_*`` variables give the limits, see
-    :func:`load_risk_limits`), ``--symbols`` (comma-separated; default every market), and
-    overrides of the limits: ``--max-open-orders`` (default 100), ``--rate`` (submits and
-    amends per second per user, default 50), ``--burst`` (default 100), ``--exempt-users``
-    (comma-separated); ``--name`` and ``--metrics-port``.
-
-    Returns the exit code: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad arguments or
-    configuration.
-    """
-    import argparse
-
-    from orrange.logging import configure_logging
-    from orrange.runtime import run_actor
-    from orrange.settings import load_settings
-
-    p = argparse.ArgumentParser(prog="orrange actor risk", description="run the risk actor")
-    p.add_argument("--markets", default=None, help="markets TOML (default config/markets.toml)")
-    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
-    p.add_argument("--symbols", default=None, help="comma-separated symbols (default: all)")
-    p.add_argument("--max-open-orders", type=int, default=None, help="open orders per user")
-    p.add_argument("--rate", type=int, default=None, help="submits and amends per s per user")
-    p.add_argument("--burst", type=int, default=None, help="rate bucket size per user")
-    p.add_argument("--exempt-users", default=None, help="comma-separated users without limits")
-    p.add_argument("--name", default="risk", help="actor name (heartbeat, DLQ subject)")
-    p.add_argument(
-        "--metrics-port", type=int, default=0, help="metrics/probe port (0: any free one)"
-    )
-    args = p.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-        limits = load_risk_limits(args.config)
-    except SettingsError as exc:
-        p.error(str(exc))
-    configure_logging(settings.log_format, settings.log_level, actor=args.name)
-    symbols = None
-    if args.symbols:
-        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    try:
-        overrides: dict[str, Any] = {
-            k: v
-            for k, v in (
-                ("max_open_orders", args.max_open_orders),
-                ("rate_per_s", args.rate),
-                ("burst", args.burst),
-            )
-            if v is not None
-        }
-        if args.exempt_users is not None:
-            overrides["exempt_users"] = frozenset(
-                u.strip() for u in args.exempt_users.split(",") if u.strip()
-            )
-        limits = msgspec.structs.replace(limits, **overrides)
-        markets = load_markets(args.markets or default_markets_path())
-        config = ActorConfig.from_settings(args.name, settings, metrics_port=args.metrics_port)
-        actor = RiskActor(config, markets, limits=limits, symbols=symbols)
-    except (OSError, ValueError) as exc:
-        p.error(str(exc))
-    actor.log.info(
-        "risk limits",
-        max_open_orders=limits.max_open_orders,
-        rate_per_s=limits.rate_per_s,
-        burst=limits.burst,
-        exempt_users=sorted(limits.exempt_users),
-    )
-    return run_actor(actor)

@@ -1,7 +1,8 @@
 """``orrange up``: every process of the ``Procfile``, started and stopped in order.
 
-The ``Procfile`` (``name: command`` lines, parsed by honcho) lists the embedded servers
-(``orrange infra nats``, ``orrange infra postgres``) and the engine's processes (actors, API).
+The ``Procfile`` (``name: command`` lines, parsed by honcho; ``config/Procfile`` found by
+:func:`orrange.settings.config_file`) lists the embedded servers (``orrange infra nats``,
+``orrange infra postgres``) and the engine's processes (``orrange actor NAME``).
 :class:`Supervisor`:
 
 1. starts the infrastructure lines (a command containing ``orrange infra``), skipping the nats
@@ -47,9 +48,9 @@ from honcho.printer import Message, Printer
 
 from orrange.infra._proc import tcp_open
 from orrange.infra.run import DEV_ESCROW_ADDRESS, dev_chain_env
-from orrange.settings import Settings
+from orrange.settings import Settings, config_file
 
-__all__ = ["ProcLine", "Supervisor", "UpError", "default_procfile", "plan", "read_procfile"]
+__all__ = ["ProcLine", "Supervisor", "UpError", "plan", "read_procfile"]
 
 _INFRA_MARK = "orrange infra"
 
@@ -102,14 +103,6 @@ def _escrow_deployed(rpc_url: str) -> bool:
     except (OSError, ValueError):
         return False
     return len(code) > 2
-
-
-def default_procfile() -> Path:
-    """``Procfile`` in the working directory, else the one at the source checkout's root."""
-    local = Path.cwd() / "Procfile"
-    if local.is_file():
-        return local
-    return Path(__file__).resolve().parents[3] / "Procfile"
 
 
 def read_procfile(path: str | Path) -> list[ProcLine]:
@@ -376,12 +369,16 @@ def run_up(
 ) -> int:
     """``orrange up``: run the Procfile until SIGINT/SIGTERM/SIGHUP; returns the exit code.
 
+    The Procfile is ``procfile``, else ``config_file("Procfile")``; the processes run in the
+    working directory (so they find the same configuration files).
+
     Raises:
         UpError: missing/malformed Procfile or an unknown name in ``only``.
+        SettingsError: no ``procfile`` given and no Procfile found.
     """
-    path = Path(procfile) if procfile is not None else default_procfile()
+    path = Path(procfile) if procfile is not None else config_file("Procfile")
     lines = plan(read_procfile(path), settings, only)
-    sup = Supervisor(lines, settings, cwd=path.resolve().parent, stop_timeout_s=stop_timeout_s)
+    sup = Supervisor(lines, settings, stop_timeout_s=stop_timeout_s)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         sup.request_stop(signal.Signals(signum).name + " received")

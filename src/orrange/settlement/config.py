@@ -1,4 +1,4 @@
-"""Settlement configuration: ``config/settlement.toml`` plus ``ORRANGE_SETTLEMENT_*``.
+"""Settlement configuration: ``settlement.toml`` plus ``ORRANGE_SETTLEMENT_*``.
 
 Shape (all times in ms)::
 
@@ -9,8 +9,8 @@ Shape (all times in ms)::
     payment_window_ms = 3_600_000
 
 Environment variables ``ORRANGE_SETTLEMENT_<KEY>`` override the top-level keys (integers for
-the ``*_ms`` keys). The file is ``$ORRANGE_SETTLEMENT_CONFIG`` if set, else
-``config/settlement.toml`` in the working directory, else the one in the source checkout.
+the ``*_ms`` keys). The file is ``config_file("settlement.toml")`` (see
+:func:`orrange.settings.config_file`) unless a path is given.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from typing import Any
 
 import msgspec
 
+from orrange.settings import config_file
+
 __all__ = [
     "PaymentMethod",
     "SettlementConfig",
     "SettlementConfigError",
-    "default_config_path",
     "load_settlement_config",
     "parse_settlement_config",
 ]
@@ -100,25 +101,14 @@ def parse_settlement_config(
         raise SettlementConfigError(str(exc)) from exc
 
 
-def default_config_path() -> Path:
-    """``$ORRANGE_SETTLEMENT_CONFIG``, else ``./config/settlement.toml`` if it exists, else
-    the checkout's ``config/settlement.toml``."""
-    explicit = os.environ.get(ENV_PREFIX + "CONFIG")
-    if explicit:
-        return Path(explicit)
-    local = Path("config/settlement.toml")
-    if local.exists():
-        return local
-    return Path(__file__).resolve().parents[3] / "config" / "settlement.toml"
-
-
 def load_settlement_config(
     path: str | Path | None = None, env: Mapping[str, str] | None = None
 ) -> SettlementConfig:
-    """Read the TOML at ``path`` (:func:`default_config_path` when None) and apply the
-    environment. A missing file gives the defaults plus the environment. Raises
-    :class:`SettlementConfigError` for an invalid file."""
-    target = Path(path) if path is not None else default_config_path()
+    """Read the TOML at ``path`` (``config_file("settlement.toml")`` when None) and apply
+    ``env`` (``os.environ`` when None; it also locates the file). A missing file gives the
+    defaults plus the environment. Raises :class:`SettlementConfigError` for an invalid file,
+    :class:`~orrange.settings.SettingsError` when no path is given and no file is found."""
+    target = Path(path) if path is not None else config_file("settlement.toml", env)
     data: dict[str, Any] = {}
     if target.exists():
         try:

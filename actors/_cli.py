@@ -1,4 +1,4 @@
-"""``orrange up`` and ``orrange actor NAME``: the engine's processes from the command line."""
+"""``orrange up`` and ``orrange actor NAME``: the processes from the command line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import msgspec
 
 from orrange.cli import CommandTree
 
-__all__ = ["register"]
+__all__ = ["actor_main", "register"]
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -31,35 +31,36 @@ def _up(args: argparse.Namespace) -> int:
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     try:
         return run_up(settings, procfile=args.procfile, only=only, stop_timeout_s=args.stop_timeout)
-    except UpError as exc:
+    except (UpError, SettingsError) as exc:
         print(f"orrange up: {exc}", file=sys.stderr)
         return 2
 
 
-def _actor_main(name: str) -> Callable[[list[str]], int] | None:
-    """``main(argv)`` of ``orrange.engine.<name>`` (else ``actors.<name>``), or None."""
-    for module in (f"orrange.engine.{name}", f"actors.{name}"):
-        try:
-            mod: Any = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module.startswith(exc.name):
-                continue
-            raise
-        main = getattr(mod, "main", None)
-        if callable(main):
-            return main
-    return None
+def actor_main(name: str) -> Callable[[list[str]], int] | None:
+    """``main(argv)`` of the process module ``actors.<name>``; None when there is none (or
+    ``name`` is not a process name: letters, digits and ``_``, not starting with ``_``)."""
+    if name.startswith("_") or not name.replace("_", "").isalnum():
+        return None
+    module = f"actors.{name}"
+    try:
+        mod: Any = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise
+    main = getattr(mod, "main", None)
+    return main if callable(main) else None
 
 
 def _actor(args: argparse.Namespace) -> int:
     if not args.name.replace("_", "").isalnum():
         print(f"orrange actor: bad actor name {args.name!r}", file=sys.stderr)
         return 2
-    main = _actor_main(args.name)
+    main = actor_main(args.name)
     if main is None:
         print(
-            f"orrange actor: no actor {args.name!r} (orrange.engine.{args.name} or "
-            f"actors.{args.name} with a main(argv) function)",
+            f"orrange actor: no actor {args.name!r} (actors.{args.name} with a main(argv) "
+            "function)",
             file=sys.stderr,
         )
         return 2
@@ -74,9 +75,9 @@ def register(cli: CommandTree) -> None:
         "run every process of the Procfile (embedded NATS and PostgreSQL unless "
         "ORRANGE_NATS_URL / ORRANGE_DATABASE_URL are set, the actors, the API) until Ctrl-C",
     )
-    p.add_argument("--procfile", default=None, help="Procfile (default ./Procfile)")
+    p.add_argument("--procfile", default=None, help="Procfile (default: config_file('Procfile'))")
     p.add_argument("--only", default=None, help="comma-separated Procfile names to run")
-    p.add_argument("--config", default=None, help="settings TOML (default config/orrange.toml)")
+    p.add_argument("--config", default=None, help="settings TOML (default: orrange.toml)")
     p.add_argument("--data-dir", default=None, help="overrides ORRANGE_DATA_DIR (default ./var)")
     p.add_argument(
         "--stop-timeout",
@@ -87,8 +88,8 @@ def register(cli: CommandTree) -> None:
     a = cli.command(
         "actor",
         _actor,
-        "run one actor process until SIGTERM/SIGINT: orrange actor NAME [ARGS...] calls "
-        "main(ARGS) of orrange.engine.NAME (matcher, risk, persister...)",
+        "run one process of the engine until SIGTERM/SIGINT: orrange actor NAME [ARGS...] "
+        "calls main(ARGS) of actors.NAME (matcher, risk, persister, feed, alerter, escrow, api)",
     )
-    a.add_argument("name", help="actor name, e.g. matcher")
-    a.add_argument("args", nargs=argparse.REMAINDER, help="the actor's own arguments")
+    a.add_argument("name", help="process name, e.g. matcher")
+    a.add_argument("args", nargs=argparse.REMAINDER, help="the process's own arguments")
