@@ -1,6 +1,6 @@
 """The floor of REST throughput on this machine: a bare POST handler, three ways.
 
-The same stack as ``orrange api`` (uvicorn with uvloop and httptools, msgspec body decoding),
+The same stack as ``orrange actor api`` (uvicorn with uvloop and httptools, msgspec body decoding),
 but the handler only decodes the order body and answers 201: no JWT, no NATS, no engine.
 ``wrk`` sends the order body of ``bench_pipeline.py``'s REST part (one thread, 128 keep-alive
 connections) to each variant in turn, run after run:

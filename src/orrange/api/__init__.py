@@ -7,7 +7,8 @@
 * :mod:`orrange.api.hub`: the one event subscription of the process and its fan-out.
 * :mod:`orrange.api.ws`: the ``/ws`` WebSocket protocol.
 
-Run it with ``orrange api`` (settings from ``config/orrange.toml`` and ``ORRANGE_*``).
+Run it with ``orrange actor api`` (:mod:`actors.api`; settings from ``orrange.toml`` and
+``ORRANGE_*``).
 """
 
 from orrange.api.app import ApiContext, ApiOptions, create_app
