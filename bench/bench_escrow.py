@@ -29,7 +29,6 @@ import msgspec
 import nats
 
 from orrange.engine.escrow import EscrowWatcher, WatcherOptions
-from orrange.engine.streams import EVENTS, events_subject
 from orrange.evm.chain import Escrow, connect, send_dev
 from orrange.infra import EmbeddedPostgres, NatsServer
 from orrange.infra.anvil import AnvilNode, ensure_anvil
@@ -39,6 +38,7 @@ from orrange.matching.events import OrderFilled
 from orrange.runtime import MSG_ID_HEADER, ActorConfig, ensure_stream
 from orrange.settlement.config import SettlementConfig
 from orrange.settlement.lifecycle import trade_id_for_fill
+from orrange.wire.engine import EVENTS, events_subject
 
 RESULTS = Path(__file__).parent / "results"
 SPEC = MarketSpec(

@@ -75,13 +75,13 @@ import uvloop
 from bench_marketdata import machine
 
 from orrange.engine.feed import Feed
-from orrange.engine.md_streams import MD_CANDLES_SUBJECT
 from orrange.feeds import Emit, FeedConfig, Source, Trade
 from orrange.feeds.ticks import Side
 from orrange.infra import EmbeddedPostgres, NatsServer
 from orrange.markets import MarketSpec
 from orrange.runtime import ActorConfig
 from orrange.runtime.actor import tune_gc
+from orrange.wire.marketdata import MD_CANDLES_SUBJECT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SOURCES = (("binance", 3), ("coinbase", 2), ("kraken", 1))

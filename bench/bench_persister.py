@@ -42,13 +42,13 @@ import nats
 import uvloop
 
 from orrange.engine.persister import Persister
-from orrange.engine.streams import EVENTS, REJECTS, events_subject
 from orrange.infra import EmbeddedPostgres, NatsServer
 from orrange.matching.book import OrderBook
 from orrange.matching.events import BookDelta, Event
 from orrange.matching.flow import BENCH_SPEC, synthetic_flow
 from orrange.runtime import ActorConfig, Publisher, ensure_stream
 from orrange.store import EventWriter, migrate
+from orrange.wire.engine import EVENTS, REJECTS, events_subject
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -34,17 +34,8 @@ import nats
 import uvloop
 
 from orrange.infra import NatsServer, nats_server_binary
-from orrange.runtime import (
-    Actor,
-    ActorConfig,
-    ConsumerSpec,
-    Inbound,
-    Input,
-    Outbox,
-    Publisher,
-    StreamSpec,
-    ensure_stream,
-)
+from orrange.runtime import Actor, ActorConfig, Inbound, Input, Outbox, Publisher, ensure_stream
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IN = StreamSpec(name="IN", subjects=("in.>",))

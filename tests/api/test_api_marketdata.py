@@ -19,7 +19,6 @@ from kit.wait import wait_for
 from websockets.asyncio.client import connect
 
 from orrange.engine.feed import Feed
-from orrange.engine.md_streams import MD, index_subject
 from orrange.feeds import FeedConfig
 from orrange.marketdata.candles import Candle, CandleAggregator, CandleClosed
 from orrange.marketdata.index import IndexPrice
@@ -27,6 +26,7 @@ from orrange.marketdata.indicators import INDICATOR_NAMES, IndicatorSet
 from orrange.matching import OrderBook, Side, SubmitOrder
 from orrange.runtime import ActorConfig
 from orrange.store.candles import latest_candles, query_candles, upsert_candles
+from orrange.wire.marketdata import MD, index_subject
 
 P = SPEC.ticks_to_price
 #: Resting orders (side, quantity, price) placed through the API, then one crossing buy.

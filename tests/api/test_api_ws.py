@@ -18,9 +18,9 @@ from kit.wait import wait_for
 from websockets.asyncio.client import ClientConnection, connect
 
 from orrange.api import ApiOptions
-from orrange.engine.streams import book_in_subject
 from orrange.matching import Side, SubmitOrder
 from orrange.runtime import Publisher
+from orrange.wire.engine import book_in_subject
 
 pytestmark = pytest.mark.timeout(120)
 

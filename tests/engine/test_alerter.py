@@ -11,11 +11,11 @@ from kit.wait import wait_for
 
 from orrange.alerts.rules import Condition, PriceAlert, TriggerSource
 from orrange.engine.alerter import Alerter
-from orrange.engine.md_streams import candle_subject
 from orrange.marketdata.candles import CandleClosed
 from orrange.runtime import ActorConfig, Publisher
 from orrange.store import migrate
 from orrange.store.alerts import create_alert, list_signals
+from orrange.wire.marketdata import candle_subject
 
 SYM = "S-USD"
 T0 = 1_700_000_040_000  # a minute boundary (ms UTC)

@@ -29,22 +29,24 @@ from nats.js.errors import NotFoundError
 
 from orrange.alerts.index import AlertIndex
 from orrange.alerts.rules import AlertFired, Condition, PriceAlert
-from orrange.engine.alerter import (
-    ALERTS,
-    CMD_DURABLE,
-    EVENTS_DURABLE,
-    INDEX_DURABLE,
-    INDEXES_SUBJECT,
-    NOTIFICATIONS_SUBJECT,
-    notifications_msg_id,
-)
-from orrange.engine.streams import EVENTS, events_subject
 from orrange.marketdata.index import IndexPrice
 from orrange.matching.enums import Side, TriggerSource
 from orrange.matching.events import OrderFilled
 from orrange.runtime import MSG_ID_HEADER, Publisher, ensure_stream
 from orrange.store import migrate
-from orrange.store.alerts import Notification, alert_notification_id, create_alert
+from orrange.store.alerts import create_alert
+from orrange.wire.alerts import (
+    ALERTS,
+    CMD_DURABLE,
+    EVENTS_DURABLE,
+    INDEX_DURABLE,
+    NOTIFICATIONS_SUBJECT,
+    Notification,
+    alert_notification_id,
+    notifications_msg_id,
+)
+from orrange.wire.engine import EVENTS, events_subject
+from orrange.wire.marketdata import MD_INDEXES_SUBJECT
 
 ROOT = Path(__file__).resolve().parents[2]
 N_ALERTS = 1_500
@@ -157,7 +159,7 @@ async def test_kill_9_loses_and_duplicates_no_notification(
                     IndexPrice(INDEX_SYM, T0 + j, index_path[j], 1.0, ("a",), (), (), False)
                     for j in range(i, i + 5)
                 ]
-                await pub.submit(INDEXES_SUBJECT, msgspec.json.encode(ixs), msg_id=f"ix:{i}")
+                await pub.submit(MD_INDEXES_SUBJECT, msgspec.json.encode(ixs), msg_id=f"ix:{i}")
                 fills = [fill(j) for j in range(i, i + 5)]
                 await pub.submit(
                     events_subject(LAST_SYM), msgspec.json.encode(fills), msg_id=f"{LAST_SYM}:{i}"

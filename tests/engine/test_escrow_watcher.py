@@ -13,8 +13,7 @@ import msgspec
 import nats
 import pytest
 
-from orrange.engine.escrow import SETTLEMENT, EscrowWatcher, WatcherOptions, is_p2p
-from orrange.engine.streams import events_subject
+from orrange.engine.escrow import EscrowWatcher, WatcherOptions
 from orrange.evm.chain import Escrow, connect, send_dev
 from orrange.infra.anvil import AnvilNode, ensure_anvil
 from orrange.markets import MarketSpec
@@ -24,6 +23,8 @@ from orrange.runtime import MSG_ID_HEADER, ActorConfig
 from orrange.settlement.config import SettlementConfig
 from orrange.settlement.lifecycle import trade_id_for_fill
 from orrange.store import settlement as db
+from orrange.wire.engine import events_subject
+from orrange.wire.settlement import SETTLEMENT, is_p2p
 
 P2P = MarketSpec(
     symbol="USDT-NGN",

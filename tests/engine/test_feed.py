@@ -24,16 +24,8 @@ import nats
 import pytest
 
 from actors.feed import main
-from orrange.engine.feed import (
-    COARSE_STORE_EVERY,
-    FEED_DURABLE,
-    Feed,
-    _chunks,
-    index_configs,
-)
+from orrange.engine.feed import COARSE_STORE_EVERY, Feed, _chunks, index_configs
 from orrange.engine.matcher import Matcher
-from orrange.engine.md_streams import decode_candles, decode_indexes, decode_ticks
-from orrange.engine.streams import book_in_subject, decode_events
 from orrange.feeds import FeedConfig, shard_sources
 from orrange.feeds.ticks import BestBidOffer, Trade
 from orrange.marketdata.candles import Candle, CandleAggregator, CandleClosed
@@ -44,6 +36,8 @@ from orrange.matching.enums import OrderType, Side, TriggerSource
 from orrange.runtime import ActorConfig, Publisher
 from orrange.settings import config_file
 from orrange.store.candles import query_candles
+from orrange.wire.engine import book_in_subject, decode_events
+from orrange.wire.marketdata import FEED_DURABLE, decode_candles, decode_indexes, decode_ticks
 
 WAIT_S = 60.0
 MARKETS = {

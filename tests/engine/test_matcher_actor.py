@@ -17,7 +17,10 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DiscardPolicy
 
 from orrange.engine.matcher import BookQuery, Matcher, MatcherSnapshot
-from orrange.engine.streams import (
+from orrange.matching import Command, L2Book, OrderBook, Side, SubmitOrder
+from orrange.matching.flow import BENCH_SPEC, synthetic_flow
+from orrange.runtime import ActorConfig, Publisher, ensure_stream
+from orrange.wire.engine import (
     BOOK_IN,
     EVENTS,
     SNAPSHOT_BUCKET,
@@ -26,9 +29,6 @@ from orrange.engine.streams import (
     book_query_subject,
     decode_book_in,
 )
-from orrange.matching import Command, L2Book, OrderBook, Side, SubmitOrder
-from orrange.matching.flow import BENCH_SPEC, synthetic_flow
-from orrange.runtime import ActorConfig, Publisher, ensure_stream
 
 MARKETS = {SYM: BENCH_SPEC}
 

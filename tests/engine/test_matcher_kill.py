@@ -24,16 +24,10 @@ import nats
 from kit.matcher_events import SYM, last_seq, pure_events, read_events
 from kit.wait import wait_for
 
-from orrange.engine.streams import (
-    BOOK_IN,
-    EVENTS,
-    SNAPSHOT_BUCKET,
-    book_in_subject,
-    encode_book_in,
-)
 from orrange.matching import Event
 from orrange.matching.flow import BENCH_SPEC, synthetic_flow
 from orrange.runtime import Publisher, ensure_stream
+from orrange.wire.engine import BOOK_IN, EVENTS, SNAPSHOT_BUCKET, book_in_subject, encode_book_in
 
 ROOT = Path(__file__).resolve().parents[2]
 N_COMMANDS = 30_000

@@ -19,18 +19,29 @@ from kit.store_expect import SYMBOL, BookRun, book_run, check_matches_book, dump
 from kit.wait import wait_for
 from nats.js import JetStreamContext
 
-from orrange.engine.persister import EVENTS_DURABLE, REJECTS_DURABLE, Persister, main
-from orrange.engine.streams import EVENTS, REJECTS, events_subject, rejects_subject
+from orrange.engine.persister import Persister, main
 from orrange.matching.enums import OrderType, RejectReason, Side, TimeInForce
 from orrange.matching.events import OrderAccepted, OrderRejected
-from orrange.runtime import DLQ_STREAM, ActorConfig, Publisher, ensure_stream
+from orrange.runtime import ActorConfig, Publisher, ensure_stream
+from orrange.wire.dlq import DLQ_STREAM
+from orrange.wire.engine import (
+    EVENTS,
+    PERSISTER_EVENTS_DURABLE,
+    PERSISTER_REJECTS_DURABLE,
+    REJECTS,
+    events_subject,
+    rejects_subject,
+)
 
 WAIT_S = 60.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _drained(js: JetStreamContext) -> bool:
-    for stream, durable in ((EVENTS.name, EVENTS_DURABLE), (REJECTS.name, REJECTS_DURABLE)):
+    for stream, durable in (
+        (EVENTS.name, PERSISTER_EVENTS_DURABLE),
+        (REJECTS.name, PERSISTER_REJECTS_DURABLE),
+    ):
         info = await js.consumer_info(stream, durable)
         if info.num_pending or info.num_ack_pending:
             return False
@@ -107,8 +118,8 @@ async def test_book_events_end_up_in_postgres_once(
 
         # Redelivery: every message again (consumers reset, as after losing their state), and
         # the events a second time in the stream under other message ids.
-        await js.delete_consumer(EVENTS.name, EVENTS_DURABLE)
-        await js.delete_consumer(REJECTS.name, REJECTS_DURABLE)
+        await js.delete_consumer(EVENTS.name, PERSISTER_EVENTS_DURABLE)
+        await js.delete_consumer(REJECTS.name, PERSISTER_REJECTS_DURABLE)
         await _publish(nc, run, id_prefix="again:")
         second = _persister(nats_url, database_url)
         await _run_until_drained(second, js)

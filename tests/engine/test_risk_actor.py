@@ -25,16 +25,7 @@ from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError
 
 from actors.risk import load_risk_limits
-from orrange.engine.risk import RISK_DURABLE, RISK_EVENTS_DURABLE, RiskActor
-from orrange.engine.streams import (
-    BOOK_IN,
-    CLIENT_ORDERS_BUCKET,
-    CMD,
-    EVENTS,
-    REJECTS,
-    cmd_subject,
-    events_subject,
-)
+from orrange.engine.risk import RiskActor
 from orrange.markets import MarketSpec
 from orrange.matching.commands import CancelOrder, Command, SubmitOrder
 from orrange.matching.enums import CancelReason, OrderType, RejectReason, Side, TimeInForce
@@ -46,8 +37,20 @@ from orrange.matching.events import (
     OrderRejected,
 )
 from orrange.risk import RiskLimits, client_order_key, generate_client_order_id
-from orrange.runtime import DLQ_STREAM, ActorConfig, Publisher, ensure_stream
+from orrange.runtime import ActorConfig, Publisher, ensure_stream
 from orrange.settings import SettingsError
+from orrange.wire.dlq import DLQ_STREAM
+from orrange.wire.engine import (
+    BOOK_IN,
+    CLIENT_ORDERS_BUCKET,
+    CMD,
+    EVENTS,
+    REJECTS,
+    RISK_DURABLE,
+    RISK_EVENTS_DURABLE,
+    cmd_subject,
+    events_subject,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SYM = "T-USD"

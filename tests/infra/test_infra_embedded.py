@@ -19,7 +19,8 @@ from orrange.infra import (
     nats_server_binary,
     wait_for_url,
 )
-from orrange.runtime import Publisher, StreamSpec, ensure_stream
+from orrange.runtime import Publisher, ensure_stream
+from orrange.wire.spec import StreamSpec
 
 ORRANGE = str(Path(sys.executable).parent / "orrange")
 

@@ -9,9 +9,9 @@ import msgspec
 import nats
 from nats.aio.client import Client as NATS
 
-from orrange.engine.streams import EVENTS, decode_events, events_subject
 from orrange.matching import Command, OrderBook
 from orrange.matching.flow import BENCH_SPEC
+from orrange.wire.engine import EVENTS, decode_events, events_subject
 
 SYM = BENCH_SPEC.symbol
 _enc = msgspec.json.Encoder()

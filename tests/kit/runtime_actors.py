@@ -19,15 +19,14 @@ from orrange.logging import configure_logging
 from orrange.runtime import (
     Actor,
     ActorConfig,
-    ConsumerSpec,
     Inbound,
     Input,
     Outbox,
     Publisher,
-    StreamSpec,
     per_message,
     run_actor,
 )
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 IN = StreamSpec(name="IN", subjects=("in.>",))
 OUT = StreamSpec(name="OUT", subjects=("out.>",))

@@ -26,19 +26,18 @@ from kit.runtime_actors import (
 from kit.wait import wait_for
 
 from orrange.runtime import (
-    DLQ_STREAM,
     ActorConfig,
-    ConsumerSpec,
     Heartbeat,
     Inbound,
     Input,
     Outbox,
     Publisher,
-    StreamSpec,
     ensure_consumer,
     ensure_stream,
 )
 from orrange.runtime._pull import PullConsumer
+from orrange.wire.dlq import DLQ_STREAM
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 
 def _config(url: str, **kw: object) -> ActorConfig:

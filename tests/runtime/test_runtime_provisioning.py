@@ -7,14 +7,8 @@ import pytest
 from kit.runtime_actors import IN, OUT, PassThrough, publish_orders, stream_count
 from kit.wait import wait_for
 
-from orrange.runtime import (
-    ActorConfig,
-    ConsumerSpec,
-    ProvisioningError,
-    StreamSpec,
-    ensure_consumer,
-    ensure_stream,
-)
+from orrange.runtime import ActorConfig, ProvisioningError, ensure_consumer, ensure_stream
+from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 
 async def test_stream_and_consumer_provisioning_is_idempotent(nats_url: str) -> None:

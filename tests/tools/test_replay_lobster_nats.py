@@ -12,10 +12,10 @@ from pathlib import Path
 import msgspec
 import nats
 
-from orrange.engine.streams import CMD, ENGINE_STREAMS, cmd_subject
 from orrange.matching import lobster
 from orrange.matching.commands import Command
 from orrange.runtime import ensure_stream
+from orrange.wire.engine import CMD, ENGINE_STREAMS, cmd_subject
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "lobster"
 AAPL_MSG = DATA / "AAPL_2012-06-21_34200000_57600000_message_10.csv"

@@ -250,7 +250,7 @@ def _alert_out(ctx: ApiContext, row: AlertRow, now: int) -> AlertOut:
 
 
 def signal_out(rec: SignalRecord) -> SignalOut:
-    """A stored or published :class:`~orrange.store.alerts.SignalRecord` for clients."""
+    """A stored or published :class:`~orrange.wire.alerts.SignalRecord` for clients."""
     s = rec.signal
     return SignalOut(
         id=rec.id,
@@ -265,7 +265,7 @@ def signal_out(rec: SignalRecord) -> SignalOut:
 
 
 def notification_out(markets: Mapping[str, MarketSpec], n: Notification) -> NotificationOut:
-    """A :class:`~orrange.store.alerts.Notification` (ticks) as decimal strings."""
+    """A :class:`~orrange.wire.alerts.Notification` (ticks) as decimal strings."""
     spec = markets.get(n.market)
     sig = None
     if n.signal is not None and n.signal_id is not None:

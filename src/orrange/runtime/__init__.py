@@ -22,18 +22,13 @@ from orrange.runtime.actor import (
 from orrange.runtime.metrics import ActorMetrics, MetricsServer
 from orrange.runtime.publisher import MSG_ID_HEADER, PubAck, Publisher, PublishError, encode
 from orrange.runtime.streams import ProvisioningError, ensure_consumer, ensure_stream
-from orrange.wire.dlq import DLQ_STREAM, DLQ_SUBJECT_PREFIX, dlq_stream_spec
-from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 __all__ = [
-    "DLQ_STREAM",
-    "DLQ_SUBJECT_PREFIX",
     "MSG_ID_HEADER",
     "Actor",
     "ActorConfig",
     "ActorMetrics",
     "BatchHandler",
-    "ConsumerSpec",
     "Heartbeat",
     "Inbound",
     "Input",
@@ -43,8 +38,6 @@ __all__ = [
     "PubAck",
     "PublishError",
     "Publisher",
-    "StreamSpec",
-    "dlq_stream_spec",
     "encode",
     "ensure_consumer",
     "ensure_stream",
