@@ -1,5 +1,6 @@
-"""The engine's actors and wiring on top of :mod:`orrange.runtime` and :mod:`orrange.matching`.
+"""The engine's actors on top of :mod:`orrange.runtime` and :mod:`orrange.matching`.
 
-* :mod:`orrange.engine.matcher`: the matcher actor (books of a symbol shard).
-* :mod:`orrange.engine.up`: ``orrange up``, every process of the ``Procfile``.
+One module per :class:`~orrange.runtime.Actor` subclass (``matcher``, ``risk``, ``persister``,
+``feed``, ``alerter``, ``escrow``); their processes are parsed, configured and wired in
+``actors/``. :mod:`orrange.engine.up` is ``orrange up``, every process of the ``Procfile``.
 """
