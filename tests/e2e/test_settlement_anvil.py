@@ -28,7 +28,7 @@ from orrange.settlement.config import SettlementConfig
 from orrange.settlement.reputation import NEW_USER_SCORE
 from orrange.store import settlement as db
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chain]  # an anvil node
 
 SYM = "USDT-NGN"
 SPEC = MarketSpec(

@@ -43,7 +43,7 @@ SYMBOL = "AMZN-USD"
 MESSAGES = int(os.environ.get("ORRANGE_E2E_MESSAGES", "57515"))  # the whole day
 SECRET = "e2e-test-secret"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres]  # `orrange up` runs both
 
 
 def _free_port() -> int:

@@ -129,6 +129,7 @@ def test_is_p2p() -> None:
     assert is_p2p(CEX, fill(CEX.symbol, 1, 0, ("pix",)))
 
 
+@pytest.mark.chain  # an anvil node
 async def test_confirmations_and_restart_without_gaps_or_repeats(
     nats_url: str, database_url: str
 ) -> None:

@@ -25,6 +25,7 @@ from orrange.wire.spec import StreamSpec
 ORRANGE = str(Path(sys.executable).parent / "orrange")
 
 
+@pytest.mark.nats
 def test_nats_server_binary_comes_from_the_wheel() -> None:
     path = nats_server_binary()
     assert path.name == "nats-server"
@@ -32,6 +33,7 @@ def test_nats_server_binary_comes_from_the_wheel() -> None:
     assert "nats-server" in out.stdout
 
 
+@pytest.mark.nats
 async def test_jetstream_data_persists_across_nats_restart(tmp_path: Path) -> None:
     server = NatsServer(tmp_path / "store", log_file=tmp_path / "nats.log").start()
     try:
@@ -61,6 +63,7 @@ async def test_jetstream_data_persists_across_nats_restart(tmp_path: Path) -> No
         server.stop()
 
 
+@pytest.mark.postgres
 async def test_postgres_data_persists_across_restart(private_dir: Path) -> None:
     pg = EmbeddedPostgres(private_dir / "pg", log_file=private_dir / "pg.log").start()
     try:
@@ -98,6 +101,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.nats
 def test_cli_infra_nats_runs_until_sigterm(tmp_path: Path) -> None:
     port, mport = free_port(), free_port()
     env = _env(tmp_path, ORRANGE_NATS_PORT=str(port), ORRANGE_NATS_MONITOR_PORT=str(mport))
@@ -135,6 +139,7 @@ def test_cli_infra_nats_idles_when_an_external_url_is_set(tmp_path: Path) -> Non
     assert not (tmp_path / "var" / "nats").exists()
 
 
+@pytest.mark.postgres
 async def test_cli_infra_postgres_creates_the_database_and_stops(private_dir: Path) -> None:
     tmp_path = private_dir
     port = free_port()

@@ -36,7 +36,7 @@ class Env:
 
 
 @pytest.fixture
-def env() -> Env:
+def evm() -> Env:
     w3 = Web3(EthereumTesterProvider())
     a = w3.eth.accounts
     deployer, seller, buyer, mediator, fee_recipient, stranger = a[:6]

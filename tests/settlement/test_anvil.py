@@ -24,7 +24,7 @@ TID = bytes.fromhex("ab" * 32)
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
     binary = ensure_anvil(TOOLS)
     log = tmp_path_factory.mktemp("anvil") / "anvil.log"
     with AnvilNode(binary, log_file=log) as n:
@@ -32,18 +32,18 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
 
 
 @pytest.fixture
-def w3(node: AnvilNode) -> Web3:
-    return connect(node.url)
+def w3(anvil: AnvilNode) -> Web3:
+    return connect(anvil.url)
 
 
-def test_anvil_is_installed_and_reachable(node: AnvilNode, w3: Web3) -> None:
+def test_anvil_is_installed_and_reachable(anvil: AnvilNode, w3: Web3) -> None:
     assert find_anvil(TOOLS) is not None
     assert main(["path", "--tools-dir", str(TOOLS)]) == 0
     assert w3.eth.chain_id == 31337
     assert len(w3.eth.accounts) == 10
     assert w3.eth.get_balance(w3.eth.accounts[0]) == 10_000 * 10**18
     with pytest.raises(AnvilError, match="eth_noSuchMethod"):
-        node.rpc("eth_noSuchMethod")
+        anvil.rpc("eth_noSuchMethod")
 
 
 def test_escrow_happy_path_over_json_rpc(w3: Web3) -> None:
@@ -74,7 +74,7 @@ def test_escrow_happy_path_over_json_rpc(w3: Web3) -> None:
     assert released.block_hash == "0x" + bytes(block["hash"]).hex()
 
 
-def test_token_reclaim_after_increase_time(node: AnvilNode, w3: Web3) -> None:
+def test_token_reclaim_after_increase_time(anvil: AnvilNode, w3: Web3) -> None:
     deployer, seller, buyer, mediator, fee_to = w3.eth.accounts[:5]
     escrow = Escrow.deploy(w3, deployer, mediator=mediator, fee_recipient=fee_to, fee_bps=25)
     token = Token.deploy(w3, deployer, decimals=6)
@@ -95,8 +95,8 @@ def test_token_reclaim_after_increase_time(node: AnvilNode, w3: Web3) -> None:
     assert token.balance_of(escrow.address) == 5_000_000
     with pytest.raises(TransactionRejected, match="deadline not passed"):
         escrow.reclaim_tx(seller, TID)
-    node.rpc("evm_increaseTime", [120])
-    node.rpc("evm_mine")
+    anvil.rpc("evm_increaseTime", [120])
+    anvil.rpc("evm_mine")
     receipt = send_dev(w3, escrow.reclaim_tx(seller, TID))
     (ev,) = escrow.receipt_events(receipt)
     assert isinstance(ev, EscrowReclaimed) and ev.amount == 5_000_000
