@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 import nats
 import pytest
+from kit.wait import wait_for
 
 from actors.feed import main
 from orrange.engine.feed import COARSE_STORE_EVERY, Feed, _chunks, index_configs
@@ -39,28 +40,12 @@ from orrange.store.candles import query_candles
 from orrange.wire.engine import book_in_subject, decode_events
 from orrange.wire.marketdata import FEED_DURABLE, decode_candles, decode_indexes, decode_ticks
 
-WAIT_S = 60.0
 MARKETS = {
     k: v
     for k, v in load_markets(config_file("markets.toml")).items()
     if k in ("BTC-USDT", "ETH-USDT")
 }
 BTC, ETH = MARKETS["BTC-USDT"], MARKETS["ETH-USDT"]
-
-
-async def wait_for(check: Callable[[], Awaitable[bool] | bool], what: str) -> None:
-    """Poll ``check`` until true (a hang guard after WAIT_S, not a timed assertion)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_S
-    while True:
-        res = check()
-        if not isinstance(res, bool):
-            res = await res
-        if res:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def _replay_csv(path: Path, now: int, n: int) -> list[tuple[int, int, int, bool]]:

@@ -12,13 +12,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import msgspec
 import nats
 import pytest
+from kit.wait import wait_for
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js import api as js_api
@@ -70,16 +71,6 @@ MARKETS = {SYM: SPEC}
 T0 = 1_700_000_000_000
 
 Msg = tuple[str, bytes, dict[str, str]]
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 60) -> None:
-    """Poll ``check`` until true; fail after ``limit_s`` seconds (a hang guard, not an assert)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @asynccontextmanager
