@@ -19,7 +19,8 @@ from kit.store_expect import SYMBOL, BookRun, book_run, check_matches_book, dump
 from kit.wait import wait_for
 from nats.js import JetStreamContext
 
-from orrange.engine.persister import Persister, main
+from actors.persister import main
+from orrange.engine.persister import Persister
 from orrange.matching.enums import OrderType, RejectReason, Side, TimeInForce
 from orrange.matching.events import OrderAccepted, OrderRejected
 from orrange.runtime import ActorConfig, Publisher, ensure_stream
