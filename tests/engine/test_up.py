@@ -112,6 +112,8 @@ def test_procfile_lines() -> None:
     assert [ln.name for ln in plan(lines, embedded, ["matcher", "nats"])] == ["nats", "matcher"]
 
 
+@pytest.mark.nats
+@pytest.mark.postgres
 async def test_up_stops_on_ctrl_c_and_resumes_the_books(private_dir: Path) -> None:
     data = private_dir / "var"
     env = up_env(data)
@@ -164,6 +166,7 @@ async def test_up_stops_on_ctrl_c_and_resumes_the_books(private_dir: Path) -> No
     assert text.count("matcher stopped (rc=0)") == 2
 
 
+@pytest.mark.nats
 def test_up_stops_everything_when_a_process_dies(private_dir: Path) -> None:
     procfile = private_dir / "Procfile"
     procfile.write_text(
@@ -186,6 +189,7 @@ def test_up_stops_everything_when_a_process_dies(private_dir: Path) -> None:
     assert not tcp_open("127.0.0.1", int(env["ORRANGE_NATS_PORT"]))
 
 
+@pytest.mark.nats
 def test_a_killed_supervisor_leaves_no_orphan(private_dir: Path) -> None:
     procfile = private_dir / "Procfile"
     procfile.write_text("nats: orrange infra nats\n")
@@ -236,6 +240,9 @@ def _rpc(url: str, method: str, params: list[object]) -> object:
         return json.loads(resp.read())["result"]
 
 
+@pytest.mark.nats
+@pytest.mark.postgres
+@pytest.mark.chain
 def test_dev_chain_has_the_escrow_and_keeps_it_across_restarts(private_dir: Path) -> None:
     env = up_env(private_dir / "var")
     env.update(ORRANGE_ENV="dev", ORRANGE_CHAIN_PORT=str(free_port()))
