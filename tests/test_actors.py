@@ -15,7 +15,7 @@ from actors._cli import actor_main
 from orrange.engine.up import read_procfile
 
 ROOT = Path(__file__).resolve().parents[1]
-PROCESSES = [ln for ln in read_procfile(ROOT / "config" / "Procfile") if not ln.infra]
+PROCESSES = [ln for ln in read_procfile(ROOT / "Procfile") if not ln.infra]
 
 
 def test_every_procfile_process_is_one_actor_module() -> None:

@@ -15,11 +15,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import nats
 import pytest
+from kit.wait import wait_for
 
 from orrange.engine.up import ProcLine, plan, read_procfile
 from orrange.infra import free_port
@@ -81,6 +83,20 @@ async def query_book(url: str, proc: subprocess.Popen[bytes], limit_s: float = 9
         await asyncio.sleep(0.2)
 
 
+async def book_when(
+    url: str, proc: subprocess.Popen[bytes], ready: Callable[[L2Book], bool], what: str
+) -> L2Book:
+    """Query the book (:func:`query_book`) until ``ready(book)``; returns that book."""
+    got: list[L2Book] = []
+
+    async def check() -> bool:
+        got[:] = [await query_book(url, proc)]
+        return ready(got[0])
+
+    await wait_for(check, what)
+    return got[0]
+
+
 def stop_up(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -89,7 +105,7 @@ def stop_up(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
 
 
 def test_procfile_lines() -> None:
-    lines = read_procfile(ROOT / "config" / "Procfile")
+    lines = read_procfile(ROOT / "Procfile")
     names = [ln.name for ln in lines]
     assert names == [
         "nats",
@@ -129,8 +145,7 @@ async def test_up_stops_on_ctrl_c_and_resumes_the_books(private_dir: Path) -> No
         bid = SubmitOrder(ts=1, user="alice", side=Side.BUY, quantity=100, price=3_000_000)
         await Publisher(nc).publish(book_in_subject(SYM), bid, msg_id="test:bid")
         await nc.close()
-        while not (book := await query_book(url, proc)).bids:
-            await asyncio.sleep(0.05)
+        book = await book_when(url, proc, lambda b: bool(b.bids), "the bid to rest")
         assert book.bids == [(3_000_000, 100)]
         code, took = stop_up(proc)
     finally:
@@ -152,8 +167,7 @@ async def test_up_stops_on_ctrl_c_and_resumes_the_books(private_dir: Path) -> No
         ask = SubmitOrder(ts=2, user="bob", side=Side.SELL, quantity=40, price=3_000_000)
         await Publisher(nc).publish(book_in_subject(SYM), ask, msg_id="test:ask")
         await nc.close()
-        while (after := await query_book(url, proc)).seq == book.seq:
-            await asyncio.sleep(0.05)
+        after = await book_when(url, proc, lambda b: b.seq != book.seq, "the ask to trade")
         assert after.bids == [(3_000_000, 60)] and after.asks == []
         code, took = stop_up(proc)
     finally:

@@ -1,7 +1,7 @@
 """``orrange up``: every process of the ``Procfile``, started and stopped in order.
 
-The ``Procfile`` (``name: command`` lines, parsed by honcho; ``config/Procfile`` found by
-:func:`orrange.settings.config_file`) lists the embedded servers (``orrange infra nats``,
+The ``Procfile`` (``name: command`` lines, parsed by honcho; the repository's ``Procfile``,
+which ``config/Procfile`` links to, found by :func:`orrange.settings.config_file`) lists the embedded servers (``orrange infra nats``,
 ``orrange infra postgres``) and the engine's processes (``orrange actor NAME``).
 :class:`Supervisor`:
 
