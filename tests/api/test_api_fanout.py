@@ -11,8 +11,12 @@ import nats
 from kit.api_stack import SPEC, SYM
 
 from orrange.api._metrics import ApiMetrics
-from orrange.api.hub import EventHub, Subscriber
+from orrange.api.commands import CommandWaiters
+from orrange.api.fanout import OrderChannel, TickerChannel, TradeChannel
+from orrange.api.hub import EventHub
+from orrange.api.mirrors import BookMirrors
 from orrange.api.schemas import TickerOut
+from orrange.api.subscriber import Subscriber
 from orrange.markets import MarketSpec
 from orrange.matching import BookDelta, OrderAccepted, OrderType, Side, TimeInForce
 
@@ -76,21 +80,33 @@ async def _no_ticker(spec: MarketSpec) -> tuple[TickerOut, int]:
 async def test_hub_dedups_and_resyncs_on_a_gap(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     metrics = ApiMetrics()
-    hub = EventHub(nc, {SYM: SPEC}, metrics, _no_ticker, query_timeout_s=0.5)
+    markets = {SYM: SPEC}
+    commands = CommandWaiters(markets)
+    books = BookMirrors(markets, metrics, query_timeout_s=0.5)
+    await books.start(nc)
+    hub = EventHub(
+        nc,
+        metrics,
+        commands=commands,
+        books=books,
+        trades=TradeChannel(markets),
+        tickers=TickerChannel(markets, _no_ticker, 1.0),
+        orders=OrderChannel(markets),
+    )
     try:
-        fut = hub.expect_submit("u", "c")
+        fut = commands.expect_submit("u", "c")
         hub.dispatch(_accepted(1))
         tracker = fut.result()
-        assert tracker.accepted.order_id == 1 and tracker.status == "new"
+        assert tracker.accepted.order_id == 1 and tracker.record.status == "new"
         # a redelivered event is dropped: no second resolution, no sequence change
-        fut2 = hub.expect_submit("u", "c")
+        fut2 = commands.expect_submit("u", "c")
         hub.dispatch(_accepted(1))
         assert not fut2.done() and hub.seen_seq(SYM) == 1
-        hub.forget_submit("u", "c")
+        commands.forget_submit("u", "c")
 
         # a client following the book: the mirror cannot sync (no matcher) -> an error
         sub = Subscriber(max_queue=16)
-        assert hub.subscribe(sub, f"book.{SYM}") is None
+        assert books.subscribe(sub, f"book.{SYM}") is None
         while not sub.queue:
             await asyncio.sleep(0.01)
         err = json.loads(sub.queue.popleft())
@@ -104,4 +120,5 @@ async def test_hub_dedups_and_resyncs_on_a_gap(nats_url: str) -> None:
         assert await hub.wait_seq(SYM, 5, 0.1)
     finally:
         await hub.stop()
+        await books.stop()
         await nc.close()

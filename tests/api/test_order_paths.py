@@ -2,11 +2,11 @@
 
 A real book runs commands that produce every event type (fills, user, IOC, self-trade
 decrement and cancel, expiry, trigger, amend, rejection, deltas, halt/resume). Each command's
-events are one ``evt.<SYM>`` message: the API path follows them as the event hub does (an
-:class:`~orrange.api.hub.OrderTracker` per accepted order) and the persister path writes them
-with the :class:`~orrange.store.EventWriter`; after every command each order's representation
-from the tracker equals the one built from its row and fills read back through the store's
-queries.
+events are one ``evt.<SYM>`` message: the API path gives them to its
+:class:`~orrange.api.commands.CommandWaiters` (a submit waits for its answer, an
+:class:`~orrange.api.commands.OrderTracker`) and the persister path writes them with the
+:class:`~orrange.store.EventWriter`; after every command each order's representation from its
+tracker equals the one built from its row and fills read back through the store's queries.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-from orrange.api.hub import OrderTracker
+from orrange.api.commands import CommandWaiters, OrderTracker
 from orrange.api.schemas import OrderOut, fill_out, order_out
 from orrange.matching import (
     AdvanceTime,
@@ -41,7 +41,6 @@ from orrange.matching import (
     TimeInForce,
 )
 from orrange.matching.flow import BENCH_SPEC
-from orrange.matching.orders import order_ids
 from orrange.store import EventWriter, migrate
 from orrange.store.queries import get_order, order_fills
 
@@ -106,26 +105,28 @@ async def test_submit_answer_and_get_agree_for_every_event_type(database_url: st
     try:
         await migrate(conn)
         writer = EventWriter(conn)
+        waiters = CommandWaiters({SPEC.symbol: SPEC})
         trackers: dict[int, OrderTracker] = {}
         answers: dict[int, OrderOut] = {}  # what a submit answers
         seen: set[type] = set()
         for cmd in _commands():
+            submit = None
+            if isinstance(cmd, SubmitOrder):
+                submit = waiters.expect_submit(cmd.user, cmd.client_order_id)
             events: list[Event] = book.process(cmd)
-            # the hub: acceptance starts a tracker, every event goes to its orders' trackers
-            for ev in events:
-                seen.add(type(ev))
-                if isinstance(ev, OrderAccepted):
-                    trackers[ev.order_id] = OrderTracker(SPEC, ev)
-                    continue
-                for oid in order_ids(ev):
-                    trackers[oid].apply(ev)
+            seen.update(type(ev) for ev in events)
+            for ev in events:  # what the event hub does with one evt.<SYM> message
+                waiters.on_event(ev)
+            if submit is not None:
+                outcome = submit.result()
+                if isinstance(outcome, OrderTracker):
+                    trackers[outcome.accepted.order_id] = outcome
+                    answers[outcome.accepted.order_id] = outcome.out()
             # the persister
             await writer.write([(e, msgspec.json.encode(e)) for e in events])
-            for ev in events:
-                if isinstance(ev, OrderAccepted):
-                    answers[ev.order_id] = trackers[ev.order_id].out()
             for oid, tracker in trackers.items():
                 assert tracker.out() == await _stored(conn, SPEC.symbol, oid), (cmd, oid)
+        assert sorted(trackers) == list(range(1, 14))  # every accepted order answered
         assert seen == {
             OrderAccepted,
             OrderRejected,

@@ -4,14 +4,21 @@
 * :mod:`orrange.api.auth`: HS256 JWT bearer tokens (``orrange token USER``).
 * :mod:`orrange.api.schemas`: request/response bodies, decimal strings at the edge.
 * :mod:`orrange.api.errors`: the ``{"error": {"field", "reason", "message"}}`` bodies.
-* :mod:`orrange.api.hub`: the one event subscription of the process and its fan-out.
+* :mod:`orrange.api.context`: :class:`ApiContext` (connections, hub, channels) and its options.
+* :mod:`orrange.api.hub`: the one event subscription of the process and its dispatch to
+  :mod:`~orrange.api.commands` (command/answer correlation, read-your-writes),
+  :mod:`~orrange.api.mirrors` (L2 book mirrors) and :mod:`~orrange.api.fanout` (trades,
+  ticker, private orders).
+* :mod:`orrange.api.channels`: the registry of WebSocket channels; each client is a
+  :class:`~orrange.api.subscriber.Subscriber`.
 * :mod:`orrange.api.ws`: the ``/ws`` WebSocket protocol.
 
 Run it with ``orrange actor api`` (:mod:`actors.api`; settings from ``orrange.toml`` and
 ``ORRANGE_*``).
 """
 
-from orrange.api.app import ApiContext, ApiOptions, create_app
+from orrange.api.app import create_app
 from orrange.api.auth import Principal, decode_token, issue_token
+from orrange.api.context import ApiContext, ApiOptions
 
 __all__ = ["ApiContext", "ApiOptions", "Principal", "create_app", "decode_token", "issue_token"]

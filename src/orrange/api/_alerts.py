@@ -25,7 +25,8 @@ deleted alert (or subscription) is stored in PostgreSQL, then announced to the a
 ``alerts.cmd`` (:class:`orrange.wire.alerts.AlertCommand`); when that publish fails the
 change is undone and the answer is 503.
 
-WebSocket (:class:`AlertFanout`, wired into :class:`orrange.api.hub.EventHub`): a user's
+WebSocket (:class:`AlertFanout`, the ``signals`` channel registered by
+:func:`~orrange.api.app.create_app`): a user's
 notifications arrive on their private ``orders`` channel as ``{"type": "notification",
 "channel": "orders", ...}`` (fields of :class:`NotificationOut`), and the public channel
 ``signals`` carries ``{"type": "signal", "channel": "signals", "signal": {...}}`` (a
@@ -41,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, delete, get, post
@@ -52,9 +53,11 @@ from nats.js import api as js_api
 
 from orrange.alerts.rules import AlertRequest, InvalidAlert, alert_from_request
 from orrange.alerts.signals import SignalSubscription, SignalType
-from orrange.api._routes import _AUTH, _ctx, now_ms
 from orrange.api.auth import Principal
+from orrange.api.context import ApiContext, now_ms
+from orrange.api.deps import context
 from orrange.api.errors import ApiError
+from orrange.api.subscriber import Subscriber
 from orrange.logging import get_logger
 from orrange.marketdata.candles import INTERVAL_MS
 from orrange.markets import InvalidValue, MarketSpec
@@ -86,10 +89,6 @@ from orrange.wire.alerts import (
     decode_notifications,
     decode_signal,
 )
-
-if TYPE_CHECKING:
-    from orrange.api.app import ApiContext
-    from orrange.api.hub import Subscriber
 
 __all__ = [
     "ALERT_HANDLERS",
@@ -311,7 +310,7 @@ def _unavailable(exc: Exception) -> ApiError:
 
 
 # ------------------------------------------------------------------------------ alerts
-@post("/alerts", dependencies=_AUTH, status_code=201, summary="Create a price alert")
+@post("/alerts", status_code=201, summary="Create a price alert")
 async def create_alert_route(
     request: Request[Any, Any, Any],
     data: JSONBody[AlertIn],
@@ -320,7 +319,7 @@ async def create_alert_route(
     """Create a price alert (400 naming the field when invalid: unknown market, target or
     hysteresis off the tick grid or not positive, a band without ``rearm``, ``rearm`` without a
     band, an expiry not in the future; 503 when the alerter cannot be told)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     spec = ctx.markets.get(data.market)
     if spec is None:
         raise ApiError(400, "market", "unknown_market", f"no market {data.market!r}")
@@ -341,7 +340,7 @@ async def create_alert_route(
     return _alert_out(ctx, row, now)
 
 
-@get("/alerts", dependencies=_AUTH, summary="List my price alerts")
+@get("/alerts", summary="List my price alerts")
 async def list_alerts_route(
     request: Request[Any, Any, Any],
     principal: NamedDependency[Principal],
@@ -351,7 +350,7 @@ async def list_alerts_route(
 ) -> list[AlertOut]:
     """My alerts, newest first; ``status`` one of ``active fired expired deleted``; page with
     ``before_id`` (the last id of the previous page)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     if status is not None and status not in _STATUSES:
         raise ApiError(400, "status", "invalid_status", f"status must be one of {_STATUSES}")
     rows = await list_alerts(
@@ -361,12 +360,12 @@ async def list_alerts_route(
     return [_alert_out(ctx, r, now) for r in rows]
 
 
-@get("/alerts/{alert_id:int}", dependencies=_AUTH, summary="One of my price alerts")
+@get("/alerts/{alert_id:int}", summary="One of my price alerts")
 async def get_alert_route(
     request: Request[Any, Any, Any], alert_id: FromPath[int], principal: NamedDependency[Principal]
 ) -> AlertOut:
     """One of my alerts (404 when unknown or not mine)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     try:
         row = await get_alert(ctx.pool, principal.user, alert_id)
     except AlertNotFound as exc:
@@ -374,14 +373,14 @@ async def get_alert_route(
     return _alert_out(ctx, row, now_ms())
 
 
-@delete("/alerts/{alert_id:int}", dependencies=_AUTH, status_code=200, summary="Delete an alert")
+@delete("/alerts/{alert_id:int}", status_code=200, summary="Delete an alert")
 async def delete_alert_route(
     request: Request[Any, Any, Any], alert_id: FromPath[int], principal: NamedDependency[Principal]
 ) -> AlertOut:
     """Delete one of my alerts; answers it (404 when unknown or not mine, 503 when the
     alerter cannot be told: the alert is then deleted in PostgreSQL and leaves the alerter at
     its next start)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     now = now_ms()
     try:
         row = await delete_alert(ctx.pool, principal.user, alert_id, now)
@@ -394,7 +393,7 @@ async def delete_alert_route(
     return _alert_out(ctx, row, now)
 
 
-@get("/notifications", dependencies=_AUTH, summary="My notifications")
+@get("/notifications", summary="My notifications")
 async def list_notifications_route(
     request: Request[Any, Any, Any],
     principal: NamedDependency[Principal],
@@ -402,7 +401,7 @@ async def list_notifications_route(
     before_ts: FromQuery[int | None] = None,
 ) -> list[NotificationOut]:
     """My notifications, newest first; page with ``before_ts`` (ms UTC)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     notes = await list_notifications(ctx.pool, principal.user, limit=limit, before_ts=before_ts)
     return [notification_out(ctx.markets, n) for n in notes]
 
@@ -418,14 +417,14 @@ async def list_signals_route(
 ) -> list[SignalOut]:
     """Signals, newest bar first: of ``symbol``, of ``type`` (a signal type), from bars opened
     at or after ``since`` (ms UTC)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     if type is not None and type not in {str(t) for t in SignalType}:
         raise ApiError(400, "type", "invalid_type", f"no signal type {type!r}")
     rows = await list_signals(ctx.pool, symbol=symbol, type=type, since=since, limit=limit)
     return [signal_out(r) for r in rows]
 
 
-@post("/signal-subscriptions", dependencies=_AUTH, status_code=201, summary="Subscribe to signals")
+@post("/signal-subscriptions", status_code=201, summary="Subscribe to signals")
 async def create_subscription_route(
     request: Request[Any, Any, Any],
     data: JSONBody[SubscriptionIn],
@@ -433,7 +432,7 @@ async def create_subscription_route(
 ) -> SubscriptionOut:
     """Be notified of signals (400 on an unknown market or interval, or a ``min_score``
     outside ``[0, 1]``; 503 when the alerter cannot be told)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     for sym in data.symbols:
         if sym not in ctx.markets:
             raise ApiError(400, "symbols", "unknown_market", f"no market {sym!r}")
@@ -460,18 +459,17 @@ async def create_subscription_route(
     return _sub_out(row)
 
 
-@get("/signal-subscriptions", dependencies=_AUTH, summary="My signal subscriptions")
+@get("/signal-subscriptions", summary="My signal subscriptions")
 async def list_subscriptions_route(
     request: Request[Any, Any, Any], principal: NamedDependency[Principal]
 ) -> list[SubscriptionOut]:
     """My active signal subscriptions, by id."""
-    ctx = _ctx(request)
+    ctx = context(request)
     return [_sub_out(r) for r in await list_subscriptions(ctx.pool, principal.user)]
 
 
 @delete(
     "/signal-subscriptions/{sub_id:int}",
-    dependencies=_AUTH,
     status_code=204,
     summary="Unsubscribe from signals",
 )
@@ -479,7 +477,7 @@ async def delete_subscription_route(
     request: Request[Any, Any, Any], sub_id: FromPath[int], principal: NamedDependency[Principal]
 ) -> None:
     """End one of my subscriptions (404 when unknown, not mine or already ended)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     try:
         await delete_subscription(ctx.pool, principal.user, sub_id)
     except AlertNotFound as exc:
@@ -510,7 +508,8 @@ class AlertFanout:
 
     Args:
         markets: the API's markets (decimal conversion).
-        user_subs: the hub's subscribers of a user's private ``orders`` channel.
+        user_subs: the subscribers of a user's private ``orders`` channel
+            (:meth:`orrange.api.fanout.OrderChannel.subscribers`).
     """
 
     def __init__(
@@ -550,15 +549,19 @@ class AlertFanout:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sub.unsubscribe(), 2)
 
-    def subscribe(self, sub: Subscriber) -> None:
-        """Add ``sub`` to the public ``signals`` channel."""
+    def subscribe(self, sub: Subscriber, channel: str) -> str | None:
+        """Add ``sub`` to the public ``signals`` channel (``unknown_channel`` for another)."""
+        if channel != SIGNALS_SUBJECT:
+            return "unknown_channel"
         sub.channels.add(SIGNALS_SUBJECT)
         self._signal_subs.add(sub)
+        return None
 
-    def unsubscribe(self, sub: Subscriber) -> None:
+    def unsubscribe(self, sub: Subscriber, channel: str) -> None:
         """Remove ``sub`` from ``signals`` (no-op when absent)."""
-        sub.channels.discard(SIGNALS_SUBJECT)
-        self._signal_subs.discard(sub)
+        if channel == SIGNALS_SUBJECT:
+            sub.channels.discard(SIGNALS_SUBJECT)
+            self._signal_subs.discard(sub)
 
     async def _on_notes(self, msg: Any) -> None:
         try:

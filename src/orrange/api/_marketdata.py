@@ -32,7 +32,8 @@ are floats (analytics, never money).
 WebSocket: ``candles.<IV>.<SYM>`` delivers ``{"type": "candle", "channel": ..., ...}`` with the
 fields of :class:`CandleOut` for every candle of that interval and market in the feed's
 ``md.candles`` batches (the latest version of the open window per feed flush, ``final`` true
-once the window closed); :class:`CandleFanout` does the fan-out for the hub.
+once the window closed); :class:`CandleFanout` serves the channel (registered by
+:func:`~orrange.api.app.create_app`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import asyncio
 import contextlib
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get
@@ -49,7 +50,11 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
+from orrange.api.context import ApiContext, now_ms
+from orrange.api.deps import context, market
 from orrange.api.errors import ApiError
+from orrange.api.mirrors import BookUnavailable
+from orrange.api.subscriber import Subscriber
 from orrange.marketdata.candles import INTERVAL_MS, Candle, CandleClosed
 from orrange.marketdata.index import IndexPrice
 from orrange.marketdata.indicators import INDICATOR_NAMES, IndicatorConfig, IndicatorSet
@@ -57,10 +62,6 @@ from orrange.markets import MarketSpec
 from orrange.matching import L2Book, PriceImpact, Side, depth_bands, price_impact
 from orrange.store.candles import latest_candles, query_candles
 from orrange.wire.marketdata import MD, MD_CANDLES_SUBJECT, decode_candles, index_subject
-
-if TYPE_CHECKING:
-    from orrange.api.app import ApiContext
-    from orrange.api.hub import Subscriber
 
 __all__ = [
     "MARKETDATA_HANDLERS",
@@ -206,18 +207,6 @@ def candle_out(spec: MarketSpec, c: Candle) -> CandleOut:
     )
 
 
-def _ctx(request: Request[Any, Any, Any]) -> ApiContext:
-    ctx: ApiContext = request.app.state["api"]
-    return ctx
-
-
-def _spec(ctx: ApiContext, symbol: str) -> MarketSpec:
-    spec = ctx.markets.get(symbol)
-    if spec is None:
-        raise ApiError(404, "symbol", "unknown_market", f"no market {symbol!r}")
-    return spec
-
-
 def _interval(interval: str) -> str:
     if interval not in INTERVAL_MS:
         raise ApiError(
@@ -227,12 +216,6 @@ def _interval(interval: str) -> str:
             f"interval must be one of {', '.join(INTERVAL_MS)}, not {interval!r}",
         )
     return interval
-
-
-def _now_ms() -> int:
-    from orrange.api._routes import now_ms
-
-    return now_ms()
 
 
 @get("/markets/{symbol:str}/candles", summary="Candles")
@@ -246,10 +229,10 @@ async def get_candles(
 ) -> CandlePage:
     """Stored candles with ``start <= open_time <= end`` (ms UTC; ``end`` defaults to now),
     oldest first, at most ``limit``; 400 for an unknown interval or ``start > end``."""
-    ctx = _ctx(request)
-    spec = _spec(ctx, symbol)
+    ctx = context(request)
+    spec = market(ctx, symbol)
     iv = _interval(interval)
-    stop = _now_ms() if end is None else end
+    stop = now_ms() if end is None else end
     if start > stop:
         raise ApiError(400, "start", "invalid_range", f"start {start} is after end {stop}")
     rows = await query_candles(ctx.pool, symbol, iv, start, stop, limit)
@@ -271,8 +254,8 @@ async def get_indicators(
 ) -> IndicatorsOut:
     """Indicators over the stored candles of ``interval`` (``names`` among sma, ema, rsi,
     macd, bb, vwap, atr; default all); 400 for an unknown interval or name."""
-    ctx = _ctx(request)
-    spec = _spec(ctx, symbol)
+    ctx = context(request)
+    spec = market(ctx, symbol)
     iv = _interval(interval)
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else list(INDICATOR_NAMES)
     unknown = [n for n in wanted if n not in INDICATOR_NAMES]
@@ -283,7 +266,7 @@ async def get_indicators(
             "unknown_indicator",
             f"names must be among {', '.join(INDICATOR_NAMES)}, not {unknown or names!r}",
         )
-    rows = await latest_candles(ctx.pool, symbol, iv, _now_ms(), INDICATOR_BARS)
+    rows = await latest_candles(ctx.pool, symbol, iv, now_ms(), INDICATOR_BARS)
     ind = IndicatorSet(symbol, iv, spec.tick_size, spec.lot_size)
     for c in rows:
         ind.update(c)
@@ -351,15 +334,13 @@ async def _last_index(ctx: ApiContext, symbol: str) -> IndexPrice | None:
 
 async def market_snapshot(ctx: ApiContext, spec: MarketSpec) -> MarketSnapshotOut:
     """The snapshot of one market now (see :class:`MarketSnapshotOut`)."""
-    from orrange.api.hub import BookUnavailable
-
-    now = _now_ms()
+    now = now_ms()
     symbol = spec.symbol
     p = spec.ticks_to_price
 
     async def book() -> L2Book | None:
         try:
-            return await ctx.hub.query_book(symbol, BOOK_LEVELS)
+            return await ctx.books.query(symbol, BOOK_LEVELS)
         except BookUnavailable:
             return None
 
@@ -434,7 +415,7 @@ async def market_snapshot(ctx: ApiContext, spec: MarketSpec) -> MarketSnapshotOu
 @get("/markets/snapshots", summary="Snapshots of every market")
 async def get_snapshots(request: Request[Any, Any, Any]) -> list[MarketSnapshotOut]:
     """:class:`MarketSnapshotOut` of every market, by symbol."""
-    ctx = _ctx(request)
+    ctx = context(request)
     specs = [ctx.markets[s] for s in sorted(ctx.markets)]
     return list(await asyncio.gather(*(market_snapshot(ctx, s) for s in specs)))
 
@@ -442,8 +423,8 @@ async def get_snapshots(request: Request[Any, Any, Any]) -> list[MarketSnapshotO
 @get("/markets/{symbol:str}/snapshot", summary="Market snapshot")
 async def get_snapshot(request: Request[Any, Any, Any], symbol: FromPath[str]) -> MarketSnapshotOut:
     """Index, last price, 24 h statistics, spread, depth and price impact of one market."""
-    ctx = _ctx(request)
-    return await market_snapshot(ctx, _spec(ctx, symbol))
+    ctx = context(request)
+    return await market_snapshot(ctx, market(ctx, symbol))
 
 
 #: The route handlers of this module (mounted under ``/api/v1``).

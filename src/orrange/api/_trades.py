@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
@@ -40,10 +40,11 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from web3 import Web3
 
-from orrange.api._routes import _AUTH, _ctx, now_ms
 from orrange.api.auth import Principal
+from orrange.api.context import ApiContext, now_ms
+from orrange.api.deps import context
 from orrange.api.errors import ApiError
-from orrange.api.hub import PRIVATE_PREFIX
+from orrange.api.fanout import PRIVATE_PREFIX
 from orrange.evm.chain import (
     ChainError,
     Escrow,
@@ -55,9 +56,6 @@ from orrange.evm.chain import (
 from orrange.settlement.events import ZERO_ADDRESS
 from orrange.settlement.lifecycle import Trade
 from orrange.store import settlement as db
-
-if TYPE_CHECKING:
-    from orrange.api.app import ApiContext
 
 __all__ = [
     "TRADE_HANDLERS",
@@ -231,7 +229,7 @@ async def _load(ctx: ApiContext, trade_id: str, p: Principal) -> tuple[db.TradeR
 # ----------------------------------------------------------------------------- reads
 
 
-@get("/trades", dependencies=_AUTH, summary="My trades")
+@get("/trades", summary="My trades")
 async def list_my_trades(
     request: Request[Any, Any, Any],
     principal: NamedDependency[Principal],
@@ -240,7 +238,7 @@ async def list_my_trades(
 ) -> TradePage:
     """My trades as buyer or seller, newest first; ``cursor`` is the previous page's
     ``next_cursor`` (400 when malformed)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     before: tuple[int, str] | None = None
     if cursor:
         ms, _, tid = cursor.partition(":")
@@ -255,13 +253,13 @@ async def list_my_trades(
     )
 
 
-@get("/trades/{trade_id:str}", dependencies=_AUTH, summary="One trade")
+@get("/trades/{trade_id:str}", summary="One trade")
 async def get_trade(
     request: Request[Any, Any, Any], trade_id: FromPath[str], principal: NamedDependency[Principal]
 ) -> TradeOut:
     """A trade of mine (mediators: any trade) with its state, deadlines, escrow and
     transaction hashes; 404 otherwise."""
-    ctx = _ctx(request)
+    ctx = context(request)
     row, role = await _load(ctx, trade_id, principal)
     return _trade_out(ctx, row, role)
 
@@ -348,7 +346,7 @@ async def _step(
 ) -> TxOut:
     """Check the caller's role, build the unsigned transaction with ``build(escrow, from,
     trade_id_bytes, trade)``, and send it in dev mode."""
-    ctx = _ctx(request)
+    ctx = context(request)
     dev = _dev_signing(sign)
     row, role = await _load(ctx, trade_id, principal)
     if role not in roles:
@@ -377,7 +375,7 @@ async def _step(
         raise ApiError(503, "chain", "unavailable", f"chain unreachable: {exc}") from exc
 
 
-@post("/trades/{trade_id:str}/fund", dependencies=_AUTH, status_code=200, summary="Fund")
+@post("/trades/{trade_id:str}/fund", status_code=200, summary="Fund")
 async def fund(
     request: Request[Any, Any, Any],
     trade_id: FromPath[str],
@@ -425,7 +423,6 @@ def _simple(action: str, roles: tuple[str, ...], method: str) -> Any:
     handler.__doc__ = f"{' or '.join(roles).capitalize()}: the {action} transaction."
     return post(
         f"/trades/{{trade_id:str}}/{action}",
-        dependencies=_AUTH,
         status_code=200,
         summary=action.capitalize(),
         name=f"trade_{action}",
@@ -438,7 +435,7 @@ dispute = _simple("dispute", ("buyer", "seller"), "dispute_tx")
 reclaim = _simple("reclaim", ("seller",), "reclaim_tx")
 
 
-@post("/trades/{trade_id:str}/resolve", dependencies=_AUTH, status_code=200, summary="Resolve")
+@post("/trades/{trade_id:str}/resolve", status_code=200, summary="Resolve")
 async def resolve(
     request: Request[Any, Any, Any],
     trade_id: FromPath[str],
@@ -466,7 +463,7 @@ async def resolve(
 # ----------------------------------------------------------------------------- chat
 
 
-@get("/trades/{trade_id:str}/messages", dependencies=_AUTH, summary="Trade chat")
+@get("/trades/{trade_id:str}/messages", summary="Trade chat")
 async def list_chat(
     request: Request[Any, Any, Any],
     trade_id: FromPath[str],
@@ -475,7 +472,7 @@ async def list_chat(
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
 ) -> list[MessageOut]:
     """The chat of a trade of mine in order (mediators read any trade's, as evidence)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     await _load(ctx, trade_id, principal)
     rows = await db.list_messages(ctx.pool, trade_id, after_id=after_id, limit=limit)
     return [_msg_out(m) for m in rows]
@@ -487,7 +484,7 @@ def _msg_out(m: db.MessageRecord) -> MessageOut:
     )
 
 
-@post("/trades/{trade_id:str}/messages", dependencies=_AUTH, status_code=201, summary="Say")
+@post("/trades/{trade_id:str}/messages", status_code=201, summary="Say")
 async def post_chat(
     request: Request[Any, Any, Any],
     trade_id: FromPath[str],
@@ -496,7 +493,7 @@ async def post_chat(
 ) -> MessageOut:
     """Add a message to the chat of a trade of mine (a mediator only once it was disputed);
     it is pushed to both parties' WebSocket ``orders`` channel."""
-    ctx = _ctx(request)
+    ctx = context(request)
     row, role = await _load(ctx, trade_id, principal)
     if role == "mediator" and row.trade.disputed_ms is None:
         raise ApiError(403, "role", "not_disputed", "mediators join the chat after a dispute")

@@ -34,7 +34,7 @@ from orrange.matching import (
     TriggerSource,
 )
 from orrange.matching.orders import OrderRecord
-from orrange.store.queries import TradeRecord
+from orrange.store.queries import Ticker, TradeRecord
 
 __all__ = [
     "AmendIn",
@@ -59,6 +59,7 @@ __all__ = [
     "reject_field",
     "reject_status",
     "submit_command",
+    "ticker_out",
 ]
 
 OrderStatus = Literal[
@@ -480,6 +481,26 @@ def order_out(spec: MarketSpec, o: OrderRecord, fills: list[FillOut] | None = No
         updated_at=o.updated_ts,
         reason=o.reason,
         fills=fills or [],
+    )
+
+
+def ticker_out(spec: MarketSpec, t: Ticker) -> TickerOut:
+    """A store :class:`~orrange.store.queries.Ticker` as decimal strings."""
+
+    def p(v: int | None) -> str | None:
+        return None if v is None else spec.ticks_to_price(v)
+
+    return TickerOut(
+        symbol=t.symbol,
+        open=p(t.open),
+        high=p(t.high),
+        low=p(t.low),
+        last=p(t.last),
+        volume=spec.lots_to_qty(t.volume),
+        quote_volume=spec.units_to_quote(t.quote_volume),
+        trades=t.count,
+        from_ts=t.from_ts,
+        to_ts=t.to_ts,
     )
 
 

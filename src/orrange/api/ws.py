@@ -10,7 +10,7 @@ Client messages (JSON text frames):
 
 Server messages carry ``type`` and ``channel``: ``subscribed`` / ``unsubscribed``,
 ``snapshot`` then ``delta`` (book: ``seq``, ``prev_seq``, ``[price, size]`` levels as decimal
-strings, size ``"0"`` removes a level; see :mod:`orrange.api.hub` for the gap rule),
+strings, size ``"0"`` removes a level; see :mod:`orrange.api.subscriber` for the gap rule),
 ``trade``, ``ticker``, ``candle`` (fields of :class:`orrange.api._marketdata.CandleOut`),
 ``order`` (the user's own events: accepted, rejected, fill, canceled, expired, triggered,
 amended), ``authenticated`` and ``error`` (``field``, ``reason``,
@@ -31,18 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from orrange.api.auth import AuthError, decode_token
-from orrange.api.hub import Subscriber
+from orrange.api.context import ApiContext
+from orrange.api.subscriber import Subscriber
 from orrange.logging import get_logger
-
-if TYPE_CHECKING:
-    from orrange.api.app import ApiContext
 
 __all__ = ["SLOW_CONSUMER_CODE", "ClientMessage", "ws_handler"]
 
@@ -136,7 +134,7 @@ class _Session:
 
     async def handle(self, raw: str | bytes) -> None:
         """Act on one client message."""
-        sub, hub = self.sub, self.ctx.hub
+        sub, channels = self.sub, self.ctx.channels
         try:
             msg = _decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -151,7 +149,7 @@ class _Session:
                 sub.enqueue(_error("token", exc.reason, exc.message))
                 return
             if sub.user is not None and sub.user != principal.user:
-                hub.unsubscribe(sub, "orders")
+                channels.unsubscribe(sub, "orders")
             sub.user = principal.user
             sub.enqueue(_json.encode({"type": "authenticated", "user": principal.user}))
         elif msg.op in ("subscribe", "unsubscribe"):
@@ -160,14 +158,14 @@ class _Session:
                 sub.enqueue(_error("channel", "missing", "give a channel"))
                 return
             if msg.op == "unsubscribe":
-                hub.unsubscribe(sub, channel)
+                channels.unsubscribe(sub, channel)
                 sub.enqueue(_json.encode({"type": "unsubscribed", "channel": channel}))
                 return
             if len(sub.channels) >= _MAX_CHANNELS and channel not in sub.channels:
                 sub.enqueue(_error("channel", "too_many_channels", f"at most {_MAX_CHANNELS}"))
                 return
             sub.enqueue(_json.encode({"type": "subscribed", "channel": channel}))
-            err = hub.subscribe(sub, channel)
+            err = channels.subscribe(sub, channel)
             if err is not None:
                 sub.channels.discard(channel)
                 sub.enqueue(_error("channel", err, f"cannot subscribe to {channel!r}", channel))
@@ -200,7 +198,7 @@ async def ws_handler(socket: WebSocket[Any, Any, Any]) -> None:
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        ctx.hub.remove(sub)
+        ctx.channels.remove(sub)
         if session.timer is not None:
             session.timer.cancel()
         for t in tasks:

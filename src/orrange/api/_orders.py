@@ -1,4 +1,10 @@
-"""HTTP route handlers of the API (see :mod:`orrange.api.app` for the route table)."""
+"""Order routes of the API (``/api/v1/orders``; see :mod:`orrange.api.app` for the table).
+
+Every route needs ``Authorization: Bearer <JWT>``. A submit, cancel or amend publishes the
+command and answers with the engine's outcome (:mod:`orrange.api.commands`); reads come from
+PostgreSQL, waiting until the stored row reflects the last event about the order this process
+has seen (read-your-writes).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,11 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, delete, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar import Request, delete, get, patch, post
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response.base import ASGIResponse
@@ -24,24 +30,21 @@ from litestar.types import (
     Scope,
     Send,
 )
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from orrange.api.auth import AuthError, Principal, decode_token
+from orrange.api.auth import Principal
+from orrange.api.commands import OrderTracker
+from orrange.api.context import ApiContext, now_ms
+from orrange.api.deps import bearer_principal, context, market
 from orrange.api.errors import ApiError
-from orrange.api.hub import BookUnavailable, OrderTracker
 from orrange.api.schemas import (
     AmendIn,
     AmendOut,
-    BookOut,
     CancelAllOut,
     CancelOut,
     OrderIn,
     OrderOut,
     OrderPage,
-    TickerOut,
-    TradeOut,
     amend_command,
-    book_levels,
     check_client_order_id,
     fill_out,
     order_out,
@@ -50,107 +53,25 @@ from orrange.api.schemas import (
     submit_command,
 )
 from orrange.markets import MarketSpec
-from orrange.matching import (
-    CancelAll,
-    CancelOrder,
-    OrderAmended,
-    OrderCanceled,
-    OrderRejected,
-)
+from orrange.matching import CancelAll, CancelOrder, OrderAmended, OrderCanceled, OrderRejected
 from orrange.matching.orders import OrderRecord, OrderStatus
 from orrange.risk import generate_client_order_id, is_generated_client_order_id
 from orrange.runtime import PubAck, PublishError
 from orrange.store.queries import (
     InvalidCursorError,
     NotOwnerError,
-    Ticker,
     client_order_status,
     get_order,
     list_open_orders,
     list_order_history,
     order_fills,
-    recent_trades,
 )
 from orrange.store.settlement import user_reputation
 from orrange.wire.engine import cmd_subject, command_msg_id, submit_msg_id
 
-if TYPE_CHECKING:
-    from orrange.api.app import ApiContext
-
-__all__ = ["MARKET_HANDLERS", "ORDER_HANDLERS", "PROBE_HANDLERS", "now_ms", "ticker_out"]
-
+__all__ = ["ORDER_HANDLERS"]
 
 _json_encoder = msgspec.json.Encoder()
-
-
-def now_ms() -> int:
-    """Wall-clock ms since the Unix epoch (UTC)."""
-    return time.time_ns() // 1_000_000
-
-
-def _ctx(request: Request[Any, Any, Any]) -> ApiContext:
-    ctx: ApiContext = request.app.state["api"]
-    return ctx
-
-
-def _principal(request: Request[Any, Any, Any]) -> Principal:
-    return _bearer_principal(_ctx(request), request.headers.get("authorization"))
-
-
-def _bearer_principal(ctx: ApiContext, header: str | None) -> Principal:
-    """The user of an ``Authorization: Bearer <JWT>`` header value (ApiError 401 otherwise)."""
-    challenge = {"WWW-Authenticate": 'Bearer realm="orrange"'}
-    if not header:
-        raise ApiError(
-            401,
-            "authorization",
-            "missing_token",
-            "Authorization: Bearer <token> required",
-            challenge,
-        )
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(
-            401,
-            "authorization",
-            "invalid_token",
-            "expected Authorization: Bearer <token>",
-            challenge,
-        )
-    try:
-        return decode_token(ctx.jwt_secret, token.strip())
-    except AuthError as exc:
-        raise ApiError(401, "authorization", exc.reason, exc.message, challenge) from exc
-
-
-_AUTH = {"principal": Provide(_principal, sync_to_thread=False)}
-
-
-def _market(ctx: ApiContext, symbol: str, status: int = 404) -> MarketSpec:
-    spec = ctx.markets.get(symbol)
-    if spec is None:
-        raise ApiError(status, "symbol", "unknown_market", f"no market {symbol!r}")
-    return spec
-
-
-def ticker_out(spec: MarketSpec, t: Ticker) -> TickerOut:
-    """A store :class:`~orrange.store.queries.Ticker` as decimal strings."""
-
-    def p(v: int | None) -> str | None:
-        return None if v is None else spec.ticks_to_price(v)
-
-    return TickerOut(
-        symbol=t.symbol,
-        open=p(t.open),
-        high=p(t.high),
-        low=p(t.low),
-        last=p(t.last),
-        volume=spec.lots_to_qty(t.volume),
-        quote_volume=spec.units_to_quote(t.quote_volume),
-        trades=t.count,
-        from_ts=t.from_ts,
-        to_ts=t.to_ts,
-    )
 
 
 def _rejected(ev: OrderRejected) -> ApiError:
@@ -175,7 +96,7 @@ def _cannot_publish(exc: BaseException) -> ApiError:
 async def _publish(
     ctx: ApiContext, symbol: str, cmd: Any, msg_id: str, outcome: asyncio.Future[Any]
 ) -> None:
-    """Publish a command whose answer ``outcome`` awaits (a hub future).
+    """Publish a command whose answer ``outcome`` awaits (a future of ctx.commands).
 
     The JetStream ack is not awaited on its own: the engine's answer proves the command was
     stored, and usually comes first. An error ack fails ``outcome`` with a 503 and a
@@ -213,7 +134,8 @@ def _time_out(fut: asyncio.Future[Any]) -> None:
 
 
 async def _wait(ctx: ApiContext, fut: asyncio.Future[Any]) -> Any:
-    """Await a hub future for at most ``order_timeout_s`` (TimeoutError); one timer, no task."""
+    """Await a future of ``ctx.commands`` for at most ``order_timeout_s`` (TimeoutError); one
+    timer, no task."""
     timer = asyncio.get_running_loop().call_later(ctx.options.order_timeout_s, _time_out, fut)
     try:
         return await fut
@@ -227,7 +149,7 @@ async def _wait(ctx: ApiContext, fut: asyncio.Future[Any]) -> Any:
 async def _submit(ctx: ApiContext, principal: Principal, data: OrderIn) -> bytes:
     """Submit ``data`` for ``principal``; the JSON of the accepted :class:`OrderOut`, once the
     engine accepted it (ApiError for a rejection, a timeout or a publish failure)."""
-    spec = _market(ctx, data.symbol, status=400)
+    spec = market(ctx, data.symbol, status=400)
     user = principal.user
     if data.client_order_id:
         cid = check_client_order_id(data.client_order_id)
@@ -237,12 +159,12 @@ async def _submit(ctx: ApiContext, principal: Principal, data: OrderIn) -> bytes
     if spec.priority == "price-reputation-time" or cmd.payment_methods:
         # P2P: the user's settlement reputation, for counterparty constraints and priority
         cmd = msgspec.structs.replace(cmd, reputation=await user_reputation(ctx.pool, user))
-    hub = ctx.hub
-    if hub.submit_in_flight(user, cid):
+    waiters = ctx.commands
+    if waiters.submit_in_flight(user, cid):
         raise ApiError(
             409, "client_order_id", "duplicate_client_order_id", f"{cid} is already in flight"
         )
-    fut = hub.expect_submit(user, cid)
+    fut = waiters.expect_submit(user, cid)
     started = time.perf_counter()
     try:
         await _publish(ctx, spec.symbol, cmd, submit_msg_id(user, cid), fut)
@@ -253,7 +175,7 @@ async def _submit(ctx: ApiContext, principal: Principal, data: OrderIn) -> bytes
                 ctx, "submit", f"look it up with GET /api/v1/orders/by-client-id/{cid}"
             ) from exc
     finally:
-        hub.forget_submit(user, cid)
+        waiters.forget_submit(user, cid)
     ctx.metrics.roundtrip("submit", time.perf_counter() - started)
     if isinstance(outcome, OrderRejected):
         raise _rejected(outcome)
@@ -261,7 +183,7 @@ async def _submit(ctx: ApiContext, principal: Principal, data: OrderIn) -> bytes
     # Every event of the order's arrival (fills, IOC remainder...) travels in the same
     # evt.<SYM> message as its acceptance, and the hub dispatches a message's events before
     # this coroutine resumes: the tracker has seen them all.
-    hub.untrack(tracker)
+    waiters.untrack(tracker)
     return _json_encoder.encode(tracker.out())
 
 
@@ -317,7 +239,7 @@ def _order_entry(app: ASGIApp) -> ASGIApp:
             await app(scope, _replay(body, more, receive), send)
             return
         ctx.metrics.order_entry_path("fast")
-        principal = _bearer_principal(ctx, None if auth is None else auth.decode("latin-1"))
+        principal = bearer_principal(ctx, None if auth is None else auth.decode("latin-1"))
         out = await _submit(ctx, principal, data)
         start: HTTPResponseStartEvent = {
             "type": "http.response.start",
@@ -359,13 +281,13 @@ async def submit_order(request: Request[Any, Any, Any], data: JSONBody[OrderIn])
 
     Most requests are answered by the route's :func:`_order_entry` middleware; this handler
     takes the bodies it passes on (valid only under Litestar's lenient conversion)."""
-    body = await _submit(_ctx(request), _principal(request), data)
+    ctx = context(request)
+    principal = bearer_principal(ctx, request.headers.get("authorization"))
+    body = await _submit(ctx, principal, data)
     return ASGIResponse(body=body, status_code=201, media_type="application/json")
 
 
-@delete(
-    "/orders/{symbol:str}/{order_id:int}", dependencies=_AUTH, status_code=200, summary="Cancel"
-)
+@delete("/orders/{symbol:str}/{order_id:int}", status_code=200, summary="Cancel")
 async def cancel_order(
     request: Request[Any, Any, Any],
     symbol: FromPath[str],
@@ -373,8 +295,8 @@ async def cancel_order(
     principal: NamedDependency[Principal],
 ) -> CancelOut:
     """Cancel one of my orders; answers what left the book (404 unknown, 403 not mine)."""
-    ctx = _ctx(request)
-    spec = _market(ctx, symbol)
+    ctx = context(request)
+    spec = market(ctx, symbol)
     cmd = CancelOrder(ts=now_ms(), user=principal.user, order_id=order_id)
     ev = await _order_command(ctx, "cancel", spec, order_id, cmd, principal.user)
     if isinstance(ev, OrderRejected):
@@ -389,15 +311,15 @@ async def cancel_order(
     )
 
 
-@delete("/orders/{symbol:str}", dependencies=_AUTH, status_code=202, summary="Cancel all my orders")
+@delete("/orders/{symbol:str}", status_code=202, summary="Cancel all my orders")
 async def cancel_all(
     request: Request[Any, Any, Any], symbol: FromPath[str], principal: NamedDependency[Principal]
 ) -> CancelAllOut:
     """Cancel every open order of mine in ``symbol`` (202 once the command is stored; each
     cancellation arrives as a ``canceled`` event with reason ``cancel_all`` on the WebSocket
     ``orders`` channel, and in the order listings)."""
-    ctx = _ctx(request)
-    spec = _market(ctx, symbol)
+    ctx = context(request)
+    spec = market(ctx, symbol)
     request_id = uuid.uuid4().hex
     cmd = CancelAll(ts=now_ms(), user=principal.user)
     try:
@@ -409,7 +331,7 @@ async def cancel_all(
     return CancelAllOut(symbol=symbol, request_id=request_id, status="submitted")
 
 
-@patch("/orders/{symbol:str}/{order_id:int}", dependencies=_AUTH, summary="Amend")
+@patch("/orders/{symbol:str}/{order_id:int}", summary="Amend")
 async def amend_order(
     request: Request[Any, Any, Any],
     symbol: FromPath[str],
@@ -418,8 +340,8 @@ async def amend_order(
     principal: NamedDependency[Principal],
 ) -> AmendOut:
     """Amend the total quantity and/or limit price of one of my orders."""
-    ctx = _ctx(request)
-    spec = _market(ctx, symbol)
+    ctx = context(request)
+    spec = market(ctx, symbol)
     cmd = amend_command(spec, data, principal.user, order_id, now_ms())
     ev = await _order_command(ctx, "amend", spec, order_id, cmd, principal.user)
     if isinstance(ev, OrderRejected):
@@ -438,8 +360,8 @@ async def amend_order(
 async def _order_command(
     ctx: ApiContext, kind: str, spec: MarketSpec, order_id: int, cmd: Any, user: str
 ) -> Any:
-    hub = ctx.hub
-    fut = hub.expect_order(kind, spec.symbol, order_id)
+    waiters = ctx.commands
+    fut = waiters.expect_order(kind, spec.symbol, order_id)
     started = time.perf_counter()
     try:
         await _publish(ctx, spec.symbol, cmd, command_msg_id(user, uuid.uuid4().hex), fut)
@@ -448,7 +370,7 @@ async def _order_command(
         except TimeoutError as exc:
             raise _engine_timeout(ctx, kind, "check the order with GET") from exc
     finally:
-        hub.forget_order(kind, spec.symbol, order_id, fut)
+        waiters.forget_order(kind, spec.symbol, order_id, fut)
     ctx.metrics.roundtrip(kind, time.perf_counter() - started)
     return ev
 
@@ -485,7 +407,7 @@ async def _read_your_writes(
     So a GET right after this API answered a submit, cancel or amend (or saw a fill) shows
     that result. Raises what ``read`` raises.
     """
-    want = ctx.hub.order_seq(symbol, order_id)
+    want = ctx.commands.order_seq(symbol, order_id)
     if want == 0 or (rec is not None and rec.last_seq >= want):
         return rec
     deadline = time.monotonic() + ctx.options.order_timeout_s
@@ -499,7 +421,7 @@ async def _read_your_writes(
     return rec
 
 
-@get("/orders/{symbol:str}/{order_id:int}", dependencies=_AUTH, summary="Get one of my orders")
+@get("/orders/{symbol:str}/{order_id:int}", summary="Get one of my orders")
 async def get_my_order(
     request: Request[Any, Any, Any],
     symbol: FromPath[str],
@@ -507,8 +429,8 @@ async def get_my_order(
     principal: NamedDependency[Principal],
 ) -> OrderOut:
     """One of my orders with its fills (404 unknown, 403 another user's)."""
-    ctx = _ctx(request)
-    spec = _market(ctx, symbol)
+    ctx = context(request)
+    spec = market(ctx, symbol)
 
     def read() -> Awaitable[OrderRecord | None]:
         return get_order(ctx.pool, order_id, user=principal.user, symbol=symbol)
@@ -523,7 +445,7 @@ async def get_my_order(
     return order_out(spec, rec, [fill_out(spec, f, order_id) for f in fills])
 
 
-@get("/orders/by-client-id/{client_order_id:str}", dependencies=_AUTH, summary="By client id")
+@get("/orders/by-client-id/{client_order_id:str}", summary="By client id")
 async def get_by_client_id(
     request: Request[Any, Any, Any],
     client_order_id: FromPath[str],
@@ -532,7 +454,7 @@ async def get_by_client_id(
 ) -> OrderOut:
     """My order with this client order id (a rejected one answers its rejection, 404 if none
     is stored yet)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     if not is_generated_client_order_id(client_order_id):
         check_client_order_id(client_order_id)
     st = await client_order_status(ctx.pool, principal.user, client_order_id, symbol=symbol)
@@ -545,7 +467,7 @@ async def get_by_client_id(
         r = st.rejection
         reason = str(r.reason)
         raise ApiError(reject_status(reason), reject_field(reason), reason, r.message)
-    spec = _market(ctx, st.order.symbol)
+    spec = market(ctx, st.order.symbol)
     order = st.order
     fresh = await _read_your_writes(
         ctx,
@@ -559,7 +481,7 @@ async def get_by_client_id(
     return order_out(spec, order, [fill_out(spec, f, order.order_id) for f in fills])
 
 
-@get("/orders", dependencies=_AUTH, summary="List my orders")
+@get("/orders", summary="List my orders")
 async def list_orders(
     request: Request[Any, Any, Any],
     principal: NamedDependency[Principal],
@@ -570,9 +492,9 @@ async def list_orders(
 ) -> OrderPage:
     """My orders, newest first: ``status=open`` (default), ``all``, or one status (``filled``,
     ``canceled``...); paginated with ``limit`` and ``cursor`` (``next_cursor`` of a page)."""
-    ctx = _ctx(request)
+    ctx = context(request)
     if symbol is not None:
-        _market(ctx, symbol, status=400)
+        market(ctx, symbol, status=400)
     try:
         if status == "open":
             page = await list_open_orders(
@@ -601,111 +523,7 @@ async def list_orders(
     return OrderPage(orders=out, next_cursor=page.next_cursor)
 
 
-# ---------------------------------------------------------------------------------- markets
-
-
-@get("/markets", summary="Markets")
-async def list_markets(request: Request[Any, Any, Any]) -> list[MarketSpec]:
-    """Every market with its tick and lot sizes, limits and fees (decimal strings)."""
-    return list(_ctx(request).markets.values())
-
-
-@get("/markets/{symbol:str}", summary="One market")
-async def get_market(request: Request[Any, Any, Any], symbol: FromPath[str]) -> MarketSpec:
-    """One market's spec."""
-    return _market(_ctx(request), symbol)
-
-
-@get("/markets/{symbol:str}/book", summary="L2 book")
-async def get_book(
-    request: Request[Any, Any, Any],
-    symbol: FromPath[str],
-    depth: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
-) -> BookOut:
-    """The L2 book from the matcher: ``depth`` levels per side, best first, at ``seq``."""
-    ctx = _ctx(request)
-    spec = _market(ctx, symbol)
-    try:
-        l2 = await ctx.hub.query_book(symbol, depth)
-    except BookUnavailable as exc:
-        raise ApiError(503, "symbol", "book_unavailable", str(exc)) from exc
-    return BookOut(
-        symbol=symbol, seq=l2.seq, bids=book_levels(spec, l2.bids), asks=book_levels(spec, l2.asks)
-    )
-
-
-@get("/markets/{symbol:str}/trades", summary="Recent trades")
-async def get_trades(
-    request: Request[Any, Any, Any],
-    symbol: FromPath[str],
-    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    before_seq: FromQuery[int | None] = None,
-) -> list[TradeOut]:
-    """The latest trades, newest first; ``before_seq`` pages back."""
-    ctx = _ctx(request)
-    spec = _market(ctx, symbol)
-    rows = await recent_trades(ctx.pool, symbol, limit=limit, before_seq=before_seq)
-    return [
-        TradeOut(
-            seq=r.seq,
-            ts=r.ts,
-            price=spec.ticks_to_price(r.price),
-            quantity=spec.lots_to_qty(r.quantity),
-            side=r.aggressor,
-        )
-        for r in rows
-    ]
-
-
-@get("/markets/{symbol:str}/ticker", summary="24 h ticker")
-async def get_ticker(request: Request[Any, Any, Any], symbol: FromPath[str]) -> TickerOut:
-    """Open, high, low, last, volume and quote volume of the last 24 h."""
-    ctx = _ctx(request)
-    return await ctx.ticker(_market(ctx, symbol))
-
-
-# ---------------------------------------------------------------------------------- probes
-
-
-@get("/health", summary="Health", include_in_schema=True)
-async def health() -> dict[str, str]:
-    """The process serves HTTP."""
-    return {"status": "ok"}
-
-
-@get("/live", summary="Liveness")
-async def live(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """200 while the event hub runs (else 503)."""
-    if not _ctx(request).hub.running:
-        raise ApiError(503, "hub", "stopped", "the event hub is not running")
-    return {"status": "ok"}
-
-
-@get("/ready", summary="Readiness")
-async def ready(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """200 when NATS and PostgreSQL are reachable (else 503 naming the one that is not)."""
-    ctx = _ctx(request)
-    if not ctx.nc.is_connected:
-        raise ApiError(503, "nats", "unreachable", "not connected to NATS")
-    try:
-        await asyncio.wait_for(ctx.nc.flush(), 2)
-    except Exception as exc:
-        raise ApiError(503, "nats", "unreachable", f"NATS did not answer: {exc!r}") from exc
-    try:
-        async with asyncio.timeout(2):
-            await ctx.pool.fetchval("SELECT 1")
-    except Exception as exc:  # any failure to answer SELECT 1 means not ready
-        raise ApiError(503, "postgres", "unreachable", f"PostgreSQL: {exc!r}") from exc
-    return {"status": "ok", "nats": "ok", "postgres": "ok"}
-
-
-@get("/metrics", summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Prometheus text exposition of the API's metrics."""
-    body = _ctx(request).metrics.render()
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-
+#: The route handlers of this module (mounted under ``/api/v1``).
 ORDER_HANDLERS = [
     submit_order,
     list_orders,
@@ -715,5 +533,3 @@ ORDER_HANDLERS = [
     cancel_all,
     amend_order,
 ]
-MARKET_HANDLERS = [list_markets, get_market, get_book, get_trades, get_ticker]
-PROBE_HANDLERS = [health, live, ready, metrics]
