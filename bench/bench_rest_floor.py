@@ -9,7 +9,7 @@ connections) to each variant in turn, run after run:
   signature model, dependency resolution and response object);
 * ``route_middleware``: the same Litestar route with a route middleware that reads and decodes
   the body itself and sends the answer's bytes, as ``POST /api/v1/orders``'s order entry does
-  (``_order_entry`` in ``orrange/api/_routes.py``);
+  (``_order_entry`` in ``orrange/api/_orders.py``);
 * ``raw_asgi``: a plain ASGI callable on uvicorn, no Litestar at all.
 
 Whatever the engine does per order comes on top of these figures, so they bound what
