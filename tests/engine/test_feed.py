@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,7 @@ from actors.feed import main
 from orrange.engine.feed import COARSE_STORE_EVERY, Feed, _chunks, index_configs
 from orrange.engine.matcher import Matcher
 from orrange.feeds import FeedConfig, shard_sources
-from orrange.feeds.ticks import BestBidOffer, Trade
+from orrange.feeds.ticks import BestBidOffer, TradeTick
 from orrange.marketdata.candles import Candle, CandleAggregator, CandleClosed
 from orrange.marketdata.index import IndexPrice
 from orrange.markets import load_markets
@@ -161,7 +160,7 @@ async def test_feed_ticks_index_reference_stop_and_candles(
         latest = msgspec.json.decode(seen["index"][0], type=IndexPrice)
 
         def printed() -> set[int]:
-            return {BTC.price_to_ticks(str(t.price)) for t in ticks() if isinstance(t, Trade)}
+            return {BTC.price_to_ticks(str(t.price)) for t in ticks() if isinstance(t, TradeTick)}
 
         # every index price is a price the walk printed (its tick batch and the index round
         # are separate messages, either may come first)
@@ -171,9 +170,9 @@ async def test_feed_ticks_index_reference_stop_and_candles(
         for ip in [*indexes, latest]:
             assert ip.symbol == "BTC-USDT" and ip.sources == ("synthetic",)
             assert ip.confidence == 1.0
-        assert {type(t) for t in ticks()} == {Trade, BestBidOffer}
+        assert {type(t) for t in ticks()} == {TradeTick, BestBidOffer}
         assert {t.symbol for t in ticks()} == {"BTC-USDT"}
-        steps = [int(t.trade_id) for t in ticks() if isinstance(t, Trade)]
+        steps = [int(t.trade_id) for t in ticks() if isinstance(t, TradeTick)]
         assert steps == list(range(len(steps)))  # every tick, once, in order
 
         # the reference price reached the matcher and triggered the stop, which traded
@@ -331,7 +330,7 @@ async def test_feed_restart_restores_candles_and_never_counts_a_fill_twice(
 
 def test_batches_keep_order_and_fit_the_payload_limit() -> None:
     ticks = [
-        Trade(
+        TradeTick(
             source="x",
             symbol="BTC-USDT",
             exchange_ts_ms=i,
@@ -516,25 +515,23 @@ async def test_a_feed_shard_process_from_the_command_line(
 
     await nc.subscribe("md.ticks.walk", cb=on_ticks)
     log = (tmp_path / "feed.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orrange.cli",
-            "actor",
-            "feed",
-            "--symbols",
-            "ETH-USDT",
-            "--name",
-            "feed-eth",
-            "--sources",
-            str(sources),
-            "--metrics-port",
-            "-1",
-        ],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orrange.cli",
+        "actor",
+        "feed",
+        "--symbols",
+        "ETH-USDT",
+        "--name",
+        "feed-eth",
+        "--sources",
+        str(sources),
+        "--metrics-port",
+        "-1",
         env=env,
         stdout=log,
-        stderr=subprocess.STDOUT,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
 
@@ -546,10 +543,10 @@ async def test_a_feed_shard_process_from_the_command_line(
         names = {c.name async for c in _consumers(nc)}
         assert "feed-eth" in names and "feed" not in names
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30) == 0
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+            await proc.wait()
         log.close()
         await nc.drain()

@@ -527,7 +527,8 @@ async def wait_ready(nc: NATS, proc: subprocess.Popen[bytes], log: Path) -> None
 
     async def consumer_ready() -> bool:
         if proc.poll() is not None:
-            pytest.fail(f"risk exited with {proc.returncode}: {log.read_text()}")
+            text = await asyncio.to_thread(log.read_text)
+            pytest.fail(f"risk exited with {proc.returncode}: {text}")
         try:
             await js.consumer_info(CMD.name, RISK_DURABLE)
         except nats.js.errors.NotFoundError:

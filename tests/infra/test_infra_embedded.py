@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -144,25 +145,28 @@ async def test_cli_infra_postgres_creates_the_database_and_stops(private_dir: Pa
     tmp_path = private_dir
     port = free_port()
     env = _env(tmp_path, ORRANGE_POSTGRES_PORT=str(port))
-    proc = subprocess.Popen(
-        [ORRANGE, "infra", "postgres"],
+    proc = await asyncio.create_subprocess_exec(
+        ORRANGE,
+        "infra",
+        "postgres",
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         assert proc.stdout is not None
-        for raw in proc.stdout:
+        async for raw in proc.stdout:
             if b'"event":"postgres ready"' in raw:
                 break
         conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/orrange")
         assert await conn.fetchval("SELECT current_database()") == "orrange"
         await conn.close()
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
+            await proc.wait()
     assert proc.returncode == 0, out.decode()
     assert b'"event":"postgres stopped"' in out
     assert (tmp_path / "var" / "pg" / "PG_VERSION").exists()
