@@ -7,7 +7,7 @@ on a fixed 5 ms schedule (the way frames arrive from exchange sockets; late burs
 emitted, as frames wait in a socket, up to 1 s behind, beyond which ticks are shed and
 counted), over ``--symbols`` markets (tick 0.01, lot 0.001)
 and three source names (binance, coinbase, kraken; weights 3/2/1, all in every market's
-index). The ticks are typed :class:`~orrange.feeds.Trade` objects with exact Decimal price and
+index). The ticks are typed :class:`~orrange.feeds.TradeTick` objects with exact Decimal price and
 quantity (records pre-generated untimed, a random walk of -3..+3 ticks per market with -2..+2
 ticks of per-source noise, 1..1,000 lots, random taker side), built at emission with the wall
 clock as exchange and receive time. Parsing exchange frames into those ticks is the clients'
@@ -75,8 +75,8 @@ import uvloop
 from bench_marketdata import machine
 
 from orrange.engine.feed import Feed
-from orrange.feeds import Emit, FeedConfig, Source, Trade
-from orrange.feeds.ticks import Side
+from orrange.feeds import Emit, FeedConfig, Source, TradeTick
+from orrange.feeds.ticks import TickSide
 from orrange.infra import EmbeddedPostgres, NatsServer
 from orrange.markets import MarketSpec
 from orrange.runtime import ActorConfig
@@ -133,7 +133,7 @@ class PacedSource(Source):
         super().__init__("bench")
         rng = random.Random(seed)
         price = [10_000] * len(symbols)
-        self.records: list[tuple[str, str, Decimal, Decimal, Side]] = []
+        self.records: list[tuple[str, str, Decimal, Decimal, TickSide]] = []
         for _ in range(RECORDS):
             k = rng.randrange(len(symbols))
             price[k] = max(1_000, price[k] + rng.randint(-3, 3))
@@ -181,7 +181,7 @@ class PacedSource(Source):
                 sym, src, price, qty, side = records[i % n]
                 i += 1
                 await emit(
-                    Trade(
+                    TradeTick(
                         source=src,
                         symbol=sym,
                         exchange_ts_ms=now,

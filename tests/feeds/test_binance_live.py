@@ -20,10 +20,10 @@ from orrange.feeds import (
     Backoff,
     BestBidOffer,
     BinanceSource,
-    BookSnapshot,
-    Candle,
+    BookSnapshotTick,
+    CandleTick,
     Liveness,
-    Trade,
+    TradeTick,
 )
 
 pytestmark = pytest.mark.skipif(not BINANCE_WS.exists(), reason="ws-captures not found")
@@ -147,7 +147,7 @@ async def test_binance_reconnects_and_resyncs_after_drop_and_disconnect() -> Non
     ]
     got_trades = [
         (t.symbol, t.trade_id, t.price, t.qty, t.exchange_ts_ms, t.side == "sell")
-        for t in col.of(Trade)
+        for t in col.of(TradeTick)
     ]
     assert got_trades == want_trades and len(want_trades) == 2
     want_bbo = [
@@ -159,12 +159,12 @@ async def test_binance_reconnects_and_resyncs_after_drop_and_disconnect() -> Non
         (b.symbol, b.bid_price, b.bid_qty, b.ask_price, b.ask_qty) for b in col.of(BestBidOffer)
     ]
     assert got_bbo == want_bbo and len(want_bbo) == 84
-    candles = col.of(Candle)
+    candles = col.of(CandleTick)
     want_k = [d["k"] for d in data if d.get("e") == "kline"]
     assert [(c.open_time_ms, c.close, c.volume, c.trade_count, c.closed) for c in candles] == [
         (k["t"], Decimal(k["c"]), Decimal(k["v"]), k["n"], k["x"]) for k in want_k
     ]
-    assert all(str(t.price) == d for t, d in zip(col.of(Trade), ["0.35280000", t_price(data)]))
+    assert all(str(t.price) == d for t, d in zip(col.of(TradeTick), ["0.35280000", t_price(data)]))
 
 
 def t_price(data: list[dict]) -> str:
@@ -204,7 +204,7 @@ async def test_binance_refetches_failed_and_stale_snapshots() -> None:
     assert src.stats.gaps == 0 and src.stats.resyncs == len(SYMBOLS)  # one sync per symbol
     for sym, market in SYMBOLS.items():
         assert col.books[market] == books[sym] == internal[sym], sym
-    nkn = [t for t in col.of(BookSnapshot) if t.symbol == "NKN-USDT"]
+    nkn = [t for t in col.of(BookSnapshotTick) if t.symbol == "NKN-USDT"]
     assert len(nkn) == 1 and nkn[0].sequence > _FlakyRest.STALE_ID  # the stale one never applied
 
 

@@ -17,7 +17,7 @@ from kit.feeds_helpers import Book, Collector
 from kit.feeds_server import CoinbaseExchange
 from kit.wait import wait_for
 
-from orrange.feeds import Backoff, BestBidOffer, CoinbaseSource, Liveness, Trade
+from orrange.feeds import Backoff, BestBidOffer, CoinbaseSource, Liveness, TradeTick
 
 pytestmark = pytest.mark.skipif(not COINBASE.exists(), reason="ws-captures not found")
 
@@ -104,7 +104,7 @@ async def test_coinbase_resyncs_on_sequence_gap_and_reconnects() -> None:
     for p in SYMBOLS:
         assert col.books[p] == books[p], p
         assert internal[p] == books[p], p
-        got = [(t.trade_id, t.price, t.qty, t.side) for t in col.of(Trade) if t.symbol == p]
+        got = [(t.trade_id, t.price, t.qty, t.side) for t in col.of(TradeTick) if t.symbol == p]
         assert got == trades[p], p  # every trade once, despite the repeated snapshots
     assert [(b.symbol, b.bid_price, b.ask_price) for b in col.of(BestBidOffer)] == bbo
     assert len(bbo) > 0 and sum(len(v) for v in trades.values()) > 50

@@ -18,14 +18,14 @@ from orrange.feeds import (
     Backoff,
     BestBidOffer,
     BinanceSource,
-    BookSnapshot,
+    BookSnapshotTick,
     CoinbaseSource,
     FeedConfig,
     FileReplaySource,
     KrakenSource,
     Liveness,
     RandomWalkSource,
-    Trade,
+    TradeTick,
     WsSource,
     build_sources,
     decode_tick,
@@ -43,7 +43,7 @@ FAST = Liveness(Backoff(0.01, 0.05))
 
 
 def test_ticks_round_trip_exactly() -> None:
-    t = Trade(
+    t = TradeTick(
         source="binance",
         symbol="LRC-BTC",
         exchange_ts_ms=1633998534486,
@@ -56,7 +56,7 @@ def test_ticks_round_trip_exactly() -> None:
     raw = encode_tick(t)
     assert b'"price":"0.00000638"' in raw and b'"kind":"trade"' in raw
     assert decode_tick(raw) == t
-    snap = BookSnapshot(
+    snap = BookSnapshotTick(
         source="kraken",
         symbol="XMR-USD",
         exchange_ts_ms=1,
@@ -185,7 +185,7 @@ async def test_malformed_frames_are_counted_not_fatal(exchange: str) -> None:
             await asyncio.gather(task, return_exceptions=True)
     assert src.stats.malformed == len(frames) - 1
     assert src.stats.reconnects == 0 and server.connections == 1
-    [trade] = col.of(Trade)
+    [trade] = col.of(TradeTick)
     assert trade.price in (Decimal("0.3528"), Decimal("65083.67"), Decimal("354.11000000"))
 
 
@@ -242,7 +242,7 @@ async def test_file_replay_csv_and_ccxt_json_give_the_same_ticks() -> None:
         1570752011620,
         "sell",
     )
-    assert all(isinstance(t, Trade) and t.symbol == "XRP-ETH" for t in csv_ticks)
+    assert all(isinstance(t, TradeTick) and t.symbol == "XRP-ETH" for t in csv_ticks)
 
 
 async def test_file_replay_bad_row_ends_replay_without_raising(tmp_path: Path) -> None:
@@ -270,7 +270,7 @@ async def test_random_walk_is_seeded_and_on_grid() -> None:
     c = [t async for t in walk(8).stream()]
     assert a == b and a != c and len(a) == 200 * 2 * 2
     for trade, bbo in zip(a[::2], a[1::2]):
-        assert isinstance(trade, Trade) and isinstance(bbo, BestBidOffer)
+        assert isinstance(trade, TradeTick) and isinstance(bbo, BestBidOffer)
         spec = chosen[trade.symbol]
         ticks = spec.price_to_ticks(trade.price)  # raises if off the tick grid
         spec.qty_to_lots(trade.qty)

@@ -19,7 +19,7 @@ from kit.feeds_helpers import Book, Collector
 from kit.feeds_server import KrakenExchange
 from kit.wait import wait_for
 
-from orrange.feeds import Backoff, BestBidOffer, KrakenSource, Liveness, Trade
+from orrange.feeds import Backoff, BestBidOffer, KrakenSource, Liveness, TradeTick
 
 pytestmark = pytest.mark.skipif(not KRAKEN.exists(), reason="ws-captures not found")
 
@@ -95,7 +95,7 @@ async def test_kraken_reconnects_resubscribes_and_matches_capture() -> None:
     for pair in PAIRS:
         assert col.books[SYMBOLS[pair]] == books[pair], pair
         assert internal[pair] == books[pair], pair
-    got = [(t.symbol, t.price, t.qty, t.side) for t in col.of(Trade)]
+    got = [(t.symbol, t.price, t.qty, t.side) for t in col.of(TradeTick)]
     assert got == trades and len(trades) >= 8
     assert [(b.symbol, b.bid_price, b.ask_price) for b in col.of(BestBidOffer)] == bbo
     assert len(bbo) == 18

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from orrange.feeds import AnyTick, BookSnapshot, BookUpdate
+from orrange.feeds import AnyTick, BookSnapshotTick, BookUpdate
 
 Book = tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]
 
@@ -18,7 +18,7 @@ class Collector:
 
     async def __call__(self, tick: AnyTick) -> None:
         self.ticks.append(tick)
-        if isinstance(tick, BookSnapshot):
+        if isinstance(tick, BookSnapshotTick):
             self.books[tick.symbol] = (dict(tick.bids), dict(tick.asks))
         elif isinstance(tick, BookUpdate):
             bids, asks = self.books[tick.symbol]  # a snapshot always comes first

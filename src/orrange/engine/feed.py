@@ -81,7 +81,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from orrange.feeds import AnyTick, BestBidOffer, FeedConfig, Source, Trade, build_sources
+from orrange.feeds import AnyTick, BestBidOffer, FeedConfig, Source, TradeTick, build_sources
 from orrange.feeds.grid import GridConverter
 from orrange.marketdata.candles import (
     INTERVAL_MS,
@@ -576,7 +576,7 @@ class Feed(Actor):
             counts["dropped"] += MAX_BUFFERED_TICKS - len(buf)
         buf.append(tick)  # counted in "ticks" at the flush
         kind = type(tick)
-        if kind is Trade:
+        if kind is TradeTick:
             price = m.ticks(tick.price)  # type: ignore[union-attr]
             if price <= 0:
                 counts["dropped"] += 1

@@ -54,8 +54,8 @@ Public API
 :class:`Source` objects. A source either pushes into an async callback, ``await
 source.run(emit)`` (runs until cancelled; a file replay returns at its end), or is iterated,
 ``async for tick in source.stream(): ...`` (``close()`` is called on exit). Ticks are
-:data:`AnyTick` (``Trade | BestBidOffer | BookSnapshot | BookUpdate | Candle``), each with
-``source``, ``symbol`` (our market), ``exchange_ts_ms`` and ``recv_ts_ms``;
+:data:`AnyTick` (``TradeTick | BestBidOffer | BookSnapshotTick | BookUpdate | CandleTick``),
+each with ``source``, ``symbol`` (our market), ``exchange_ts_ms`` and ``recv_ts_ms``;
 ``encode_tick``/``decode_tick`` give their JSON. ``source.stats`` (:class:`FeedStats`) holds
 the counters (messages, malformed, reconnects, gaps, resyncs ...). A minimal consumer::
 
@@ -74,7 +74,7 @@ decimals onto our markets' integer grid.
 
 from orrange.feeds.base import Backoff, Emit, FeedStats, Liveness, Source, WsSource
 from orrange.feeds.binance import BinanceSource
-from orrange.feeds.book import L2Book
+from orrange.feeds.book import BookReplica
 from orrange.feeds.coinbase import CoinbaseSource
 from orrange.feeds.config import (
     FeedConfig,
@@ -89,13 +89,13 @@ from orrange.feeds.replay import FileReplaySource, RandomWalkSource
 from orrange.feeds.ticks import (
     AnyTick,
     BestBidOffer,
-    BookSnapshot,
+    BookSnapshotTick,
     BookUpdate,
-    Candle,
+    CandleTick,
     Level,
-    Side,
     Tick,
-    Trade,
+    TickSide,
+    TradeTick,
     decode_tick,
     encode_tick,
 )
@@ -105,23 +105,23 @@ __all__ = [
     "Backoff",
     "BestBidOffer",
     "BinanceSource",
-    "BookSnapshot",
+    "BookReplica",
+    "BookSnapshotTick",
     "BookUpdate",
-    "Candle",
+    "CandleTick",
     "CoinbaseSource",
     "Emit",
     "FeedConfig",
     "FeedStats",
     "FileReplaySource",
     "KrakenSource",
-    "L2Book",
     "Level",
     "Liveness",
     "RandomWalkSource",
-    "Side",
     "Source",
     "Tick",
-    "Trade",
+    "TickSide",
+    "TradeTick",
     "WsSource",
     "build_source",
     "build_sources",

@@ -1,8 +1,8 @@
 """Binance spot market data over one combined-stream WebSocket.
 
-Streams per symbol (``channels``): ``<sym>@aggTrade`` -> :class:`Trade`,
-``<sym>@depth@100ms`` -> :class:`BookSnapshot` / :class:`BookUpdate`, ``<sym>@bookTicker``
--> :class:`BestBidOffer`, ``<sym>@kline_<interval>`` -> :class:`Candle`. They are requested with
+Streams per symbol (``channels``): ``<sym>@aggTrade`` -> :class:`TradeTick`,
+``<sym>@depth@100ms`` -> :class:`BookSnapshotTick` / :class:`BookUpdate`, ``<sym>@bookTicker``
+-> :class:`BestBidOffer`, ``<sym>@kline_<interval>`` -> :class:`CandleTick`. They are requested with
 a ``SUBSCRIBE`` message on the combined endpoint (``wss://stream.binance.com:9443/stream``)
 after every (re)connect; frames arrive as ``{"stream": ..., "data": {...}}``. Sources: Binance
 spot API docs, "WebSocket Streams" (Live Subscribing/Unsubscribing to streams, Aggregate Trade,
@@ -21,7 +21,7 @@ The depth book follows Binance's "How to manage a local order book correctly" (s
    quantity 0 removes a level (removing an unknown level is normal).
 
 A reconnect discards every book and resynchronises the same way. Ticks of one symbol keep
-their order: a :class:`BookSnapshot` (after a sync) precedes the updates that follow it.
+their order: a :class:`BookSnapshotTick` (after a sync) precedes the updates that follow it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,15 @@ import msgspec
 from websockets.asyncio.client import ClientConnection
 
 from orrange.feeds.base import Liveness, WsSource, json_decoder, now_ms
-from orrange.feeds.book import L2Book
-from orrange.feeds.ticks import BestBidOffer, BookSnapshot, BookUpdate, Candle, Level, Trade
+from orrange.feeds.book import BookReplica
+from orrange.feeds.ticks import (
+    BestBidOffer,
+    BookSnapshotTick,
+    BookUpdate,
+    CandleTick,
+    Level,
+    TradeTick,
+)
 
 __all__ = ["DEFAULT_REST_URL", "DEFAULT_WS_URL", "BinanceSource"]
 
@@ -69,7 +76,7 @@ class _Depth:
     __slots__ = ("book", "buffer", "last_u", "synced", "task")
 
     def __init__(self) -> None:
-        self.book = L2Book()
+        self.book = BookReplica()
         self.synced = False
         self.last_u = 0
         self.buffer: list[_Diff] = []
@@ -143,7 +150,7 @@ class BinanceSource(WsSource):
             if ch in self.channels
         ]
 
-    def book(self, exchange_symbol: str) -> L2Book | None:
+    def book(self, exchange_symbol: str) -> BookReplica | None:
         """The local book of a symbol while it is in sync, else ``None``."""
         st = self._depth.get(exchange_symbol.upper())
         return st.book if st is not None and st.synced else None
@@ -204,7 +211,7 @@ class BinanceSource(WsSource):
                 await self._on_depth(data, recv_ms)
         elif event == "aggTrade":
             await self.emit(
-                Trade(
+                TradeTick(
                     source=self.name,
                     symbol=self.symbols[data["s"]],
                     exchange_ts_ms=int(data["T"]),
@@ -218,7 +225,7 @@ class BinanceSource(WsSource):
         elif event == "kline":
             k = data["k"]
             await self.emit(
-                Candle(
+                CandleTick(
                     source=self.name,
                     symbol=self.symbols[data["s"]],
                     exchange_ts_ms=int(data["E"]),
@@ -310,7 +317,7 @@ class BinanceSource(WsSource):
 
     async def _sync(self, sym: str, st: _Depth) -> None:
         """Steps 2-5 of the procedure (module docstring), retried with backoff until a
-        snapshot fits the buffered diffs; then emits one :class:`BookSnapshot`."""
+        snapshot fits the buffered diffs; then emits one :class:`BookSnapshotTick`."""
         self.stats.resyncs += 1
         attempt = 0
         try:
@@ -355,7 +362,7 @@ class BinanceSource(WsSource):
             st.synced = True
             self.stats.snapshots += 1
             await self.emit(
-                BookSnapshot(
+                BookSnapshotTick(
                     source=self.name,
                     symbol=self.symbols[sym],
                     exchange_ts_ms=ts,

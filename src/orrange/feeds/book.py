@@ -16,12 +16,12 @@ from sortedcontainers import SortedDict
 
 from orrange.feeds.ticks import Level
 
-__all__ = ["L2Book"]
+__all__ = ["BookReplica"]
 
 _ZERO = Decimal(0)
 
 
-class L2Book:
+class BookReplica:
     """Bids and asks as sorted dicts; optional ``max_depth`` truncation (Kraken).
 
     Args:

@@ -1,7 +1,7 @@
 """Coinbase Advanced Trade market data (public WebSocket ``wss://advanced-trade-ws.coinbase.com``).
 
-Channels (``channels``): ``market_trades`` -> :class:`Trade`, ``level2`` (frames arrive on
-channel ``l2_data``) -> :class:`BookSnapshot` / :class:`BookUpdate`, ``ticker`` ->
+Channels (``channels``): ``market_trades`` -> :class:`TradeTick`, ``level2`` (frames arrive on
+channel ``l2_data``) -> :class:`BookSnapshotTick` / :class:`BookUpdate`, ``ticker`` ->
 :class:`BestBidOffer`; ``heartbeats`` is always subscribed so that quiet products keep the
 connection alive (Coinbase closes idle connections). One ``subscribe`` message per channel
 with all product ids, sent again after every reconnect. Source: Coinbase Developer Platform,
@@ -17,7 +17,7 @@ updates received before that snapshot are dropped. A malformed ``l2_data`` frame
 **Trades** are emitted once: the ``market_trades`` snapshot sent on subscribe repeats recent
 trades, so per product only trade ids above the last emitted one pass (ids are increasing
 integers). The ``side`` of a market trade is the **maker's** side (as in the Coinbase Exchange
-``match`` channel, whose docs say so); it is flipped to the taker side of :class:`Trade`. In the
+``match`` channel, whose docs say so); it is flipped to the taker side of :class:`TradeTick`. In the
 recorded capture 75 of the 76 trades that print at the best bid or ask carry the side of the
 resting order there (a ``"SELL"`` trade at the best ask is a taker buy).
 
@@ -36,8 +36,8 @@ import msgspec
 from websockets.asyncio.client import ClientConnection
 
 from orrange.feeds.base import Liveness, WsSource, iso_to_ms, json_decoder
-from orrange.feeds.book import L2Book
-from orrange.feeds.ticks import BestBidOffer, BookSnapshot, BookUpdate, Level, Trade
+from orrange.feeds.book import BookReplica
+from orrange.feeds.ticks import BestBidOffer, BookSnapshotTick, BookUpdate, Level, TradeTick
 
 __all__ = ["DEFAULT_WS_URL", "CoinbaseSource"]
 
@@ -71,10 +71,10 @@ class CoinbaseSource(WsSource):
         super().__init__(name, ws_url, symbols, channels, frozenset(_CHANNEL), live)
         self._ws: ClientConnection | None = None
         self._seq: int | None = None
-        self._books: dict[str, L2Book | None] = {}
+        self._books: dict[str, BookReplica | None] = {}
         self._last_trade: dict[str, int] = {}
 
-    def book(self, product_id: str) -> L2Book | None:
+    def book(self, product_id: str) -> BookReplica | None:
         """The local book of a product while it is in sync, else ``None``."""
         return self._books.get(product_id)
 
@@ -153,12 +153,12 @@ class CoinbaseSource(WsSource):
                 else:
                     raise ValueError(f"unknown side {side!r}")
             if ev["type"] == "snapshot":
-                book = L2Book()
+                book = BookReplica()
                 book.reset(bids, asks)
                 self._books[product] = book
                 self.stats.snapshots += 1
                 await self.emit(
-                    BookSnapshot(
+                    BookSnapshotTick(
                         source=self.name,
                         symbol=symbol,
                         exchange_ts_ms=ts,
@@ -202,7 +202,7 @@ class CoinbaseSource(WsSource):
                 if side not in ("BUY", "SELL"):
                     raise ValueError(f"unknown side {side!r}")
                 await self.emit(
-                    Trade(
+                    TradeTick(
                         source=self.name,
                         symbol=symbol,
                         exchange_ts_ms=iso_to_ms(t["time"]),

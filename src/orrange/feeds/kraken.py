@@ -1,8 +1,8 @@
 """Kraken spot market data over the public WebSocket API v1 (``wss://ws.kraken.com``).
 
 Subscriptions (``channels``), sent after every (re)connect with all pairs (``"XBT/USD"``
-style WebSocket names): ``trade`` -> :class:`Trade`, ``book`` with ``depth`` ->
-:class:`BookSnapshot` / :class:`BookUpdate`, ``ticker`` -> :class:`BestBidOffer`. Kraken sends
+style WebSocket names): ``trade`` -> :class:`TradeTick`, ``book`` with ``depth`` ->
+:class:`BookSnapshotTick` / :class:`BookUpdate`, ``ticker`` -> :class:`BestBidOffer`. Kraken sends
 ``{"event":"heartbeat"}`` about once a second when a connection is otherwise idle, which feeds
 the idle timeout. Source: Kraken WebSocket API v1 documentation (Public Feeds: trade, ticker,
 book; "How to maintain a valid order book").
@@ -35,8 +35,8 @@ import msgspec
 from websockets.asyncio.client import ClientConnection
 
 from orrange.feeds.base import Liveness, WsSource, json_decoder, seconds_str_to_ms
-from orrange.feeds.book import L2Book
-from orrange.feeds.ticks import BestBidOffer, BookSnapshot, BookUpdate, Level, Trade
+from orrange.feeds.book import BookReplica
+from orrange.feeds.ticks import BestBidOffer, BookSnapshotTick, BookUpdate, Level, TradeTick
 
 __all__ = ["DEFAULT_WS_URL", "KrakenSource"]
 
@@ -74,11 +74,11 @@ class KrakenSource(WsSource):
         if book_depth not in (10, 25, 100, 500, 1000):
             raise ValueError(f"{name}: unsupported book depth {book_depth}")
         self.book_depth = book_depth
-        self._books: dict[str, L2Book] = {}
+        self._books: dict[str, BookReplica] = {}
         self._awaiting: set[str] = set()  # pairs resubscribed, waiting for their snapshot
         self._ws: ClientConnection | None = None
 
-    def book(self, pair: str) -> L2Book | None:
+    def book(self, pair: str) -> BookReplica | None:
         """The local book of a pair once its snapshot arrived, else ``None``."""
         return self._books.get(pair)
 
@@ -121,7 +121,7 @@ class KrakenSource(WsSource):
                 if side not in ("b", "s"):
                     raise ValueError(f"unknown side {side!r}")
                 await self.emit(
-                    Trade(
+                    TradeTick(
                         source=self.name,
                         symbol=symbol,
                         exchange_ts_ms=seconds_str_to_ms(t[2]),
@@ -175,14 +175,14 @@ class KrakenSource(WsSource):
             asks = [(Decimal(p), Decimal(q)) for p, q, *_ in first.get("as", ())]
             for lvl in (*first.get("bs", ()), *first.get("as", ())):
                 ts = max(ts, seconds_str_to_ms(lvl[2]))
-            book = L2Book(self.book_depth)
+            book = BookReplica(self.book_depth)
             book.reset(bids, asks)
             book.truncate()
             self._books[pair] = book
             self._awaiting.discard(pair)
             self.stats.snapshots += 1
             await self.emit(
-                BookSnapshot(
+                BookSnapshotTick(
                     source=self.name,
                     symbol=symbol,
                     exchange_ts_ms=ts or recv_ms,

@@ -1,5 +1,5 @@
 """Offline sources: a recorded trade file replayed at real or accelerated speed, and a seeded
-random walk on integer ticks. Both emit the same :class:`~orrange.feeds.ticks.Trade` (and, for
+random walk on integer ticks. Both emit the same :class:`~orrange.feeds.ticks.TradeTick` (and, for
 the walk, :class:`~orrange.feeds.ticks.BestBidOffer`) ticks as the live clients.
 """
 
@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from orrange.feeds.base import Emit, Source, now_ms
-from orrange.feeds.ticks import BestBidOffer, Side, Trade
+from orrange.feeds.ticks import BestBidOffer, TickSide, TradeTick
 from orrange.marketdata.tradefiles import read_trades
 from orrange.markets import MarketSpec
 
@@ -26,7 +26,7 @@ _YIELD_EVERY = 1000  # ticks between event-loop yields when replaying as fast as
 
 
 class FileReplaySource(Source):
-    """Replay a trade file as :class:`Trade` ticks of one market.
+    """Replay a trade file as :class:`TradeTick` ticks of one market.
 
     Formats are those of :func:`orrange.marketdata.tradefiles.read_trades`: Binance aggTrades
     or trades CSV (data.binance.vision layout) and ccxt trades JSON, optionally ``.gz``.
@@ -88,7 +88,7 @@ class FileReplaySource(Source):
                 self.stats.messages += 1
                 self.stats.ticks += 1
                 await emit(
-                    Trade(
+                    TradeTick(
                         source=self.name,
                         symbol=self.symbol,
                         exchange_ts_ms=ft.ts,
@@ -109,7 +109,7 @@ class RandomWalkSource(Source):
 
     Every step (``interval_ms`` of simulated time) and for each market, in sorted symbol order:
     the price moves by a uniform integer in ``[-max_step_ticks, max_step_ticks]`` ticks (never
-    below 2 ticks), a :class:`Trade` of a uniform ``[min_lots, 100 * min_lots]`` lots (capped at
+    below 2 ticks), a :class:`TradeTick` of a uniform ``[min_lots, 100 * min_lots]`` lots (capped at
     ``max_lots``) with a random taker side prints at that price, and a :class:`BestBidOffer`
     one tick either side follows. The same seed gives the same ticks (timestamps included
     when ``start_ms`` is given and ``realtime`` is false).
@@ -166,12 +166,12 @@ class RandomWalkSource(Source):
                 prices[symbol] = p
                 hi = min(spec.max_lots, 100 * spec.min_lots)
                 lots = rng.randint(spec.min_lots, hi)
-                side: Side = "buy" if rng.random() < 0.5 else "sell"
+                side: TickSide = "buy" if rng.random() < 0.5 else "sell"
                 recv = now_ms() if self.realtime else ts
                 price = Decimal(spec.ticks_to_price(p))
                 self.stats.ticks += 2
                 await emit(
-                    Trade(
+                    TradeTick(
                         source=self.name,
                         symbol=symbol,
                         exchange_ts_ms=ts,

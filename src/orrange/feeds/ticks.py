@@ -26,18 +26,18 @@ import msgspec
 __all__ = [
     "AnyTick",
     "BestBidOffer",
-    "BookSnapshot",
+    "BookSnapshotTick",
     "BookUpdate",
-    "Candle",
+    "CandleTick",
     "Level",
-    "Side",
     "Tick",
-    "Trade",
+    "TickSide",
+    "TradeTick",
     "decode_tick",
     "encode_tick",
 ]
 
-Side = Literal["buy", "sell"]
+TickSide = Literal["buy", "sell"]
 """The taker (aggressor) side of a trade."""
 
 Level = tuple[Decimal, Decimal]
@@ -53,7 +53,7 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", gc=False
     recv_ts_ms: int
 
 
-class Trade(Tick, frozen=True, kw_only=True, tag="trade", gc=False):
+class TradeTick(Tick, frozen=True, kw_only=True, tag="trade", gc=False):
     """One public trade (Binance: one aggTrade, which may aggregate several fills).
 
     Attributes:
@@ -64,7 +64,7 @@ class Trade(Tick, frozen=True, kw_only=True, tag="trade", gc=False):
     trade_id: str
     price: Decimal
     qty: Decimal
-    side: Side
+    side: TickSide
 
 
 class BestBidOffer(Tick, frozen=True, kw_only=True, tag="bbo", gc=False):
@@ -76,7 +76,7 @@ class BestBidOffer(Tick, frozen=True, kw_only=True, tag="bbo", gc=False):
     ask_qty: Decimal
 
 
-class BookSnapshot(Tick, frozen=True, kw_only=True, tag="book_snapshot", gc=False):
+class BookSnapshotTick(Tick, frozen=True, kw_only=True, tag="book_snapshot", gc=False):
     """The full local L2 book after a (re)synchronisation.
 
     Attributes:
@@ -94,11 +94,11 @@ class BookUpdate(Tick, frozen=True, kw_only=True, tag="book_update", gc=False):
     """Changed levels since the previous snapshot/update of the same symbol and source.
 
     A quantity of 0 removes the level. Updates are only emitted while the source's local book
-    is in sync, so applying them in order to the last :class:`BookSnapshot` reproduces the
+    is in sync, so applying them in order to the last :class:`BookSnapshotTick` reproduces the
     source's book.
 
     Attributes:
-        bids, asks: changed levels in exchange order. sequence: as in :class:`BookSnapshot`
+        bids, asks: changed levels in exchange order. sequence: as in :class:`BookSnapshotTick`
             (Binance ``u``).
     """
 
@@ -107,7 +107,7 @@ class BookUpdate(Tick, frozen=True, kw_only=True, tag="book_update", gc=False):
     sequence: int
 
 
-class Candle(Tick, frozen=True, kw_only=True, tag="candle", gc=False):
+class CandleTick(Tick, frozen=True, kw_only=True, tag="candle", gc=False):
     """An exchange kline (Binance ``kline_<interval>``), open or final.
 
     Attributes:
@@ -129,7 +129,7 @@ class Candle(Tick, frozen=True, kw_only=True, tag="candle", gc=False):
     closed: bool
 
 
-AnyTick = Trade | BestBidOffer | BookSnapshot | BookUpdate | Candle
+AnyTick = TradeTick | BestBidOffer | BookSnapshotTick | BookUpdate | CandleTick
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyTick)
