@@ -25,8 +25,8 @@ from orrange.settlement.events import (
 )
 from orrange.settlement.lifecycle import (
     LifecycleError,
+    P2PTrade,
     ReputationEvent,
-    Trade,
     TradeState,
     Transition,
     apply_event,
@@ -76,14 +76,14 @@ def fill(
     )
 
 
-def new_trade(methods: tuple[str, ...] = ("sepa",)) -> Trade:
+def new_trade(methods: tuple[str, ...] = ("sepa",)) -> P2PTrade:
     return open_trade(fill(Side.BUY, methods), SPEC, CONFIG)  # bob buys from alice
 
 
 class Chain:
     """Builds the chain events of one trade, one block per event unless told."""
 
-    def __init__(self, trade: Trade) -> None:
+    def __init__(self, trade: P2PTrade) -> None:
         self.tid = trade.trade_id
         self.block = 100
 
@@ -138,7 +138,9 @@ class Chain:
         return EscrowReclaimed(seller=SELLER_ADDR, amount=10**18, **self.meta(**kw))  # type: ignore[arg-type]
 
 
-def run(trade: Trade, steps: list[tuple[ChainEvent, int]]) -> tuple[Trade, list[ReputationEvent]]:
+def run(
+    trade: P2PTrade, steps: list[tuple[ChainEvent, int]]
+) -> tuple[P2PTrade, list[ReputationEvent]]:
     rep: list[ReputationEvent] = []
     for ev, at in steps:
         tr = apply_event(trade, ev, at)
@@ -307,7 +309,7 @@ def test_clock_never_goes_back() -> None:
 # -- idempotency and reorgs ---------------------------------------------------------------------
 
 
-def _full_path(t: Trade) -> list[tuple[ChainEvent, int]]:
+def _full_path(t: P2PTrade) -> list[tuple[ChainEvent, int]]:
     c = Chain(t)
     return [
         (c.funded((T0 + 3_600_000) // 1000), T0 + MIN),

@@ -9,8 +9,8 @@ from orrange.evm.chain import send_dev
 from orrange.matching.enums import Side
 from orrange.settlement.events import ChainEvent
 from orrange.settlement.lifecycle import (
+    P2PTrade,
     ReputationEvent,
-    Trade,
     TradeState,
     Transition,
     apply_event,
@@ -28,14 +28,14 @@ class Follower:
     """What the escrow watcher does, minus NATS: read the escrow's logs, apply new ones,
     revert the ones a reorg removed."""
 
-    def __init__(self, evm: Env, trade: Trade) -> None:
+    def __init__(self, evm: Env, trade: P2PTrade) -> None:
         self.evm = evm
         self.trade = trade
         self.seen: dict[str, ChainEvent] = {}
         self.book = ReputationBook()
         self.facts: list[ReputationEvent] = []
 
-    def sync(self) -> Trade:
+    def sync(self) -> P2PTrade:
         events = [e for e in self.evm.escrow.events(0) if e.trade_id == self.trade.trade_id]
         current = {e.event_id: e for e in events}
         for event_id in [i for i in self.seen if i not in current]:

@@ -62,10 +62,10 @@ from orrange.settlement.events import (
 __all__ = [
     "Applied",
     "LifecycleError",
+    "P2PTrade",
     "ReputationEvent",
     "ReputationKind",
     "Resolution",
-    "Trade",
     "TradeState",
     "Transition",
     "apply_event",
@@ -128,7 +128,7 @@ class ReputationEvent(msgspec.Struct, frozen=True, kw_only=True):
         return (self.user, self.trade_id, self.kind)
 
 
-class Trade(msgspec.Struct, frozen=True, kw_only=True):
+class P2PTrade(msgspec.Struct, frozen=True, kw_only=True):
     """One trade's settlement. Opening data (set by :func:`open_trade`, never changed):
 
     - ``trade_id``: ``0x`` + 64 hex, the escrow's bytes32 trade id;
@@ -196,7 +196,7 @@ class Transition(msgspec.Struct, frozen=True):
     """The result of a step: the new ``trade``, whether anything ``changed``, and the
     ``reputation`` events to publish (new facts, and retractions of undone ones)."""
 
-    trade: Trade
+    trade: P2PTrade
     changed: bool
     reputation: tuple[ReputationEvent, ...]
 
@@ -207,7 +207,7 @@ def trade_id_for_fill(symbol: str, fill_seq: int) -> str:
     return "0x" + hashlib.sha256(f"{symbol}:{fill_seq}".encode()).hexdigest()
 
 
-def open_trade(fill: OrderFilled, spec: MarketSpec, config: SettlementConfig) -> Trade:
+def open_trade(fill: OrderFilled, spec: MarketSpec, config: SettlementConfig) -> P2PTrade:
     """The trade a fill creates, awaiting the seller's funding until ``fill.ts +
     funding_timeout_ms``. The buyer is the taker when the aggressor bought, else the maker;
     the payment method is the first of ``fill.payment_methods`` (else the configured
@@ -225,7 +225,7 @@ def open_trade(fill: OrderFilled, spec: MarketSpec, config: SettlementConfig) ->
     notional = spec.notional(fill.price, fill.quantity)
     volume = int((Decimal(notional) * spec.quote_unit * 100).to_integral_value(ROUND_FLOOR))
     method = config.choose_method(fill.payment_methods)
-    return Trade(
+    return P2PTrade(
         trade_id=trade_id_for_fill(fill.symbol, fill.seq),
         symbol=fill.symbol,
         fill_seq=fill.seq,
@@ -263,7 +263,7 @@ _OPENING_ONLY = (
 )
 
 
-def _derive(trade: Trade, applied: tuple[Applied, ...], now_ms: int) -> Trade:
+def _derive(trade: P2PTrade, applied: tuple[Applied, ...], now_ms: int) -> P2PTrade:
     """Recompute every derived field from the opening data, ``applied`` and ``now_ms``."""
     fields: dict[str, object] = {name: None for name in _OPENING_ONLY}
     state = TradeState.AWAITING_FUNDING
@@ -323,7 +323,7 @@ def _derive(trade: Trade, applied: tuple[Applied, ...], now_ms: int) -> Trade:
     )
 
 
-def outcomes(trade: Trade) -> frozenset[ReputationEvent]:
+def outcomes(trade: P2PTrade) -> frozenset[ReputationEvent]:
     """The reputation facts a trade in its current state stands for (see the module doc)."""
     tid, vol = trade.trade_id, trade.volume
     s = trade.state
@@ -392,7 +392,7 @@ def _order(ev: ReputationEvent) -> tuple[str, str, bool]:
     return (ev.user, ev.kind, not ev.retract)
 
 
-def _transition(before: Trade, after: Trade) -> Transition:
+def _transition(before: P2PTrade, after: P2PTrade) -> Transition:
     old, new = outcomes(before), outcomes(after)
     retracted = [msgspec.structs.replace(e, retract=True) for e in old - new]
     added = list(new - old)
@@ -401,7 +401,7 @@ def _transition(before: Trade, after: Trade) -> Transition:
     return Transition(after, changed, reputation)
 
 
-def apply_event(trade: Trade, event: ChainEvent, at_ms: int) -> Transition:
+def apply_event(trade: P2PTrade, event: ChainEvent, at_ms: int) -> Transition:
     """Apply a chain event that happened at ``at_ms`` (its block's time, ms UTC). Applying
     an event already applied (same ``event_id``) changes nothing; events may arrive out of
     chain order. ``now_ms`` advances to ``at_ms`` if later. Raises :class:`LifecycleError`
@@ -414,7 +414,7 @@ def apply_event(trade: Trade, event: ChainEvent, at_ms: int) -> Transition:
     return _transition(trade, _derive(trade, applied, max(trade.now_ms, at_ms)))
 
 
-def revert_event(trade: Trade, event_id: str) -> Transition:
+def revert_event(trade: P2PTrade, event_id: str) -> Transition:
     """Undo the chain event ``event_id`` (``block_hash:log_index``) after a reorg orphaned
     its block; the state is rebuilt without it and the reputation facts it caused are
     retracted. An unknown id changes nothing."""
@@ -424,7 +424,7 @@ def revert_event(trade: Trade, event_id: str) -> Transition:
     return _transition(trade, _derive(trade, applied, trade.now_ms))
 
 
-def tick(trade: Trade, now_ms: int) -> Transition:
+def tick(trade: P2PTrade, now_ms: int) -> Transition:
     """Advance the clock to ``now_ms`` (ms UTC; an earlier time changes nothing): past the
     funding deadline an unfunded trade is ``canceled``, past the payment deadline a funded
     trade the buyer never marked paid is ``expired``."""

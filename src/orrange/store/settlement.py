@@ -2,7 +2,7 @@
 
 Writers are the escrow watcher (:mod:`orrange.engine.escrow`: trades, chain events, cursor,
 reputations) and the API (:mod:`orrange.api._trades`: chat messages); readers the API.
-A trade is stored as its whole lifecycle :class:`~orrange.settlement.lifecycle.Trade`
+A trade is stored as its whole lifecycle :class:`~orrange.settlement.lifecycle.P2PTrade`
 (msgspec JSON in ``doc``) plus the columns the API filters on. Every function takes a
 connection (or pool) and runs one or a few statements; callers that need several to be
 atomic wrap them in a transaction. Times are ms UTC, volumes quote cents, amounts exact
@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from orrange.settlement.events import ChainEvent
-from orrange.settlement.lifecycle import ReputationEvent, Trade
+from orrange.settlement.lifecycle import P2PTrade, ReputationEvent
 from orrange.settlement.reputation import NEW_USER_SCORE, ReputationStats, median, score
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
     "user_reputation",
 ]
 
-_trade_dec = msgspec.json.Decoder(Trade)
+_trade_dec = msgspec.json.Decoder(P2PTrade)
 _event_dec: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ChainEvent)
 _enc = msgspec.json.Encoder()
 
@@ -72,7 +72,7 @@ class TradeRow(msgspec.Struct, frozen=True):
     """A stored trade: the lifecycle ``trade``, the ``escrow_address`` that follows it (None
     before the watcher has a chain) and ``updated_ms``."""
 
-    trade: Trade
+    trade: P2PTrade
     escrow_address: str | None
     updated_ms: int
 
@@ -95,7 +95,9 @@ def _row(r: Any) -> TradeRow:
     return TradeRow(_trade_dec.decode(raw), r["escrow_address"], r["updated_ms"])
 
 
-async def insert_trade(conn: Conn, trade: Trade, escrow_address: str | None, now_ms: int) -> bool:
+async def insert_trade(
+    conn: Conn, trade: P2PTrade, escrow_address: str | None, now_ms: int
+) -> bool:
     """Store a newly opened trade; False (nothing written) when ``trade_id`` exists."""
     status: str = await conn.execute(
         "INSERT INTO settlement_trades (trade_id, symbol, fill_seq, buyer, seller, state,"
@@ -119,7 +121,7 @@ async def insert_trade(conn: Conn, trade: Trade, escrow_address: str | None, now
     return status.endswith(" 1")
 
 
-async def save_trade(conn: Conn, trade: Trade, now_ms: int) -> None:
+async def save_trade(conn: Conn, trade: P2PTrade, now_ms: int) -> None:
     """Overwrite the derived state of a stored trade with ``trade``."""
     await conn.execute(
         "UPDATE settlement_trades SET state = $2, payment_deadline_ms = $3, updated_ms = $4,"
@@ -145,7 +147,7 @@ async def get_trade(conn: Conn, trade_id: str, *, for_update: bool = False) -> T
     return None if r is None else _row(r)
 
 
-async def due_trades(conn: Conn, now_ms: int, limit: int = 10_000) -> list[Trade]:
+async def due_trades(conn: Conn, now_ms: int, limit: int = 10_000) -> list[P2PTrade]:
     """Trades a deadline before ``now_ms`` moves on: unfunded past the funding deadline,
     funded (never marked paid) past the payment deadline; oldest first, at most ``limit``."""
     rows = await conn.fetch(
