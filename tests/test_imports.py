@@ -53,8 +53,8 @@ import importlib, json, pkgutil, sys
 root = importlib.import_module(sys.argv[1])
 for info in pkgutil.walk_packages(getattr(root, "__path__", []), root.__name__ + "."):
     importlib.import_module(info.name)
-banned = sys.argv[2:]
-print(json.dumps(sorted(b for b in banned if any(m == b or m.startswith(b + ".") for m in sys.modules))))
+loaded = [b for b in sys.argv[2:] if any(m == b or m.startswith(b + ".") for m in sys.modules)]
+print(json.dumps(sorted(loaded)))
 """
 
 
