@@ -231,7 +231,7 @@ async def run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
                 prof = ["-m", "cProfile", "-o", str(out.resolve())]
             with (base / log).open("ab") as fh:
                 procs.append(
-                    subprocess.Popen(
+                    subprocess.Popen(  # noqa: ASYNC220 -- setup before the measured run; stopped synchronously
                         [sys.executable, *prof, "-m", "orrange.cli", *cmd],
                         cwd=ROOT,
                         env=env,

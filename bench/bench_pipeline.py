@@ -199,13 +199,13 @@ async def start_stack(
     env.update(extra_env or {})
     cmd = [sys.executable, "-m", "orrange.cli", "up"]
     if procfile:
-        cmd += ["--procfile", str(Path(procfile).resolve())]
+        cmd += ["--procfile", str(Path(procfile).resolve())]  # noqa: ASYNC240 -- setup, unmeasured
     # only the trading pipeline: other Procfile processes (market-data feeds...) would add
     # load and commands of their own to the books
     cmd += ["--only", "nats,postgres,matcher,risk,persister" + (",api" if with_api else "")]
     log = tmp / "up.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
+    with open(log, "wb") as out:  # noqa: ASYNC230 -- setup, before the measured window
+        proc = subprocess.Popen(  # noqa: ASYNC220 -- the stack is stopped synchronously at the end
             cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     stack = Stack(

@@ -4,11 +4,11 @@ unavailable to its subscribers)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import nats
 from kit.api_stack import SPEC, SYM
+from kit.wait import wait_for
 
 from orrange.api._metrics import ApiMetrics
 from orrange.api.commands import CommandWaiters
@@ -107,8 +107,7 @@ async def test_hub_dedups_and_resyncs_on_a_gap(nats_url: str) -> None:
         # a client following the book: the mirror cannot sync (no matcher) -> an error
         sub = Subscriber(max_queue=16)
         assert books.subscribe(sub, f"book.{SYM}") is None
-        while not sub.queue:
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: bool(sub.queue), "the book_unavailable error")
         err = json.loads(sub.queue.popleft())
         assert (err["type"], err["reason"]) == ("error", "book_unavailable")
         assert f"book.{SYM}" not in sub.channels
