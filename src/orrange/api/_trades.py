@@ -54,7 +54,7 @@ from orrange.evm.chain import (
     send_dev,
 )
 from orrange.settlement.events import ZERO_ADDRESS
-from orrange.settlement.lifecycle import Trade
+from orrange.settlement.lifecycle import P2PTrade
 from orrange.store import settlement as db
 
 __all__ = [
@@ -170,7 +170,7 @@ def _s(v: int | None) -> str | None:
     return None if v is None else str(v)
 
 
-def _role(t: Trade, p: Principal) -> str | None:
+def _role(t: P2PTrade, p: Principal) -> str | None:
     if p.user == t.buyer:
         return "buyer"
     if p.user == t.seller:
@@ -391,7 +391,7 @@ async def fund(
     buyer = address("buyer_address", data.buyer_address)
     token = address("token", data.token)
 
-    def build(e: Escrow, wallet: str, tid: bytes, trade: Trade) -> UnsignedTx:
+    def build(e: Escrow, wallet: str, tid: bytes, trade: P2PTrade) -> UnsignedTx:
         chain_ms = int(e.w3.eth.get_block("latest")["timestamp"]) * 1000
         return e.fund_tx(
             wallet,
@@ -413,7 +413,7 @@ def _simple(action: str, roles: tuple[str, ...], method: str) -> Any:
         data: JSONBody[WalletIn | None] = None,
         sign: FromQuery[str | None] = None,
     ) -> TxOut:
-        def build(e: Escrow, wallet: str, tid: bytes, trade: Trade) -> UnsignedTx:
+        def build(e: Escrow, wallet: str, tid: bytes, trade: P2PTrade) -> UnsignedTx:
             tx: UnsignedTx = getattr(e, method)(wallet, tid)
             return tx
 
@@ -450,7 +450,7 @@ async def resolve(
     if not 0 <= data.buyer_bps <= 10_000:
         raise ApiError(400, "buyer_bps", "invalid", "buyer_bps is 0..10000")
 
-    def build(e: Escrow, wallet: str, tid: bytes, trade: Trade) -> UnsignedTx:
+    def build(e: Escrow, wallet: str, tid: bytes, trade: P2PTrade) -> UnsignedTx:
         return e.resolve_tx(wallet, tid, data.buyer_bps)
 
     # a mediator who is also a party acts as mediator here
