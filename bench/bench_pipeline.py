@@ -428,6 +428,8 @@ class LatencyProbe:
         self.sent: dict[str, deque[float]] = {}
         self.latencies: list[float] = []
         self.filled = 0
+        self.fill_target: int | None = None  # set once a window stops sending
+        self.all_filled = asyncio.Event()  # filled reached fill_target
         self.pairs_total = 0
         self.ts = int(time.time() * 1000)
         self.window = 0
@@ -453,6 +455,8 @@ class LatencyProbe:
             if q:
                 self.latencies.append(now - q.popleft())
                 self.filled += 1
+                if self.fill_target is not None and self.filled >= self.fill_target:
+                    self.all_filled.set()
 
     async def offer(self, rate: float, duration_s: float, drain_s: float = 300.0) -> dict[str, Any]:
         """Offer ``rate`` orders/s (``rate / 2`` pairs/s) for ``duration_s``, then wait until
@@ -463,6 +467,8 @@ class LatencyProbe:
         window = self.window
         self.latencies = []
         self.filled = 0
+        self.fill_target = None
+        self.all_filled.clear()
         subject = cmd_subject(LAT_SYMBOL)
         pair_rate = rate / 2
         sent = 0
@@ -510,8 +516,11 @@ class LatencyProbe:
         # drain: every taker filled and the persister caught up, before the next window
         t_drain = loop.time()
         deadline = t_drain + drain_s
-        while self.filled < sent and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        self.fill_target = sent
+        if self.filled >= sent:
+            self.all_filled.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.all_filled.wait(), drain_s)
         drained_fills = self.filled
         while loop.time() < deadline:
             with contextlib.suppress(Exception):
