@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import uvicorn
-from kit.wait import wait_for
 from litestar import Litestar
 
+from kit.wait import wait_for
 from orrange.api import ApiOptions, create_app, issue_token
 from orrange.engine.matcher import Matcher
 from orrange.engine.persister import Persister
