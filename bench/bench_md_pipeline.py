@@ -76,8 +76,8 @@ from bench_marketdata import machine
 
 from orrange.engine.feed import Feed
 from orrange.feeds import Emit, FeedConfig, Source, TradeTick
-from orrange.feeds.ticks import TickSide
 from orrange.infra import EmbeddedPostgres, NatsServer
+from orrange.marketdata.ticks import TickSide
 from orrange.markets import MarketSpec
 from orrange.runtime import ActorConfig
 from orrange.runtime.actor import tune_gc

@@ -27,9 +27,9 @@ from actors.feed import main
 from orrange.engine.feed import COARSE_STORE_EVERY, Feed, _chunks, index_configs
 from orrange.engine.matcher import Matcher
 from orrange.feeds import FeedConfig, shard_sources
-from orrange.feeds.ticks import BestBidOffer, TradeTick
 from orrange.marketdata.candles import Candle, CandleAggregator, CandleClosed
 from orrange.marketdata.index import IndexPrice
+from orrange.marketdata.ticks import BestBidOffer, TradeTick
 from orrange.markets import load_markets
 from orrange.matching import Event, OrderFilled, OrderTriggered, SubmitOrder
 from orrange.matching.enums import OrderType, Side, TriggerSource

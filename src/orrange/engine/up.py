@@ -1,8 +1,9 @@
 """``orrange up``: every process of the ``Procfile``, started and stopped in order.
 
 The ``Procfile`` (``name: command`` lines, parsed by honcho; the repository's ``Procfile``,
-which ``config/Procfile`` links to, found by :func:`orrange.settings.config_file`) lists the embedded servers (``orrange infra nats``,
-``orrange infra postgres``) and the engine's processes (``orrange actor NAME``).
+which ``config/Procfile`` links to, found by :func:`orrange.settings.config_file`) lists the
+embedded servers (``orrange infra nats``, ``orrange infra postgres``) and the engine's processes
+(``orrange actor NAME``).
 :class:`Supervisor`:
 
 1. starts the infrastructure lines (a command containing ``orrange infra``), skipping the nats

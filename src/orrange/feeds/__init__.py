@@ -1,6 +1,6 @@
 """Exchange market-data sources, normalized to exact typed ticks.
 
-Modules: :mod:`~orrange.feeds.ticks` (the tick types), :mod:`~orrange.feeds.base` (source
+Modules: :mod:`~orrange.marketdata.ticks` (the tick types), :mod:`~orrange.feeds.base` (source
 interface, reconnect loop), :mod:`~orrange.feeds.binance`, :mod:`~orrange.feeds.coinbase`,
 :mod:`~orrange.feeds.kraken` (live clients), :mod:`~orrange.feeds.replay` (file replay and
 random walk), :mod:`~orrange.feeds.book` (local L2 book) and :mod:`~orrange.feeds.config`
@@ -86,7 +86,7 @@ from orrange.feeds.config import (
 )
 from orrange.feeds.kraken import KrakenSource
 from orrange.feeds.replay import FileReplaySource, RandomWalkSource
-from orrange.feeds.ticks import (
+from orrange.marketdata.ticks import (
     AnyTick,
     BestBidOffer,
     BookSnapshotTick,

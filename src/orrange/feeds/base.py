@@ -1,6 +1,6 @@
 """Source interface, the reconnecting WebSocket loop and small parsing helpers.
 
-A :class:`Source` produces normalized ticks (:mod:`orrange.feeds.ticks`) by calling an async
+A :class:`Source` produces normalized ticks (:mod:`orrange.marketdata.ticks`) by calling an async
 ``emit`` callback; :meth:`Source.stream` wraps that in an async iterator. Exchange clients
 derive from :class:`WsSource`, which owns the connection life cycle:
 
@@ -33,7 +33,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from orrange.feeds.ticks import AnyTick
+from orrange.marketdata.ticks import AnyTick
 
 __all__ = [
     "Backoff",

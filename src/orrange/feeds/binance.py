@@ -38,7 +38,7 @@ from websockets.asyncio.client import ClientConnection
 
 from orrange.feeds.base import Liveness, WsSource, json_decoder, now_ms
 from orrange.feeds.book import BookReplica
-from orrange.feeds.ticks import (
+from orrange.marketdata.ticks import (
     BestBidOffer,
     BookSnapshotTick,
     BookUpdate,

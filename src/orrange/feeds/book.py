@@ -14,7 +14,7 @@ from itertools import islice
 
 from sortedcontainers import SortedDict
 
-from orrange.feeds.ticks import Level
+from orrange.marketdata.ticks import Level
 
 __all__ = ["BookReplica"]
 

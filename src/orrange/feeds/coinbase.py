@@ -37,7 +37,7 @@ from websockets.asyncio.client import ClientConnection
 
 from orrange.feeds.base import Liveness, WsSource, iso_to_ms, json_decoder
 from orrange.feeds.book import BookReplica
-from orrange.feeds.ticks import BestBidOffer, BookSnapshotTick, BookUpdate, Level, TradeTick
+from orrange.marketdata.ticks import BestBidOffer, BookSnapshotTick, BookUpdate, Level, TradeTick
 
 __all__ = ["DEFAULT_WS_URL", "CoinbaseSource"]
 

@@ -1,7 +1,7 @@
 """Exchange decimals onto our market's integer grid, fast (the feed's per-tick normalization).
 
 An exchange price or quantity (an exact :class:`~decimal.Decimal`, see
-:mod:`orrange.feeds.ticks`) becomes integer ticks or lots of one of our markets by
+:mod:`orrange.marketdata.ticks`) becomes integer ticks or lots of one of our markets by
 ``value / step`` rounded half even, since an exchange's grid may be finer than ours. This runs
 for every tick, so :class:`GridConverter` avoids the general Decimal division: for a step that is
 a power of ten (``0.01``, ``1``, ``100``) it shifts the exponent (exact), and it remembers the

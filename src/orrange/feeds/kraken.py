@@ -36,7 +36,7 @@ from websockets.asyncio.client import ClientConnection
 
 from orrange.feeds.base import Liveness, WsSource, json_decoder, seconds_str_to_ms
 from orrange.feeds.book import BookReplica
-from orrange.feeds.ticks import BestBidOffer, BookSnapshotTick, BookUpdate, Level, TradeTick
+from orrange.marketdata.ticks import BestBidOffer, BookSnapshotTick, BookUpdate, Level, TradeTick
 
 __all__ = ["DEFAULT_WS_URL", "KrakenSource"]
 

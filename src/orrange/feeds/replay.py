@@ -1,6 +1,6 @@
 """Offline sources: a recorded trade file replayed at real or accelerated speed, and a seeded
-random walk on integer ticks. Both emit the same :class:`~orrange.feeds.ticks.TradeTick` (and, for
-the walk, :class:`~orrange.feeds.ticks.BestBidOffer`) ticks as the live clients.
+random walk on integer ticks. Both emit the same :class:`~orrange.marketdata.ticks.TradeTick`
+(and, for the walk, :class:`~orrange.marketdata.ticks.BestBidOffer`) ticks as the live clients.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from orrange.feeds.base import Emit, Source, now_ms
-from orrange.feeds.ticks import BestBidOffer, TickSide, TradeTick
+from orrange.marketdata.ticks import BestBidOffer, TickSide, TradeTick
 from orrange.marketdata.tradefiles import read_trades
 from orrange.markets import MarketSpec
 

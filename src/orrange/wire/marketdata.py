@@ -37,7 +37,7 @@ Subject                  Payload
 ======================== ======================================================================
 ``md.ticks.<SRC>``       the normalized ticks of source ``SRC`` received since the previous
                          flush, in arrival order: a JSON array of
-                         :data:`~orrange.feeds.ticks.AnyTick` (tag ``kind``; exact decimal
+                         :data:`~orrange.marketdata.ticks.AnyTick` (tag ``kind``; exact decimal
                          strings as the exchange sent them; each names its ``symbol``), at
                          most :data:`MAX_TICKS_PER_MSG` per message. ``Nats-Msg-Id``
                          :func:`ticks_msg_id`. Decode with :func:`decode_ticks`.
@@ -69,9 +69,9 @@ from typing import Any
 
 import msgspec
 
-from orrange.feeds.ticks import AnyTick
 from orrange.marketdata.candles import CandleEvent
 from orrange.marketdata.index import IndexPrice
+from orrange.marketdata.ticks import AnyTick
 from orrange.wire.spec import StreamSpec
 
 __all__ = [
