@@ -4,14 +4,14 @@ event, deadlines cancel unfunded trades without any chain."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import msgspec
 import nats
 import pytest
+from kit.wait import wait_for
 
 from orrange.engine.escrow import EscrowWatcher, WatcherOptions
 from orrange.evm.chain import Escrow, connect, send_dev
@@ -66,16 +66,6 @@ def fill(symbol: str, seq: int, ts: int, methods: tuple[str, ...] = ()) -> Order
         taker_leaves=0,
         payment_methods=methods,
     )
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 60) -> None:
-    """Poll ``check`` until true; fail after ``limit_s`` (a hang guard, not a timed assert)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
