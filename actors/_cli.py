@@ -16,7 +16,7 @@ __all__ = ["actor_main", "register"]
 
 
 def _up(args: argparse.Namespace) -> int:
-    from orrange.engine.up import UpError, run_up
+    from orrange.infra.up import UpError, run_up
     from orrange.logging import configure_logging
     from orrange.settings import SettingsError, load_settings
 

@@ -12,7 +12,7 @@ import pytest
 
 import actors
 from actors._cli import actor_main
-from orrange.engine.up import read_procfile
+from orrange.infra.up import read_procfile
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCESSES = [ln for ln in read_procfile(ROOT / "Procfile") if not ln.infra]

@@ -2,5 +2,5 @@
 
 One module per :class:`~orrange.runtime.Actor` subclass (``matcher``, ``risk``, ``persister``,
 ``feed``, ``alerter``, ``escrow``); their processes are parsed, configured and wired in
-``actors/``. :mod:`orrange.engine.up` is ``orrange up``, every process of the ``Procfile``.
+``actors/``; ``orrange up`` (every process of the ``Procfile``) is :mod:`orrange.infra.up`.
 """

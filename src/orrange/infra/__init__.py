@@ -8,6 +8,8 @@ a development EVM node.
 * :func:`run_nats` / :func:`run_postgres`: foreground runners behind ``orrange infra nats`` and
   ``orrange infra postgres`` (started only when ``ORRANGE_NATS_URL`` / ``ORRANGE_DATABASE_URL``
   are unset).
+* :mod:`orrange.infra.up`: ``orrange up``, the supervisor of every process of the ``Procfile``
+  (imported on use).
 """
 
 from orrange.infra._proc import InfraError, free_port

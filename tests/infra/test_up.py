@@ -23,10 +23,10 @@ import nats
 import pytest
 from kit.wait import wait_for
 
-from orrange.engine.up import ProcLine, plan, read_procfile
 from orrange.infra import free_port
 from orrange.infra._proc import tcp_open
 from orrange.infra.run import DEV_ESCROW_ADDRESS, dev_chain_env
+from orrange.infra.up import ProcLine, plan, read_procfile
 from orrange.matching import L2Book, Side, SubmitOrder
 from orrange.runtime import Publisher
 from orrange.settings import load_settings
@@ -228,7 +228,7 @@ def test_a_killed_supervisor_leaves_no_orphan(private_dir: Path) -> None:
 
 
 def test_plan_rejects_unknown_names() -> None:
-    from orrange.engine.up import UpError
+    from orrange.infra.up import UpError
 
     lines = [ProcLine("nats", "orrange infra nats", True)]
     with pytest.raises(UpError, match="not in the Procfile: api"):
