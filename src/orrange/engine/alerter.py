@@ -16,17 +16,8 @@ Subject                      Durable              What it does
 (``ALERT_CMD``)                                   subscription from PostgreSQL
 ============================ ==================== ============================================
 
-Market data comes from the feed actor's stream :data:`~orrange.wire.marketdata.MD`
-(provisioned with the same spec, so either actor may start first); ``md.index.<SYM>`` (the
-latest index per market, possibly published less often) is not read. The three ordered
-consumers (trades, index, candles) are recreated at every start just after their ack floor
-(ack policy ``all``: one ack per batch), so input is applied strictly in stream order even when
-messages delivered to a killed process are still unacked, and every message whose
-notifications may not have been published yet is delivered again; a consumer that does not
-exist yet starts after the stored cursor, or at the next message of its stream. Own trades:
-an event whose ``seq`` is not above the last one applied for its symbol is ignored (the
-matcher may store a batch twice with other boundaries); that watermark is stored with the
-batch (``alerter_cursors`` row ``evt:<SYM>``).
+Input is applied strictly in stream order; an event whose ``seq`` is not above the last one
+applied for its symbol is ignored (watermark stored as ``alerter_cursors`` row ``evt:<SYM>``).
 
 Outputs (stream :data:`~orrange.wire.alerts.ALERTS`, de-duplication window one hour):
 
@@ -34,56 +25,23 @@ Outputs (stream :data:`~orrange.wire.alerts.ALERTS`, de-duplication window one h
   ticks), all the notifications that **one input message** produced, in the order they fired;
   ``Nats-Msg-Id`` = ``notes:<durable>:<input stream sequence>``
   (:func:`~orrange.wire.alerts.notifications_msg_id`). Users are in each notification
-  (``user``); the API fans them out to the owners' private WebSocket channel. One message per
-  input message rather than per notification: a round of 1,000 index prices may fire hundreds
-  of alerts.
+  (``user``); the API fans them out to the owners' private WebSocket channel.
 * ``signals``: a :class:`~orrange.wire.alerts.SignalRecord`, ``Nats-Msg-Id`` = signal id.
 
-Exactly once across ``kill -9``: a handler evaluates its batch on the
-:class:`~orrange.alerts.index.AlertIndex` and queues the result (notifications with
-deterministic ids, each naming the input message that produced it; the alerts' new states
-``status`` / ``rearm_after`` / ``fire_count``; the per-symbol event watermarks; the consumer's
-cursor); its input is then acked (ack policy ``all``). A writer task stores everything queued
-since its last commit in **one** transaction (notifications by binary ``COPY``; states, cursors
-and a one-row snapshot of every book's last price in one statement), and only then publishes
-the notifications (their acks are awaited while the next job commits; that job's output is sent
-once they are in); batches evaluated while it commits are merged into its next commit, so
-PostgreSQL overlaps evaluation and commits grow with the load (evaluation waits beyond
-``max_pending_updates`` queued updates). A batch is evaluated in slices, and the event loop
-is let run every ``eval_yield_ms`` or so, so the writer's round trips to PostgreSQL and NATS do
-not wait for a whole round of 1,000 updates. With each commit it also stores, per
-consumer, the last input whose output is published (``published:<durable>``). After a crash
-each consumer restarts after the smaller of its ack floor and that published cursor: messages
-at or below the stored cursor were applied already and only have their stored notifications
-published again (grouped by input message, so with the same ``Nats-Msg-Id`` and content,
-and JetStream drops those already stored), the others are evaluated on the state restored from
-PostgreSQL.
-Restart (the :class:`~orrange.alerts.index.AlertIndex` contract): the stored book prices are fed
-to an empty index, then every ``active`` alert is added with its stored ``rearm_after``, so no
-restored alert fires on the restore itself. A failed commit is retried on a fresh connection
-while the database is unreachable; any other commit failure stops the actor (exit code 1), and
-a restart resumes from the last commit. A failed evaluation waits for the pending commits,
-reloads the state from PostgreSQL and lets the runtime retry the batch message by message.
-Alert commands wait for the pending commits before reading the alert's row.
+Notifications, alert states and cursors are stored in PostgreSQL in one transaction before the
+notifications are published, so each is delivered exactly once across ``kill -9``. Alerts are
+created and deleted by the API in PostgreSQL, followed by an :class:`AlertCommand` on
+``alerts.cmd``; closed candles go through :class:`~orrange.alerts.signals.SignalEngine` and
+each signal is stored (``signals``), published and notified to matching subscribers. Expiry:
+on every price update (at the update's ``ts``, ms UTC) and, for markets without updates, every
+``expiry_interval_ms``; an expired alert gets status ``expired`` (no notification).
 
-New alerts: the API inserts the alert, then publishes an :class:`AlertCommand` on
-``alerts.cmd`` (JetStream stream :data:`ALERT_CMD`); the alerter re-reads that alert from
-PostgreSQL and adds it to (or removes it from) the index, so commands are idempotent and their
-order against the start-up load does not matter. Alerts created while the alerter is down are
-loaded at its start. Deletions and signal subscriptions use the same command.
+Errors: a failed commit is retried on a fresh connection while the database is unreachable;
+any other commit failure stops the actor (exit code 1); a failed evaluation reloads the state
+from PostgreSQL and the batch is retried message by message.
 
-Signals: closed candles go through :class:`~orrange.alerts.signals.SignalEngine`; each signal is
-stored (``signals``), published on ``signals``, and every user whose subscription matches gets a
-notification, all in the candle batch's transaction. The engine's rolling state lives in memory;
-at start it is primed by replaying the ``md.candle.>`` messages still in stream ``MD`` up to the
-stored candle cursor (signals found while priming are not emitted again), so a restart loses no
-signal as long as the stream still holds the series' look-back.
-
-Expiry: on every price update (at the update's ``ts``, as in the index) and, for markets
-without updates, every ``expiry_interval_ms`` of wall-clock time; an expired alert gets status
-``expired`` (no notification).
-
-The process is ``orrange actor alerter`` (:mod:`actors.alerter`).
+Commit pipeline, crash recovery and signal priming: ``docs/actors.md`` (Alerter). The process
+is ``orrange actor alerter`` (:mod:`actors.alerter`).
 """
 
 from __future__ import annotations

@@ -8,29 +8,23 @@ Inputs and outputs:
   idempotent on the trade id);
 * a JSON-RPC node (``ORRANGE_CHAIN_URL``) and the escrow contract at
   ``ORRANGE_ESCROW_ADDRESS``: every ``poll_interval_ms`` the watcher reads the escrow's logs
-  of the blocks that have ``confirmations`` blocks on top of them, applies them
-  (:func:`~orrange.settlement.lifecycle.apply_event`, at the block's time) and moves its
-  cursor (last processed block number and hash, ``settlement_cursor``) in the same
-  transaction, so a restart neither misses nor repeats an event;
-* reorgs: before reading further the watcher checks the cursor block's hash; when the chain
-  no longer has it, it walks back through the remembered block hashes to the newest one the
-  chain still has (the fork point), reverts (:func:`~orrange.settlement.lifecycle.revert_event`)
-  every event applied after it, moves the cursor back and reads the new branch;
+  of the blocks that have ``confirmations`` blocks on top of them and applies them
+  (:func:`~orrange.settlement.lifecycle.apply_event`, at the block's time), moving its cursor
+  (``settlement_cursor``) in the same transaction; on a reorg the events after the fork point
+  are reverted (:func:`~orrange.settlement.lifecycle.revert_event`);
 * deadlines: after each poll :func:`~orrange.settlement.lifecycle.tick` runs on the open trades
-  with ``now`` = the later of the wall clock and the newest block's time;
+  with ``now`` = the later of the wall clock and the newest block's time (ms UTC);
 * every change is published as a :class:`~orrange.wire.settlement.SettlementEvent` on
   ``settlement.<trade_id>`` (stream ``SETTLEMENT``) with a ``Nats-Msg-Id`` derived from its
-  cause (:func:`~orrange.wire.settlement.settlement_msg_id`), before the database
-  transaction commits: a crash between the two replays the same ids, which JetStream drops;
+  cause (:func:`~orrange.wire.settlement.settlement_msg_id`);
 * reputation facts of each transition go to ``reputation_facts`` and refresh the users'
-  ``reputations`` scores, which the API stamps into their P2P orders (the matcher's
-  ``min_reputation`` constraint and ``price-reputation-time`` priority read them).
+  ``reputations`` scores, which the API stamps into their P2P orders.
 
-Without ``ORRANGE_CHAIN_URL`` (or without an escrow address) the watcher still opens trades
-and applies deadlines, and logs once that it follows no chain: this is how ``orrange up`` runs
-offline. Chain calls are synchronous web3.py, run in worker threads.
+Without ``ORRANGE_CHAIN_URL`` (or without an escrow address) the watcher opens trades and
+applies deadlines only, and logs once that it follows no chain.
 
-The process is ``orrange actor escrow`` (:mod:`actors.escrow`).
+Cursor, reorg handling and the publish-before-commit order: ``docs/actors.md`` (Escrow
+watcher). The process is ``orrange actor escrow`` (:mod:`actors.escrow`).
 """
 
 from __future__ import annotations

@@ -1,68 +1,44 @@
 """The feed actor: outside market data into the engine (ticks, index price, candles).
 
-What it does (subjects, payloads and streams ``MD`` / ``MD_LIVE`` in
-:mod:`orrange.wire.marketdata`). Everything is published in batches: one NATS message per
-tick cannot carry 100,000 ticks/s from Python.
+Subjects, payloads and streams (``MD`` / ``MD_LIVE``) are in :mod:`orrange.wire.marketdata`;
+everything is published in batches.
 
 * **Ticks.** Runs the enabled sources of ``config/sources.toml`` (the seeded random walk by
-  default). Each tick is normalized onto our market's grid (exchange prices off our grid are
-  rounded half even to the nearest tick and lot for the index and candles; the published ticks
-  keep the exact values), fed to the index and the candles at once, and buffered; every
-  ``flush_interval_ms`` (20 ms) the buffer of each source goes out as JSON arrays on
-  ``md.ticks.<SRC>``. Ticks of markets not in ``config/markets.toml`` are counted and dropped.
-* **Index price.** Trades (price and quantity) and best bid/offer mids of each market feed an
-  :class:`~orrange.marketdata.index.IndexEngine` (one source per configured feed, its ``weight``
-  from the configuration; our own fills join as the fallback source ``orrange``). Every
-  ``index_interval_ms`` (100 ms, a *round*) the index of every market with a usable source is
-  computed and published as one ``md.indexes`` message (a JSON array of ``IndexPrice``); the
-  latest index of each market is also kept on ``md.index.<SYM>`` (the markets take turns, at
-  most 100 a round: each every second for 1,000 markets). A changed index price is handed to
-  the matcher as ``SetReferencePrice(ts, price)`` on ``book.in.<SYM>`` (``ref:<SYM>:<ts>``):
-  the reference price of index-driven stop orders.
-  A market's first index goes at once, later changes in the market's turn, once every
-  ``reference_interval_ms`` (1 s, the pace of exchanges' mark prices; one JetStream message per
-  market each time, the markets' turns spread over the rounds).
+  default). Each tick is normalized onto our market's grid (ticks and lots, rounded half even
+  for the index and candles; the published ticks keep the exact values) and buffered; every
+  ``flush_interval_ms`` the buffer of each source goes out as JSON arrays on
+  ``md.ticks.<SRC>``.
+* **Index price.** Trades and best bid/offer mids of each market feed an
+  :class:`~orrange.marketdata.index.IndexEngine` (one source per configured feed with its
+  ``weight``; our own fills join as the fallback source ``orrange``). Every
+  ``index_interval_ms`` (a *round*) the index of every market with a usable source is published
+  as one ``md.indexes`` message (a JSON array of ``IndexPrice``); the latest index of each
+  market is also kept on ``md.index.<SYM>``. A changed index price is handed to the matcher as
+  ``SetReferencePrice(ts, price)`` on ``book.in.<SYM>`` (``ref:<SYM>:<ts>``), at most once every
+  ``reference_interval_ms`` per market: the reference price of index-driven stop orders.
 * **Candles.** External trades and our own fills (``OrderFilled`` read from ``EVENTS``
-  through the durable consumer ``feed``, a shard's own name; a message is one event or a batch, see
+  through the durable consumer named after the actor; see
   :func:`orrange.wire.engine.decode_events`) go into one
   :class:`~orrange.marketdata.candles.CandleAggregator` per process (1m ... 1d). Every flush
-  publishes on ``md.candles`` the candles closed since the last flush and the open candle of the
-  finest interval of each market that traded, and, once every ``coarse_interval_ms`` (1 s) per
-  market (the markets take turns over the flushes), the coarser open candles of the markets
-  that traded (latest version only); each closed candle also goes to
-  ``md.candle.<IV>.<SYM>`` (after the flush that put it on ``md.candles``, from a task of its
-  own, :data:`FINALS_SLICE` at a time: the thousands of candles a minute's end closes never
-  delay a flush). Windows close ``candle_lateness_ms`` (2 s) after their end (checked every
-  round). Flushes, rounds and stores are separate tasks: none waits for another, nor for a
-  database write of fills, and a flush does not wait for the publish acks of the previous
-  ones (they are collected in the background, at most :data:`FLUSHES_IN_FLIGHT` flushes
-  outstanding; a round yields between slices of its publishes). The latest versions are
-  upserted into PostgreSQL (:mod:`orrange.store.candles`) in the background, closed candles
-  and the finest open ones every ``persist_interval_ms`` (1 s), a market's coarser open ones
-  every :data:`COARSE_STORE_EVERY` times that (the markets take turns, a fifth of them each
-  store; a restart rebuilds them from the finest), and all at stop. A batch of fills is
-  stored at once, with the candles of its markets and the per-market seq of its last fill,
-  before it is acked, so a redelivered fill is never counted twice (an event whose seq is not
-  above the last applied fill of its market is skipped; a crash loses at most the last second
-  of external trades from the stored candles, never a fill); at start the open windows of the
-  day are restored from the stored 1m candles.
+  publishes on ``md.candles`` the candles closed since the last flush and the open ones that
+  changed; each closed candle also goes to ``md.candle.<IV>.<SYM>``. Windows close
+  ``candle_lateness_ms`` after their end. The latest versions are upserted into PostgreSQL
+  (:mod:`orrange.store.candles`) every ``persist_interval_ms`` and at stop; a batch of fills is
+  stored with its candles before it is acked; at start the open windows of the day are
+  restored from the stored 1m candles.
 
 **Shards.** One feed process serves the markets it is given (``--symbols``: a subset of
-``config/markets.toml``); several feeds with disjoint markets and distinct names (``--name
-feed-b``) share the machine's cores. Everything a market needs (its sources' ticks, index,
-candles, fill marks) stays in its shard; each shard reads the fills through its own durable
-consumer (its actor name) and keeps only those of its markets, and message ids carry the name,
-so the shards' ``md.indexes`` and tick batches never collide.
+``config/markets.toml``); several feeds with disjoint markets need distinct names (``--name
+feed-b``), which their durable consumer and message ids carry.
 
-Failures: a database that goes away is waited for (writes retried with backoff, nothing acked
-meanwhile); a source that fails is restarted after 1 s (the live clients reconnect by
-themselves); a tick of an unknown market or with a non-positive price is dropped and counted;
-a flush or round whose publishes fail is logged and its messages are lost (market data is a
-live view; the next one goes on, and every reference price is sent again); while a flush is
-stuck waiting for acks, at most :data:`MAX_BUFFERED_TICKS` ticks per source wait, older ones
-are dropped and counted.
+Errors: ticks of markets not in ``config/markets.toml`` or with a non-positive price are
+dropped and counted; a database that goes away is waited for (nothing acked meanwhile); a
+source that fails is restarted; a flush or round whose publishes fail is logged and its
+messages are lost; beyond :data:`MAX_BUFFERED_TICKS` buffered ticks per source the oldest are
+dropped and counted.
 
-The process is ``orrange actor feed`` (:mod:`actors.feed`).
+Pacing, defaults and the reasons behind them: ``docs/actors.md`` (Feed). The process is
+``orrange actor feed`` (:mod:`actors.feed`).
 """
 
 from __future__ import annotations

@@ -1,42 +1,28 @@
 """The matcher actor: the order books of a symbol shard, fed by ``BOOK_IN``, publishing ``EVENTS``.
 
-For each hosted symbol the matcher reads ``book.in.<SYM>`` through the durable pull consumer
-``matcher-<SYM>`` strictly in stream order. A message there is a batch of ``[cmd_seq, command]``
-pairs forwarded by risk (or one bare command; see :mod:`orrange.wire.engine`). The matcher
-applies every command to the symbol's :class:`~orrange.matching.OrderBook` and publishes the
-events of each ``BOOK_IN`` message as **one** message on ``evt.<SYM>`` (a JSON array, ``seq``
-order, ``Nats-Msg-Id`` ``<SYM>:<first seq>``); the runtime acks a fetched batch only once
-JetStream acked all of its event messages. Since a ``BOOK_IN`` message never changes, the
-events of a replayed message are the same message with the same id. A pair whose ``cmd_seq``
-is not above the last one applied to the book is skipped: a batch that risk forwarded again
-after a crash, with other boundaries, is applied once.
+Input: ``book.in.<SYM>`` through the durable pull consumer ``matcher-<SYM>``, strictly in stream
+order. A message is a batch of ``[cmd_seq, command]`` pairs forwarded by risk (or one bare
+command; see :mod:`orrange.wire.engine`); a pair whose ``cmd_seq`` is not above the last one
+applied to the book is skipped. Every command is applied to the symbol's
+:class:`~orrange.matching.OrderBook`.
 
-Recovery (``kill -9`` at any moment loses and duplicates nothing):
-
-* Snapshots go to the KV bucket ``snapshots`` (key ``<SYM>``, a few revisions kept): the book's
-  :meth:`~orrange.matching.OrderBook.snapshot` with the ``BOOK_IN`` stream sequence of the last
-  message applied and the last ``cmd_seq`` applied. One is taken every ``snapshot_every``
-  commands or ``snapshot_interval_ms``
-  (at the start of a batch, when every earlier event has been published and acked, or by a
-  timer when the book and the whole matcher are idle and all its events are stored), and at a
-  clean stop.
-* At start the matcher reads the last event of ``evt.<SYM>`` (its ``seq`` is ``published``),
-  restores the newest snapshot whose book sequence is not above ``published`` (a newer one
-  could hold the state of events lost in a crash), recreates its consumer at the next
-  ``BOOK_IN`` sequence and replays from there. Re-emitted events with ``seq <= published`` are
-  not published again; the others carry the same ``(symbol, seq)`` and ``Nats-Msg-Id`` as
-  before, so JetStream also drops any repeat within the duplicate window.
-
-If publishing a batch's events fails (e.g. NATS unreachable for ``publish_timeout_ms``) the
-runtime naks the batch. The next batch of that symbol, whether the redelivery or newer commands,
-first publishes every event applied but missing from ``EVENTS`` (the last 200,000 or so
-events applied are kept for this), in seq order and in messages of at most 2,000 events;
-redelivered commands are not applied again.
+Output: the events of each ``BOOK_IN`` message as **one** message on ``evt.<SYM>`` (a JSON
+array, ``seq`` order, ``Nats-Msg-Id`` ``<SYM>:<first seq>``); the batch is acked once JetStream
+acked all of its event messages. Snapshots go to the KV bucket ``snapshots`` (key ``<SYM>``):
+the book's :meth:`~orrange.matching.OrderBook.snapshot` with the ``BOOK_IN`` stream sequence and
+the last ``cmd_seq`` applied, every ``snapshot_every`` commands or ``snapshot_interval_ms`` and
+at a clean stop; at start the newest snapshot not ahead of ``EVENTS`` is restored and
+``BOOK_IN`` replayed after it.
 
 Book queries are core NATS request/reply on ``book.query.<SYM>``: the request is empty or
 ``{"depth": N}`` (JSON), the answer the :class:`~orrange.matching.L2Book` as JSON, or
-``{"error": "..."}`` for a malformed request. Commands that cannot be decoded or applied go to
-``dlq.<actor>`` and never stop the matcher.
+``{"error": "..."}`` for a malformed request.
+
+Errors: commands that cannot be decoded or applied go to ``dlq.<actor>`` and never stop the
+matcher; a failed publish of a batch's events (``publish_timeout_ms``) naks the batch, and the
+next batch of that symbol first publishes the events still missing from ``EVENTS``.
+
+Recovery across ``kill -9`` and the replay of missing events: ``docs/actors.md`` (Matcher).
 """
 
 from __future__ import annotations

@@ -7,17 +7,15 @@ Inputs (durable pull consumers, batches of ``batch_size``):
 * ``REJECTS`` (``rej.>``), durable ``persister-rejects``: risk's rejections.
 
 Each batch is written by :class:`~orrange.store.EventWriter` in one transaction, idempotent on
-``(symbol, seq)`` (rejections on their ``Nats-Msg-Id``), then acked, so a redelivery after a
-crash changes nothing. At start the actor connects to PostgreSQL (waiting up to
-``db_connect_timeout_ms`` for it) and applies the schema migrations.
+``(symbol, seq)`` (rejections on their ``Nats-Msg-Id``), then acked. At start the actor
+connects to PostgreSQL (waiting up to ``db_connect_timeout_ms`` for it) and applies the schema
+migrations.
 
-Failures: a message with an event whose symbol does not match the subject, or a book event
-with ``seq < 1``, is dead-lettered whole (``dlq.<actor>``); a batch the database refuses as
-data (a value out of range...) is retried one message at a time by the runtime and the offending
-message
-dead-lettered. A lost or broken database connection is not the input's fault: the batch is
-retried on a fresh connection with backoff (up to 5 s apart) until it is stored, and nothing is
-acked meanwhile (a stop request waits for that too).
+Errors: a message with an event whose symbol does not match the subject, or a book event with
+``seq < 1``, is dead-lettered whole (``dlq.<actor>``); a batch the database refuses as data is
+retried one message at a time and the offending message dead-lettered; a lost database
+connection is retried with backoff and nothing is acked meanwhile (``docs/actors.md``,
+Persister).
 
 The process is ``orrange actor persister`` (:mod:`actors.persister`).
 """

@@ -12,33 +12,19 @@ Inputs (durable pull consumers, one process reads each):
   on ``rej.<SYM>`` with ``Nats-Msg-Id`` ``rej:<input id>`` (the input's ``Nats-Msg-Id``, or
   ``CMD:<stream seq>`` when it had none).
 * ``risk-events`` on ``EVENTS`` (``evt.<SYM>``, batches of events): the books' events keep the
-  per-user open-order counts and the last trade prices of the engine up to date; an event
-  whose ``seq`` is not above the last one applied for its symbol is ignored.
+  per-user open-order counts and the last trade prices up to date.
 
-Idempotency of client order ids: before a passing submit with a non-empty ``client_order_id``
-is forwarded (except an id the API generated, ``~`` and a UUID4, unique by construction),
-risk creates the key ``<user>.<client_order_id>`` (escaped by
-:func:`~orrange.risk.client_order_key`) in the JetStream KV bucket ``client_orders`` with
-create-only semantics (expected last subject sequence 0), the value being the ``CMD`` stream
-sequence of the command. Creation is atomic in JetStream, so across restarts and redeliveries a
-pair is forwarded at most once: a later submit with the same pair gets
-``OrderRejected(reason=duplicate_client_order_id)``. A redelivery of the very command that
-created the key (a crash between forwarding and acking) is forwarded again, and the matcher
-skips it because its ``cmd_seq`` is not above the last one the book applied. Refused commands
-never claim their id. The claims of one batch are pipelined (one round trip per batch, not per
-order).
+Client order ids: a passing submit with a non-empty ``client_order_id`` (other than an
+API-generated ``~`` + UUID4) first claims the key ``<user>.<client_order_id>`` (escaped by
+:func:`~orrange.risk.client_order_key`) create-only in the JetStream KV bucket
+``client_orders`` (value: the ``CMD`` stream sequence); a later submit with the same pair gets
+``OrderRejected(reason=duplicate_client_order_id)``.
 
-Restart (also after ``kill -9``): at start risk replays ``EVENTS`` from its first message to its
-last (an ordered consumer), then recreates ``risk-events`` to start right after it, so
-open-order counts and last prices are exactly those of the books. It recreates ``risk`` right
-after that consumer's ack floor, so commands are decided again strictly in ``CMD`` order; the
-ones a killed process had already forwarded are skipped by the matcher (their ``cmd_seq``),
-the rejections carry the same ``Nats-Msg-Id`` and are dropped by JetStream. Rate buckets start
-full again and submits forwarded by the previous process but not yet accepted are not counted
-in flight.
+Errors: bad input (undecodable JSON, unknown command type) goes to ``dlq.risk`` and never stops
+the actor.
 
-Bad input (undecodable JSON, unknown command type) goes to ``dlq.risk`` and never stops the
-actor. The process is ``orrange actor risk`` (:mod:`actors.risk`).
+Idempotency and restart across ``kill -9``: ``docs/actors.md`` (Risk). The process is
+``orrange actor risk`` (:mod:`actors.risk`).
 """
 
 from __future__ import annotations
