@@ -4,9 +4,8 @@ Drives a fresh :class:`~orrange.matching.book.OrderBook` through its public comm
 (:meth:`~orrange.matching.book.OrderBook.process`, every event produced and kept until the next
 command) on the seeded synthetic flow of :func:`~orrange.matching.flow.synthetic_flow`, and
 replays the LOBSTER AMZN sample when ``../shared/data/lobster`` is found. Reports the median of
-``--runs`` timed runs (this machine is shared and noisy), and per-command latency percentiles
-from one extra run timed command by command (``time.perf_counter_ns``, so each figure includes
-the ~50-100 ns the clock read costs).
+``--runs`` timed runs, and per-command latency percentiles (µs) from one extra run timed
+command by command with ``time.perf_counter_ns`` (each figure includes the clock read).
 """
 
 from __future__ import annotations
