@@ -61,9 +61,9 @@ __all__ = [
     "TRADE_HANDLERS",
     "MessageIn",
     "MessageOut",
+    "P2PTradeOut",
+    "P2PTradePage",
     "ResolveIn",
-    "TradeOut",
-    "TradePage",
     "TxOut",
     "WalletIn",
 ]
@@ -123,10 +123,10 @@ class TxOut(msgspec.Struct, frozen=True, kw_only=True):
     tx_hash: str | None = None
 
 
-class TradeOut(msgspec.Struct, frozen=True, kw_only=True):
-    """One trade. Decimal strings: ``price``/``quantity``/``notional`` in the market's units;
-    ``amount``/``to_buyer``/``to_seller``/``fee`` in the escrowed asset's base units.
-    Times ms UTC. ``role`` is the caller's (buyer, seller or mediator)."""
+class P2PTradeOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One P2P trade (a settlement deal). Decimal strings: ``price``/``quantity``/``notional``
+    in the market's units; ``amount``/``to_buyer``/``to_seller``/``fee`` in the escrowed asset's
+    base units. Times ms UTC. ``role`` is the caller's (buyer, seller or mediator)."""
 
     trade_id: str
     symbol: str
@@ -159,10 +159,10 @@ class TradeOut(msgspec.Struct, frozen=True, kw_only=True):
     tx_hashes: dict[str, str]
 
 
-class TradePage(msgspec.Struct, frozen=True, kw_only=True):
+class P2PTradePage(msgspec.Struct, frozen=True, kw_only=True):
     """A page of my trades and the ``next_cursor`` (None on the last page)."""
 
-    trades: list[TradeOut]
+    trades: list[P2PTradeOut]
     next_cursor: str | None
 
 
@@ -178,13 +178,13 @@ def _role(t: P2PTrade, p: Principal) -> str | None:
     return "mediator" if p.role == "mediator" else None
 
 
-def _trade_out(ctx: ApiContext, row: db.TradeRow, role: str) -> TradeOut:
+def _p2p_trade_out(ctx: ApiContext, row: db.TradeRow, role: str) -> P2PTradeOut:
     t = row.trade
     spec = ctx.markets.get(t.symbol)
     price = spec.ticks_to_price(t.price) if spec else str(t.price)
     qty = spec.lots_to_qty(t.quantity) if spec else str(t.quantity)
     notional = spec.units_to_quote(t.notional) if spec else str(t.notional)
-    return TradeOut(
+    return P2PTradeOut(
         trade_id=t.trade_id,
         symbol=t.symbol,
         state=str(t.state),
@@ -235,7 +235,7 @@ async def list_my_trades(
     principal: NamedDependency[Principal],
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     cursor: FromQuery[str | None] = None,
-) -> TradePage:
+) -> P2PTradePage:
     """My trades as buyer or seller, newest first; ``cursor`` is the previous page's
     ``next_cursor`` (400 when malformed)."""
     ctx = context(request)
@@ -246,9 +246,9 @@ async def list_my_trades(
             raise ApiError(400, "cursor", "invalid_cursor", "cursor is <created_ms>:<trade_id>")
         before = (int(ms), tid)
     rows = await db.list_trades(ctx.pool, principal.user, limit=limit, before=before)
-    out = [_trade_out(ctx, r, _role(r.trade, principal) or "buyer") for r in rows]
+    out = [_p2p_trade_out(ctx, r, _role(r.trade, principal) or "buyer") for r in rows]
     last = rows[-1].trade if len(rows) == limit else None
-    return TradePage(
+    return P2PTradePage(
         trades=out, next_cursor=None if last is None else f"{last.created_ms}:{last.trade_id}"
     )
 
@@ -256,12 +256,12 @@ async def list_my_trades(
 @get("/trades/{trade_id:str}", summary="One trade")
 async def get_trade(
     request: Request[Any, Any, Any], trade_id: FromPath[str], principal: NamedDependency[Principal]
-) -> TradeOut:
+) -> P2PTradeOut:
     """A trade of mine (mediators: any trade) with its state, deadlines, escrow and
     transaction hashes; 404 otherwise."""
     ctx = context(request)
     row, role = await _load(ctx, trade_id, principal)
-    return _trade_out(ctx, row, role)
+    return _p2p_trade_out(ctx, row, role)
 
 
 # ----------------------------------------------------------------------------- chain steps
