@@ -17,8 +17,34 @@ Run it with ``orrange actor api`` (:mod:`actors.api`; settings from ``orrange.to
 ``ORRANGE_*``).
 """
 
-from orrange.api.app import create_app
-from orrange.api.auth import Principal, decode_token, issue_token
-from orrange.api.context import ApiContext, ApiOptions
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orrange.api.app import create_app
+    from orrange.api.auth import Principal, decode_token, issue_token
+    from orrange.api.context import ApiContext, ApiOptions
 
 __all__ = ["ApiContext", "ApiOptions", "Principal", "create_app", "decode_token", "issue_token"]
+
+# Imported on first use, so that ``orrange token`` and the other commands that only reach
+# ``orrange.api.auth`` or ``orrange.api._cli`` do not load Litestar, web3 and the routes.
+_HOME = {
+    "create_app": "orrange.api.app",
+    "Principal": "orrange.api.auth",
+    "decode_token": "orrange.api.auth",
+    "issue_token": "orrange.api.auth",
+    "ApiContext": "orrange.api.context",
+    "ApiOptions": "orrange.api.context",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
