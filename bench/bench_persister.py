@@ -48,7 +48,7 @@ from orrange.matching.events import BookDelta, Event
 from orrange.matching.flow import BENCH_SPEC, synthetic_flow
 from orrange.runtime import ActorConfig, Publisher, ensure_stream
 from orrange.store import EventWriter, migrate
-from orrange.wire.engine import EVENTS, REJECTS, events_subject
+from orrange.wire.engine import EVENTS, REJECTS, events_msg_id, events_subject
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -110,7 +110,7 @@ async def _actor(
         await ensure_stream(js, spec)
     pub = Publisher(nc)
     for i, (e, payload) in enumerate(events):
-        await pub.submit(events_subject(e.symbol), payload, msg_id=f"{e.symbol}:{e.seq}")
+        await pub.submit(events_subject(e.symbol), payload, msg_id=events_msg_id(e.symbol, e.seq))
         if i % 1000 == 999:
             await pub.flush()
     await pub.flush()

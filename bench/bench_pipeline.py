@@ -70,7 +70,15 @@ from orrange.matching.enums import Side
 from orrange.matching.events import OrderFilled
 from orrange.matching.flow import synthetic_flow
 from orrange.runtime import MSG_ID_HEADER, Publisher
-from orrange.wire.engine import BOOK_IN, CMD, EVENTS, cmd_subject, decode_events, events_subject
+from orrange.wire.engine import (
+    BOOK_IN,
+    CMD,
+    EVENTS,
+    cmd_subject,
+    decode_events,
+    events_subject,
+    submit_msg_id,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -496,9 +504,9 @@ class LatencyProbe:
                 t = SubmitOrder(
                     ts=self.ts, user=taker, side=Side.BUY, quantity=LAT_QTY, price=LAT_PRICE
                 )
-                await pub.submit(subject, m, msg_id=f"lat:m:{k}")
+                await pub.submit(subject, m, msg_id=submit_msg_id(maker, f"lat-{k}"))
                 self.sent.setdefault(taker, deque()).append(time.perf_counter())
-                await pub.submit(subject, t, msg_id=f"lat:t:{k}")
+                await pub.submit(subject, t, msg_id=submit_msg_id(taker, f"lat-{k}"))
                 self.pairs_total += 1
                 sent += 1
             if now >= next_sample:
