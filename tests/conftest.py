@@ -12,8 +12,9 @@
 
 Markers: a test using one of :data:`RESOURCE_MARKERS`' fixtures (directly or through another
 fixture) gets that marker (``nats``, ``postgres``, ``chain``); tests that start such a server
-themselves carry the marker explicitly. ``pytest -m "not nats and not postgres and not chain"``
-runs the pure core alone.
+themselves carry the marker explicitly, and so do tests that run a child process or a local
+WebSocket server (``process``). Every other test gets ``core``: ``pytest -m core`` runs the
+pure-core suite alone.
 """
 
 from __future__ import annotations
@@ -59,13 +60,20 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+NOT_CORE = frozenset(RESOURCE_MARKERS.values()) | {"process"}
+"""The markers that keep a test out of the pure-core suite (``-m core``)."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by the servers its fixtures need (see :data:`RESOURCE_MARKERS`)."""
+    """Mark each test by the servers its fixtures need (see :data:`RESOURCE_MARKERS`), and
+    ``core`` when it needs none of them and runs no process."""
     for item in items:
         used = getattr(item, "fixturenames", ())
         for fixture, marker in RESOURCE_MARKERS.items():
             if fixture in used:
                 item.add_marker(marker)
+        if not any(item.get_closest_marker(m) for m in NOT_CORE):
+            item.add_marker("core")
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ def test_every_procfile_process_is_one_actor_module() -> None:
     )
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("name", [ln.name for ln in PROCESSES])
 def test_orrange_actor_help_exits_0(name: str) -> None:
     out = subprocess.run(

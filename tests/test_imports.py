@@ -58,6 +58,7 @@ print(json.dumps(sorted(loaded)))
 """
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("package", PURE)
 def test_importing_a_pure_package_loads_no_adapter(package: str) -> None:
     proc = subprocess.run(

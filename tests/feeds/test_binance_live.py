@@ -26,7 +26,10 @@ from orrange.feeds import (
     TradeTick,
 )
 
-pytestmark = pytest.mark.skipif(not BINANCE_WS.exists(), reason="ws-captures not found")
+pytestmark = [
+    pytest.mark.skipif(not BINANCE_WS.exists(), reason="ws-captures not found"),
+    pytest.mark.process,
+]
 
 SYMBOLS = {"NKNUSDT": "NKN-USDT", "BLZETH": "BLZ-ETH", "LRCBTC": "LRC-BTC", "RUNEEUR": "RUNE-EUR"}
 

@@ -19,7 +19,10 @@ from kit.wait import wait_for
 
 from orrange.feeds import Backoff, BestBidOffer, CoinbaseSource, Liveness, TradeTick
 
-pytestmark = pytest.mark.skipif(not COINBASE.exists(), reason="ws-captures not found")
+pytestmark = [
+    pytest.mark.skipif(not COINBASE.exists(), reason="ws-captures not found"),
+    pytest.mark.process,
+]
 
 SYMBOLS = {"BTC-USD": "BTC-USD", "ETH-USD": "ETH-USD"}
 

@@ -21,7 +21,10 @@ from kit.wait import wait_for
 
 from orrange.feeds import Backoff, BestBidOffer, KrakenSource, Liveness, TradeTick
 
-pytestmark = pytest.mark.skipif(not KRAKEN.exists(), reason="ws-captures not found")
+pytestmark = [
+    pytest.mark.skipif(not KRAKEN.exists(), reason="ws-captures not found"),
+    pytest.mark.process,
+]
 
 PAIRS = [
     "WAVES/EUR", "XMR/USD", "KSM/XBT", "GRT/ETH", "SC/EUR",

@@ -79,6 +79,7 @@ def test_5m_open_is_first_trade_not_carried_close(
     assert built == five  # ... and building from trades gets it right
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(("interval", "source"), [("1m", "1m"), ("5m", "5m"), ("1m", "1m-csv")])
 def test_console_command_equals_exchange_klines(
     exchange_klines: dict[str, list[Kline]],
@@ -116,6 +117,7 @@ def test_console_command_equals_exchange_klines(
     assert sum(spec.quote_to_units(r[7]) for r in rows) == total_quote
 
 
+@pytest.mark.process
 def test_console_command_reads_ccxt_json_gz_like_csv(tmp_path: Path) -> None:
     if not TRADES_JSON.exists():
         pytest.skip("data set not found")
@@ -131,6 +133,7 @@ def test_console_command_reads_ccxt_json_gz_like_csv(tmp_path: Path) -> None:
     assert len(outs[0].splitlines()) == 706
 
 
+@pytest.mark.process
 def test_console_command_fill_empty_reproduces_every_exchange_1m_kline(
     exchange_klines: dict[str, list[Kline]], spec: MarketSpec
 ) -> None:
@@ -149,6 +152,7 @@ def test_console_command_fill_empty_reproduces_every_exchange_1m_kline(
     assert all(Decimal(r[7]) == 0 and r[8] == "0" for r in rows if Decimal(r[5]) == 0)
 
 
+@pytest.mark.process
 def test_console_command_off_grid_fails_cleanly() -> None:
     proc = subprocess.run(
         [str(ORRANGE), "candles", "build", "--trades", str(AGG_CSV), "--tick-size", "0.0001"],
@@ -160,6 +164,7 @@ def test_console_command_off_grid_fails_cleanly() -> None:
     assert ":1:" in proc.stderr  # names the line
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("tick", ["abc", "0", "-1", "nan"])
 def test_console_command_bad_grid_is_a_usage_error(tick: str) -> None:
     proc = subprocess.run(

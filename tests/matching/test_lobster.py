@@ -373,6 +373,7 @@ def test_corrupted_row_is_a_mismatch(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------- console command
 
 
+@pytest.mark.process
 def test_cli_json_aapl() -> None:
     proc = run_cli("--messages", AAPL_MSG, "--orderbook", AAPL_BOOK, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -385,6 +386,7 @@ def test_cli_json_aapl() -> None:
     assert summary["messages_per_s"] > 0
 
 
+@pytest.mark.process
 def test_cli_json_amzn() -> None:
     proc = run_cli("--messages", AMZN_MSG, "--orderbook", AMZN_BOOK, "--json")
     summary = json.loads(proc.stdout)
@@ -395,6 +397,7 @@ def test_cli_json_amzn() -> None:
     assert proc.returncode == 1  # any wrong fill fails the run
 
 
+@pytest.mark.process
 def test_cli_human_summary_and_corrupted_row(tmp_path: Path) -> None:
     ok = run_cli("--messages", AAPL_MSG, "--orderbook", AAPL_BOOK, "--levels", "5")
     assert ok.returncode == 0, ok.stderr
@@ -414,6 +417,7 @@ def test_cli_human_summary_and_corrupted_row(tmp_path: Path) -> None:
     assert "mismatch at line 501" in human.stdout
 
 
+@pytest.mark.process
 def test_cli_errors() -> None:
     deep = run_cli("--messages", AAPL_MSG, "--orderbook", AAPL_BOOK, "--levels", "11")
     assert deep.returncode == 2
@@ -423,6 +427,7 @@ def test_cli_errors() -> None:
     assert "nope.csv" in missing.stderr
 
 
+@pytest.mark.process
 def test_cli_limit() -> None:
     proc = run_cli("--messages", AMZN_MSG, "--orderbook", AMZN_BOOK, "--json", "--limit", "5000")
     assert proc.returncode == 0, proc.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import msgspec
 import nats
+import pytest
 
 from orrange.matching import lobster
 from orrange.matching.commands import Command
@@ -61,6 +62,7 @@ async def test_via_nats_publishes_the_replay_commands_once(nats_url: str) -> Non
     await nc.drain()
 
 
+@pytest.mark.process
 def test_via_nats_without_a_server_fails_clearly() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
