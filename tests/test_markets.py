@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -164,6 +165,13 @@ def test_spec_validation() -> None:
         spec(reputation_tier_size=0)
     with pytest.raises(ValueError):
         spec(market_protection_bps=0)
+    with pytest.raises(ValueError, match="maker rebate above the taker fee"):
+        spec(settlement="vault", maker_fee_bps=-3, taker_fee_bps=2)
+    assert spec(settlement="vault", maker_fee_bps=-2, taker_fee_bps=2).settlement == "vault"
+    assert spec(settlement="none", maker_fee_bps=-3, taker_fee_bps=2).settlement == "none"
+    assert spec().settlement == "none"
+    with pytest.raises(ValueError, match="settlement"):
+        parse_markets({"market": [{**msgspec.to_builtins(spec()), "settlement": "escrow"}]})
 
 
 def test_load_markets_from_config() -> None:
@@ -183,6 +191,13 @@ def test_load_markets_from_config() -> None:
         ngn.qty_to_lots("9.99")
     assert info.value.reason is V.BELOW_MIN_QTY
     assert markets["AMZN-USD"].lots_to_qty(7) == "7"
+    settlement = {symbol: m.settlement for symbol, m in markets.items()}
+    assert settlement == {
+        "BTC-USDT": "vault",
+        "ETH-USDT": "vault",
+        "USDT-NGN": "p2p",
+        "AMZN-USD": "none",
+    }
 
 
 def test_duplicate_symbol_is_an_error(tmp_path: Path) -> None:

@@ -28,12 +28,17 @@ __all__ = [
     "InvalidValue",
     "MarketSpec",
     "PriorityPolicy",
+    "Settlement",
     "ValueReason",
     "load_markets",
     "parse_markets",
 ]
 
 PriorityPolicy = Literal["price-time", "price-reputation-time"]
+#: How a market's fills are paid (docs/funds.md): ``vault`` both assets from the vault ledger,
+#: ``p2p`` the base asset from the ledger into a P2P escrow and the quote in fiat off-chain,
+#: ``none`` no funds (replay and simulation markets).
+Settlement = Literal["vault", "p2p", "none"]
 
 
 class ValueReason(enum.StrEnum):
@@ -125,6 +130,9 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True, dict=True):
         reputation_tier_size: reputation points per tier under ``price-reputation-time``.
         market_protection_bps: default maximum slippage of a market order from the best price
             at its arrival, in basis points.
+        settlement: ``"vault"``, ``"p2p"`` or ``"none"`` (:data:`Settlement`): what backs the
+            orders and pays the fills. A ``vault`` market needs ``maker_fee_bps +
+            taker_fee_bps >= 0`` (a maker rebate never exceeds the taker fee it is paid from).
     """
 
     symbol: str
@@ -141,6 +149,7 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     priority: PriorityPolicy = "price-time"
     reputation_tier_size: int = 100
     market_protection_bps: int = 500
+    settlement: Settlement = "none"
 
     def __post_init__(self) -> None:
         tick = Decimal(self.tick_size)
@@ -151,6 +160,8 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True, dict=True):
             raise ValueError(f"{self.symbol}: reputation_tier_size must be positive")
         if self.market_protection_bps <= 0:
             raise ValueError(f"{self.symbol}: market_protection_bps must be positive")
+        if self.settlement == "vault" and self.maker_fee_bps + self.taker_fee_bps < 0:
+            raise ValueError(f"{self.symbol}: a maker rebate above the taker fee on a vault market")
         min_lots = Decimal(self.min_qty) / lot
         max_lots = Decimal(self.max_qty) / lot
         if min_lots != min_lots.to_integral_value() or max_lots != max_lots.to_integral_value():
