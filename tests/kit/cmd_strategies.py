@@ -76,7 +76,9 @@ def submit_op(draw: st.DrawFn, *, full: bool) -> Op:
         "tif": tif,
         "stp": stp,
     }
-    if ot in (OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT):
+    # a limit type's limit price; a market type's protection price a third of the time
+    limit = ot in (OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT)
+    if limit or draw(st.integers(0, 2)) == 0:
         args["price"] = draw(PRICES)
     if ot not in (OrderType.LIMIT, OrderType.MARKET):
         args["trigger_price"] = draw(PRICES)

@@ -1,9 +1,10 @@
 """A deliberately simple reference matcher for differential testing.
 
-Covers a subset of the engine: limit and market orders, GTC/IOC/FOK, cancel, amend of the
-quantity downwards (keeps priority), price-time priority, no self-trade prevention (a user may
-trade with itself), no P2P constraints. Everything is plain lists and full scans: each side is
-a list of resting orders; the priority order is recomputed by sorting on every submit.
+Covers a subset of the engine: limit and market orders (with or without a protection price),
+GTC/IOC/FOK, cancel, amend of the quantity downwards (keeps priority), price-time priority, no
+self-trade prevention (a user may trade with itself), no P2P constraints. Everything is plain
+lists and full scans: each side is a list of resting orders; the priority order is recomputed by
+sorting on every submit.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class ReferenceBook:
             best = queue[0].price
             move = best * (c.max_slippage_bps or self.protection_bps) // 10000
             limit = best + move if c.side is Side.BUY else best - move
+            if c.price is not None:  # the order's protection price, when tighter
+                limit = min(limit, c.price) if c.side is Side.BUY else max(limit, c.price)
         else:
             limit = taker.price
 

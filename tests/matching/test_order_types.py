@@ -11,6 +11,7 @@ from orrange.matching import (
     CancelOrder,
     CancelReason,
     OrderAccepted,
+    OrderBook,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
@@ -121,6 +122,84 @@ def test_market_fok_all_or_nothing() -> None:
     assert fills(ev) == [(1, 3, 100, 2)] and of(ev, OrderCanceled) == []
 
 
+def _asks(book, *levels: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    for i, (qty, price) in enumerate(levels):
+        book.process(lim(SELL, qty, price, user=f"m{i}"))
+
+
+def _bids(book, *levels: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    for i, (qty, price) in enumerate(levels):
+        book.process(lim(BUY, qty, price, user=f"m{i}"))
+
+
+def test_market_buy_protection_price_tighter_than_slippage_bound() -> None:
+    book = make_book(market_protection_bps=500)  # bound: 100 + 5 ticks = 105
+    _asks(book, (2, 100), (2, 101), (2, 103), (2, 105))
+    ev = book.process(mkt(BUY, 10, price=102))  # id 5
+    assert one(ev, OrderAccepted).price == 102
+    assert fills(ev) == [(1, 5, 100, 2), (2, 5, 101, 2)]
+    c = one(ev, OrderCanceled)
+    assert c.reason is CancelReason.MARKET_PROTECTION and c.canceled_qty == 6 and c.leaves == 0
+    assert book.depth().asks == [(103, 2), (105, 2)] and book.depth().bids == []
+
+
+def test_market_buy_protection_price_looser_than_slippage_bound() -> None:
+    book = make_book(market_protection_bps=500)  # bound 105 is the tighter one
+    _asks(book, (2, 100), (2, 105), (2, 106))
+    ev = book.process(mkt(BUY, 10, price=110))  # id 4
+    assert fills(ev) == [(1, 4, 100, 2), (2, 4, 105, 2)]
+    assert one(ev, OrderCanceled).reason is CancelReason.MARKET_PROTECTION
+    assert book.depth().asks == [(106, 2)]
+
+
+def test_market_sell_protection_price_tighter_and_looser_than_slippage_bound() -> None:
+    book = make_book()
+    _bids(book, (1, 1000), (1, 995), (1, 990), (1, 989))
+    ev = book.process(mkt(SELL, 5, max_slippage_bps=100, price=995))  # bound 990; price tighter
+    assert fills(ev) == [(1, 5, 1000, 1), (2, 5, 995, 1)]
+    c = one(ev, OrderCanceled)
+    assert c.reason is CancelReason.MARKET_PROTECTION and c.canceled_qty == 3
+    book = make_book()
+    _bids(book, (1, 1000), (1, 995), (1, 990), (1, 989))
+    ev = book.process(mkt(SELL, 5, max_slippage_bps=100, price=980))  # bound 990 is tighter
+    assert fills(ev) == [(1, 5, 1000, 1), (2, 5, 995, 1), (3, 5, 990, 1)]
+    assert one(ev, OrderCanceled).reason is CancelReason.MARKET_PROTECTION
+    assert book.depth().bids == [(989, 1)]
+
+
+def test_market_protection_price_beyond_the_best_price_trades_nothing() -> None:
+    book = make_book()
+    _asks(book, (3, 100))
+    ev = book.process(mkt(BUY, 2, price=99))
+    assert fills(ev) == []
+    c = one(ev, OrderCanceled)
+    assert c.reason is CancelReason.MARKET_PROTECTION and c.canceled_qty == 2
+    assert book.depth().asks == [(100, 3)]
+    ev = book.process(mkt(BUY, 2, price=100))  # at the protection price itself it trades
+    assert fills(ev) == [(1, 3, 100, 2)] and of(ev, OrderCanceled) == []
+
+
+def test_market_with_protection_price_exhausting_the_book_cancels_no_liquidity() -> None:
+    book = make_book()
+    ev = book.process(mkt(SELL, 3, price=90))
+    assert one(ev, OrderCanceled).reason is CancelReason.NO_LIQUIDITY
+    _bids(book, (1, 100))
+    ev = book.process(mkt(SELL, 3, price=90))
+    assert fills(ev) == [(2, 3, 100, 1)]
+    assert one(ev, OrderCanceled).reason is CancelReason.NO_LIQUIDITY
+
+
+def test_market_fok_with_protection_price() -> None:
+    book = make_book()  # default bound 5 %: 102 is inside it
+    _asks(book, (2, 100), (3, 102))
+    ev = book.process(mkt(BUY, 4, tif=TimeInForce.FOK, price=101))  # only 2 lots at <= 101
+    assert fills(ev) == []
+    assert one(ev, OrderCanceled).reason is CancelReason.FOK_UNFILLABLE
+    assert book.depth().asks == [(100, 2), (102, 3)]
+    ev = book.process(mkt(BUY, 4, tif=TimeInForce.FOK, price=102))
+    assert fills(ev) == [(1, 4, 100, 2), (2, 4, 102, 2)] and of(ev, OrderCanceled) == []
+
+
 # ------------------------------------------------------------------------- stops / take profit
 
 
@@ -165,6 +244,45 @@ def test_stop_market_buy_triggers_on_last_trade_and_executes_as_market() -> None
     after = ev[ev.index(t) :]
     assert [f[1:] for f in fills(after)] == [(sid, 106, 3)]
     assert book.order(sid) is None and book.depth().asks == [(106, 2)]
+
+
+def _stop_with_protection(book):  # type: ignore[no-untyped-def]
+    """asks 102 x2 and 104 x2, a pending buy stop-market (trigger 101, protection 103): id 5."""
+    _trade_at(book, 100)  # ids 1, 2
+    book.process(lim(SELL, 2, 102, user="m1"))  # 3
+    book.process(lim(SELL, 2, 104, user="m2"))  # 4
+    ev = book.process(_stop(BUY, OrderType.STOP_MARKET, 101, qty=5, price=103))
+    acc = one(ev, OrderAccepted)
+    assert acc.pending and acc.price == 103 and acc.order_id == 5
+    return book
+
+
+def _trigger_at_101(book) -> list:  # type: ignore[no-untyped-def]
+    book.process(lim(SELL, 1, 101, user="mm", ts=3))
+    return book.process(lim(BUY, 1, 101, user="tt", ts=3))
+
+
+def test_stop_market_with_protection_price_triggers_and_stops_at_it() -> None:
+    book = _stop_with_protection(make_book())  # the 5 % bound alone would reach 107
+    v = book.order(5)
+    assert v is not None and v.pending and v.price == 103
+    ev = _trigger_at_101(book)
+    t = one(ev, OrderTriggered)
+    after = ev[ev.index(t) :]
+    assert [f[1:] for f in fills(after)] == [(5, 102, 2)]
+    c = one(after, OrderCanceled)
+    assert c.order_id == 5 and c.reason is CancelReason.MARKET_PROTECTION and c.canceled_qty == 3
+    assert book.order(5) is None and book.depth().asks == [(104, 2)]
+
+
+def test_pending_stop_market_keeps_its_protection_price_through_snapshot_restore() -> None:
+    book = _stop_with_protection(make_book())
+    snap = book.snapshot_state()
+    assert [(st.order_id, st.price) for st in snap.stops] == [(5, 103)]
+    restored = OrderBook.restore(book.spec, book.snapshot())
+    assert restored.snapshot_state() == snap
+    assert _trigger_at_101(restored) == _trigger_at_101(book)
+    assert restored.depth().asks == [(104, 2)]
 
 
 def test_stop_market_buy_below_trigger_does_not_fire() -> None:

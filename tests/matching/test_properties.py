@@ -44,6 +44,7 @@ SPECS = [
 ]
 ALL = 10**9
 RESTING_TYPES = {OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT}
+MARKET_TYPES = {OrderType.MARKET, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET}
 SETTINGS = settings(
     max_examples=150,
     deadline=None,
@@ -130,6 +131,8 @@ class Checked:
             else:
                 assert set(e.payment_methods) == set(m.payment_methods) | set(t.payment_methods)
             assert e.aggressor is t.side and m.side is not t.side
+            if t.price is not None and t.order_type in MARKET_TYPES:  # its protection price
+                assert e.price <= t.price if t.side is Side.BUY else e.price >= t.price, e
         elif isinstance(e, OrderCanceled):
             self.canceled[e.order_id] += e.canceled_qty
             self.open[e.order_id] -= e.canceled_qty

@@ -17,6 +17,7 @@ from orrange.matching import (
     DepthBand,
     Event,
     Halt,
+    OrderAccepted,
     OrderBook,
     OrderFilled,
     OrderRejected,
@@ -46,8 +47,8 @@ SUBMIT_REJECTS = [
     (_sub(price=0), R.INVALID_PRICE),
     (_sub(price=-1), R.INVALID_PRICE),
     (_sub(price=10, quantity=5), R.BELOW_MIN_NOTIONAL),
-    (_sub(order_type=OrderType.MARKET), R.UNEXPECTED_PRICE),
-    (_sub(order_type=OrderType.STOP_MARKET, trigger_price=5), R.UNEXPECTED_PRICE),
+    (_sub(order_type=OrderType.MARKET, price=0), R.INVALID_PRICE),  # a protection price
+    (_sub(order_type=OrderType.STOP_MARKET, trigger_price=105, price=-1), R.INVALID_PRICE),
     (_sub(trigger_price=90), R.UNEXPECTED_TRIGGER_PRICE),
     (_sub(order_type=OrderType.MARKET, price=None, trigger_price=9), R.UNEXPECTED_TRIGGER_PRICE),
     (_sub(order_type=OrderType.STOP_LIMIT), R.MISSING_TRIGGER_PRICE),
@@ -98,7 +99,10 @@ def test_other_rejections_and_their_command_tags() -> None:
         (CancelOrder(ts=10, user="x", order_id=1), R.NOT_OWNER, "cancel"),
         (AmendOrder(ts=10, user="m", order_id=1), R.INVALID_AMEND, "amend"),
         (SetReferencePrice(ts=10, price=0), R.INVALID_PRICE, "reference_price"),
+        (AmendOrder(ts=10, user="m", order_id=4, price=104), R.UNEXPECTED_PRICE, "amend"),
     ]
+    stop = _sub(user="m", order_type=OrderType.STOP_MARKET, trigger_price=105, price=106)
+    assert one(book.process(stop), OrderAccepted).order_id == 4  # a protection price: accepted
     for cmd, reason, tag in cases:
         r = one(book.process(cmd), OrderRejected)
         assert (r.reason, r.command) == (reason, tag)
@@ -113,6 +117,7 @@ def test_every_book_reject_reason_is_covered() -> None:
         R.UNKNOWN_ORDER,
         R.NOT_OWNER,
         R.INVALID_AMEND,
+        R.UNEXPECTED_PRICE,
         R.BOOK_HALTED,
     }
     risk_layer = {

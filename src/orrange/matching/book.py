@@ -19,7 +19,8 @@ Matching rules
 * **Time in force**: GTC rests; IOC cancels its unfilled rest; FOK is checked against the
   compatible liquidity before any fill and canceled whole if it cannot fill; DAY rests until
   ``expire_at``. Market orders never rest: they trade up to a protection price
-  (``max_slippage_bps`` from the best opposite price at arrival) and the rest is canceled.
+  (``max_slippage_bps`` from the best opposite price at arrival, capped by the order's own
+  ``price`` when it gives one: the tighter of the two) and the rest is canceled.
 * **Stop / take-profit** orders wait in trigger-price order and enter the book when the last
   trade price (or the index price, per order) reaches their trigger; several triggered by one
   move enter in the order of their triggers (nearest first), ties by arrival.
@@ -175,7 +176,7 @@ class _Order:
         self.id = id
         self.user = user
         self.side = side
-        self.price = price  # limit price in ticks; 0 for market orders
+        self.price = price  # limit or protection price in ticks; 0 when a market order has none
         self.qty = qty  # total quantity (lots), including what has filled
         self.leaves = leaves  # open quantity (lots)
         self.filled = filled
@@ -580,8 +581,8 @@ class OrderBook:
                     _R.BELOW_MIN_NOTIONAL,
                     f"notional {price * qty} is below {self._min_notional} quote units",
                 )
-        elif price is not None:
-            reason, msg = _R.UNEXPECTED_PRICE, f"a {ot} order takes no price"
+        elif price is not None and price <= 0:
+            reason, msg = _R.INVALID_PRICE, f"protection price {price} must be positive"
         if reason is None:
             trig = c.trigger_price
             if ot is _LIMIT or ot is _MARKET:
@@ -724,6 +725,10 @@ class OrderBook:
                 limit_key = best_price + best_price * bps // 10000
             else:
                 limit_key = -(best_price - best_price * bps // 10000)
+            if o.price:  # the order's own protection price, when tighter
+                cap = o.price * sign
+                if cap < limit_key:
+                    limit_key = cap
         else:
             limit_key = o.price * sign
             if best is None or best > limit_key:

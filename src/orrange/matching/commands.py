@@ -38,8 +38,12 @@ class SubmitOrder(
         side: buy or sell.
         quantity: lots (> 0).
         order_type: limit, market, stop or take-profit (see :class:`OrderType`).
-        price: limit price in ticks; required for limit, stop-limit and take-profit-limit,
-            forbidden otherwise.
+        price: ticks, > 0 (else rejected ``invalid_price``). For limit, stop-limit and
+            take-profit-limit: the limit price (required). For market, stop-market and
+            take-profit-market: the optional protection price, the worst price the order may
+            trade at (a buy at or below it, a sell at or above); the book applies the tighter of
+            it and the ``max_slippage_bps`` bound and cancels the rest with
+            ``market_protection``.
         trigger_price: ticks; required for stop and take-profit orders, forbidden otherwise.
         trigger_source: which price triggers a stop/take-profit (last trade or index).
         tif: time in force. Market orders behave as IOC (or FOK when FOK is given).
