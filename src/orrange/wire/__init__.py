@@ -13,6 +13,8 @@ One module per area, imported as ``from orrange.wire import engine as wire_engin
 * :mod:`orrange.wire.alerts`: the alerter's notifications, signals and commands (``ALERTS``,
   ``ALERT_CMD``);
 * :mod:`orrange.wire.settlement`: the escrow watcher's trade changes (``SETTLEMENT``);
+* :mod:`orrange.wire.funds`: deposits, withdrawals and the ledger's log (``FUNDS``,
+  ``LEDGER``);
 * :mod:`orrange.wire.dlq`: dead letters (``DLQ``).
 
 :data:`STREAMS` lists every stream (the table of ``docs/architecture.md``). This package
@@ -22,6 +24,7 @@ imports msgspec and the pure core only (no NATS client, no database, no web fram
 from orrange.wire.alerts import ALERT_CMD, ALERTS
 from orrange.wire.dlq import dlq_stream_spec
 from orrange.wire.engine import ENGINE_STREAMS
+from orrange.wire.funds import FUNDS_STREAMS
 from orrange.wire.marketdata import MD, MD_LIVE
 from orrange.wire.settlement import SETTLEMENT
 from orrange.wire.spec import StreamSpec
@@ -36,5 +39,6 @@ STREAMS: tuple[StreamSpec, ...] = (
     ALERTS,
     ALERT_CMD,
     SETTLEMENT,
+    *FUNDS_STREAMS,
     dlq_stream_spec(),
 )
