@@ -81,7 +81,7 @@ async def test_fast_path_and_handler_answer_alike(nats_url: str, database_url: s
         cases: list[tuple[dict[str, Any], dict[str, str], int, str]] = [
             ({**order, "price": "10.001"}, alice, 400, "off_tick"),
             ({**order, "symbol": "NOPE-USD"}, alice, 400, "unknown_market"),
-            ({**order, "type": "market"}, alice, 422, "unexpected_price"),
+            ({**order, "trigger_price": "9.00"}, alice, 422, "unexpected_trigger_price"),
             ({**order, "client_order_id": "has space"}, alice, 400, "invalid_format"),
             (order, {}, 401, "missing_token"),
             (order, {"Authorization": "Basic abc"}, 401, "invalid_token"),
@@ -133,3 +133,38 @@ async def test_fast_path_and_handler_answer_alike(nats_url: str, database_url: s
         text = (await s.http.get("/metrics")).text
         m = re.search(r'orrange_api_http_responses_total\{method="POST",status="201"\} (\S+)', text)
         assert m is not None and float(m.group(1)) == 5.0, text
+
+
+async def test_market_order_price_is_its_protection_price(nats_url: str, database_url: str) -> None:
+    """Through either reader, a market order's ``price`` is the worst price it may trade at:
+    it fills up to it and the rest is canceled (the market's 5 % bound alone would reach
+    10.50)."""
+    async with api_stack(nats_url, database_url) as s:
+        alice, bob = s.auth("alice"), s.auth("bob")
+        r = await s.place("alice", side="sell", quantity="4", price="10.50")
+        assert r.status_code == 201, r.text
+        buy = {"symbol": SYM, "side": "buy", "type": "market", "quantity": "4", "price": "10.20"}
+        answers = []
+        for path, extra in (("fast", {}), ("handler", {"min_reputation": "0"})):
+            r = await s.place("alice", side="sell", quantity="2", price="10.00")
+            assert r.status_code == 201, r.text
+            content = json.dumps({**buy, **extra}).encode()
+            r = await _served_by(s, path, _post(s, content, **bob))
+            assert r.status_code == 201, r.text
+            answers.append(_stable(r.json()))
+        for body in answers:
+            assert (body["status"], body["price"]) == ("canceled", "10.20"), body
+            assert (body["filled_quantity"], body["leaves_quantity"]) == ("2", "0"), body
+            assert [(f["price"], f["quantity"]) for f in body["fills"]] == [("10.00", "2")]
+        assert answers[0] == {**answers[1], "fills": answers[0]["fills"]}
+        r = await s.http.get(f"/api/v1/markets/{SYM}/book", headers=alice)
+        assert r.status_code == 200, r.text
+        assert r.json()["asks"] == [["10.50", "4"]], r.text
+        # a protection price follows the price rules: on the tick grid and positive
+        for bad, reason in (("10.001", "off_tick"), ("0", "not_positive")):
+            r = await s.place("bob", **{**buy, "price": bad})
+            assert (r.status_code, error_of(r)["field"], error_of(r)["reason"]) == (
+                400,
+                "price",
+                reason,
+            )

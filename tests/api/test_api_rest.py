@@ -74,8 +74,8 @@ async def test_auth_errors_and_validation(nats_url: str, database_url: str) -> N
             headers={**s.auth("alice"), "content-type": "application/json"},
         )
         assert (r.status_code, error_of(r)["field"]) == (400, "body")
-        # engine rejections name the field too (a market order with a price: the book refuses)
-        await bad({**ok, "type": "market"}, 422, "price", "unexpected_price")
+        # engine rejections name the field too (a limit order with a trigger: the book refuses)
+        await bad({**ok, "trigger_price": "9.00"}, 422, "trigger_price", "unexpected_trigger_price")
         # query parameters, unknown routes and markets
         r = await s.http.get(f"/api/v1/markets/{SYM}/book", params={"depth": 0})
         assert (r.status_code, error_of(r)["field"]) == (400, "depth")

@@ -79,7 +79,11 @@ class OrderIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         type: ``limit``, ``market``, ``stop_market``, ``stop_limit``, ``take_profit_market``
             or ``take_profit_limit``.
         quantity: base quantity (multiple of the lot size, within min/max quantity).
-        price: limit price (multiple of the tick size); limit types only.
+        price: a multiple of the tick size, > 0. For ``limit``, ``stop_limit`` and
+            ``take_profit_limit``: the limit price (required). For ``market``, ``stop_market``
+            and ``take_profit_market``: the optional protection price, the worst price the
+            order may trade at (a buy at or below it, a sell at or above); the book stops at the
+            tighter of it and the ``max_slippage_bps`` bound and cancels the rest.
         trigger_price: stop/take-profit trigger (multiple of the tick size).
         trigger_source: ``last`` (last trade) or ``index``.
         tif: ``gtc``, ``ioc``, ``fok`` or ``day``.
