@@ -126,6 +126,8 @@ def test_every_book_reject_reason_is_covered() -> None:
         R.TOO_MANY_OPEN_ORDERS,
         R.RATE_LIMITED,
         R.UNKNOWN_MARKET,
+        R.INSUFFICIENT_FUNDS,
+        R.NO_REFERENCE_PRICE,
     }
     assert covered | risk_layer == set(RejectReason)
 

@@ -103,6 +103,8 @@ class RejectReason(enum.StrEnum):
     TOO_MANY_OPEN_ORDERS = "too_many_open_orders"
     RATE_LIMITED = "rate_limited"
     UNKNOWN_MARKET = "unknown_market"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    NO_REFERENCE_PRICE = "no_reference_price"
 
 
 class CancelReason(enum.StrEnum):
@@ -116,3 +118,4 @@ class CancelReason(enum.StrEnum):
     NO_LIQUIDITY = "no_liquidity"
     SELF_TRADE_PREVENTION = "self_trade_prevention"
     PARTIAL_CANCEL = "partial_cancel"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
