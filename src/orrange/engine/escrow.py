@@ -35,9 +35,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-import msgspec
-from web3.exceptions import BlockNotFound
 
+from orrange.engine._follow import FollowOptions, fork_point, get_block, is_canonical, read_blocks
 from orrange.evm.chain import Escrow, connect
 from orrange.markets import MarketSpec
 from orrange.matching.events import Event, OrderFilled
@@ -80,26 +79,11 @@ __all__ = [
 ]
 
 
-class WatcherOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Tunables of the watcher.
+class WatcherOptions(FollowOptions, frozen=True, kw_only=True):
+    """Tunables of the watcher: :class:`~orrange.engine._follow.FollowOptions` and
+    ``escrow_address``, the escrow contract (checksummed or not; None: follow no chain)."""
 
-    Attributes:
-        chain_url: JSON-RPC URL, or None to follow no chain.
-        escrow_address: the escrow contract (checksummed or not), or None.
-        confirmations: blocks on top of a block before its logs are applied (0: at once).
-        poll_interval_ms: pause between chain polls (ms).
-        max_range: most blocks read per ``eth_getLogs``.
-        start_block: first block to read when there is no cursor yet.
-        db_connect_timeout_ms: how long start waits for PostgreSQL (ms).
-    """
-
-    chain_url: str | None = None
     escrow_address: str | None = None
-    confirmations: int = 2
-    poll_interval_ms: int = 1_000
-    max_range: int = 2_000
-    start_block: int = 0
-    db_connect_timeout_ms: int = 60_000
 
 
 def _now_ms() -> int:
@@ -298,16 +282,15 @@ class EscrowWatcher(Actor):
         escrow = self._escrow
         if escrow is None:
             return 0
-        w3 = escrow.w3
         address = escrow.address
-        head = await asyncio.to_thread(lambda: w3.eth.get_block("latest"))
+        head = await get_block(escrow.w3, "latest")
         self._chain_time_ms = max(self._chain_time_ms, int(head["timestamp"]) * 1000)
         head_number = int(head["number"])
         applied = 0
         async with self.conn.transaction():
             cursor = await db.get_cursor(self.conn, address)
             pending = _Pending()
-            if cursor is not None and not await self._canonical(cursor):
+            if cursor is not None and not await is_canonical(escrow.w3, cursor):
                 cursor = await self._rollback(address, pending)
             target = head_number - self.options.confirmations
             start = self.options.start_block if cursor is None else cursor.number + 1
@@ -321,26 +304,10 @@ class EscrowWatcher(Actor):
         self.polls += 1
         return applied
 
-    async def _block(self, number: int) -> Any:
-        escrow = self._escrow
-        assert escrow is not None
-        w3 = escrow.w3
-        return await asyncio.to_thread(lambda: w3.eth.get_block(number))
-
-    async def _canonical(self, ref: db.BlockRef) -> bool:
-        try:
-            block = await self._block(ref.number)
-        except BlockNotFound:  # the chain is now shorter than our cursor
-            return False
-        return "0x" + bytes(block["hash"]).hex() == ref.hash
-
     async def _rollback(self, address: str, pending: _Pending) -> db.BlockRef | None:
         """Find the fork point, revert every event applied after it, move the cursor there."""
-        fork: db.BlockRef | None = None
-        for ref in await db.block_hashes(self.conn, address):
-            if await self._canonical(ref):
-                fork = ref
-                break
+        assert self._escrow is not None
+        fork = await fork_point(self._escrow.w3, await db.block_hashes(self.conn, address))
         after = fork.number if fork is not None else self.options.start_block - 1
         undone = await db.live_events_after(self.conn, after)
         for event_id, trade_id in undone:
@@ -361,29 +328,15 @@ class EscrowWatcher(Actor):
             events_reverted=len(undone),
         )
         if fork is None:
-            await self.conn.execute(
-                "DELETE FROM settlement_cursor WHERE escrow_address = $1", address
-            )
-            await self.conn.execute(
-                "DELETE FROM settlement_blocks WHERE escrow_address = $1", address
-            )
+            await db.clear_cursor(self.conn, address)
             return None
         await db.set_cursor(self.conn, address, fork, (), _now_ms())
         return fork
 
     async def _read(self, escrow: Escrow, start: int, end: int, pending: _Pending) -> int:
         events: list[ChainEvent] = await asyncio.to_thread(escrow.events, start, end)
-        numbers = sorted({e.block_number for e in events} | {end})
-        blocks: dict[int, Any] = {}
-        for i in range(0, len(numbers), 32):  # up to 32 block requests in flight
-            chunk = numbers[i : i + 32]
-            for n, b in zip(chunk, await asyncio.gather(*(self._block(n) for n in chunk))):
-                blocks[n] = b
-        seen = [db.BlockRef(n, "0x" + bytes(b["hash"]).hex()) for n, b in blocks.items()]
+        blocks, seen = await read_blocks(escrow.w3, events, end)
         hashes = {r.number: r.hash for r in seen}
-        for e in events:
-            if hashes[e.block_number] != e.block_hash:
-                raise RuntimeError(f"block {e.block_number} changed while reading; will retry")
         applied = 0
         for e in events:
             at_ms = int(blocks[e.block_number]["timestamp"]) * 1000

@@ -28,6 +28,7 @@ __all__ = [
     "add_message",
     "apply_reputation",
     "block_hashes",
+    "clear_cursor",
     "due_trades",
     "get_cursor",
     "get_trade",
@@ -269,6 +270,13 @@ async def set_cursor(
         " DO UPDATE SET block_hash = $3",
         [(escrow_address, n, h) for n, h in refs.items() if n > block.number - BLOCK_HISTORY],
     )
+
+
+async def clear_cursor(conn: Conn, escrow_address: str) -> None:
+    """Forget the cursor and the remembered blocks of ``escrow_address`` (a reorg deeper than
+    every remembered block: the next pass starts again from the first block)."""
+    await conn.execute("DELETE FROM settlement_cursor WHERE escrow_address = $1", escrow_address)
+    await conn.execute("DELETE FROM settlement_blocks WHERE escrow_address = $1", escrow_address)
 
 
 async def block_hashes(conn: Conn, escrow_address: str) -> list[BlockRef]:
