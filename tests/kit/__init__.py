@@ -14,4 +14,5 @@
 * :mod:`kit.book_helpers`, :mod:`kit.cmd_strategies`, :mod:`kit.reference_book`: matching
   helpers, hypothesis command streams, the reference matcher.
 * :mod:`kit.md_data`: the Binance market-data set.
+* :mod:`kit.chain_env`: the eth-tester contract tests' chain clock and ETH/token assets.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from kit.chain_env import ChainEnv
 from web3 import EthereumTesterProvider, Web3
 
 from orrange.evm.chain import Escrow, Token, send_dev
@@ -13,8 +14,7 @@ FEE_BPS = 150  # 1.5 %
 
 
 @dataclass
-class Env:
-    w3: Web3
+class Env(ChainEnv):
     escrow: Escrow
     token: Token
     deployer: str
@@ -23,16 +23,6 @@ class Env:
     mediator: str
     fee_recipient: str
     stranger: str
-
-    def now(self) -> int:
-        return int(self.w3.eth.get_block("latest")["timestamp"])
-
-    def travel_to(self, timestamp: int) -> None:
-        """Mine the next block at ``timestamp`` (unix s)."""
-        self.w3.provider.ethereum_tester.time_travel(timestamp)  # type: ignore[attr-defined]
-
-    def eth(self, who: str) -> int:
-        return int(self.w3.eth.get_balance(who))  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import vyper
 from eth_utils import to_checksum_address
+from kit.chain_env import Asset
 from web3.types import TxReceipt
 
 from orrange.evm import compile as build
@@ -37,26 +38,6 @@ from .conftest import FEE_BPS, Env
 TID = bytes.fromhex("11" * 32)
 TID2 = bytes.fromhex("22" * 32)
 AMOUNT = 1_234_567_891  # odd on purpose: fee rounding is visible
-
-
-def gas_cost(receipt: TxReceipt) -> int:
-    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
-
-
-class Asset:
-    """ETH or the test token, behind one interface."""
-
-    def __init__(self, evm: Env, kind: str) -> None:
-        self.evm = evm
-        self.kind = kind
-        self.address = ZERO_ADDRESS if kind == "eth" else evm.token.address
-
-    def balance(self, who: str) -> int:
-        return self.evm.eth(who) if self.kind == "eth" else self.evm.token.balance_of(who)
-
-    def spent_on_gas(self, receipt: TxReceipt) -> int:
-        """What a sender's balance of this asset lost to gas (0 for a token)."""
-        return gas_cost(receipt) if self.kind == "eth" else 0
 
 
 @pytest.fixture(params=["eth", "token"])
@@ -98,7 +79,7 @@ def rejected(reason: str) -> Any:
 
 def test_committed_artifacts_equal_a_fresh_compile() -> None:
     fresh = build.compile_all()
-    assert set(fresh) == {"Escrow", "TestToken"}
+    assert set(fresh) == {"Escrow", "TestToken", "Vault"}
     for name, text in fresh.items():
         committed = (build.BUILD_DIR / f"{name}.json").read_text()
         assert committed == text, f"{name}.json is stale: run python -m orrange.evm.compile"

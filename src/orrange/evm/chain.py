@@ -19,10 +19,10 @@ Amounts are exact integers (wei or token base units), deadlines unix seconds, tr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 from eth_utils import to_checksum_address
@@ -39,7 +39,6 @@ from orrange.settlement.events import (
     EscrowReclaimed,
     EscrowReleased,
     EscrowResolved,
-    trade_id_hex,
 )
 
 __all__ = [
@@ -254,60 +253,107 @@ class EscrowConfig(msgspec.Struct, frozen=True, kw_only=True):
     fee_bps: int
 
 
+_E = TypeVar("_E")
+
+
 def _hex(value: Any) -> str:
     if isinstance(value, str):
         return value.lower() if value.startswith("0x") else "0x" + value.lower()
     return "0x" + bytes(value).hex()
 
 
-_Decoder = Callable[[dict[str, Any], Mapping[str, Any]], ChainEvent]
-
-
-def _funded(a: dict[str, Any], m: Mapping[str, Any]) -> ChainEvent:
-    return EscrowFunded(
-        seller=a["seller"],
-        buyer=a["buyer"],
-        token=a["token"],
-        amount=a["amount"],
-        fee_bps=a["fee_bps"],
-        payment_deadline=a["payment_deadline"],
-        **m,
-    )
-
-
-_DECODERS: dict[str, _Decoder] = {
-    "Funded": _funded,
-    "MarkedPaid": lambda a, m: EscrowPaid(buyer=a["buyer"], **m),
-    "Released": lambda a, m: EscrowReleased(
-        buyer=a["buyer"], to_buyer=a["to_buyer"], fee=a["fee"], **m
-    ),
-    "Disputed": lambda a, m: EscrowDisputed(by=a["by"], **m),
-    "Resolved": lambda a, m: EscrowResolved(
-        buyer_bps=a["buyer_bps"],
-        to_buyer=a["to_buyer"],
-        to_seller=a["to_seller"],
-        fee=a["fee"],
-        **m,
-    ),
-    "Reclaimed": lambda a, m: EscrowReclaimed(seller=a["seller"], amount=a["amount"], **m),
+_ESCROW_EVENTS: dict[str, type[ChainEvent]] = {
+    "Funded": EscrowFunded,
+    "MarkedPaid": EscrowPaid,
+    "Released": EscrowReleased,
+    "Disputed": EscrowDisputed,
+    "Resolved": EscrowResolved,
+    "Reclaimed": EscrowReclaimed,
 }
+"""The escrow's trade-step events by ABI name; each struct's fields are the event's arguments
+plus where the log was found."""
 
 
-class _EventSpec:
+class _EventSpec(Generic[_E]):
     __slots__ = ("data_names", "data_types", "decode", "indexed_names", "indexed_types")
 
-    def __init__(self, abi: dict[str, Any]) -> None:
+    def __init__(self, abi: dict[str, Any], decode: type[_E]) -> None:
         inputs = abi["inputs"]
         self.indexed_names = [i["name"] for i in inputs if i["indexed"]]
         self.indexed_types = [i["type"] for i in inputs if i["indexed"]]
         self.data_names = [i["name"] for i in inputs if not i["indexed"]]
         self.data_types = [i["type"] for i in inputs if not i["indexed"]]
-        self.decode = _DECODERS[abi["name"]]
+        self.decode = decode
 
 
 def _topic0(abi: dict[str, Any]) -> str:
     signature = f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"
     return "0x" + Web3.keccak(text=signature).hex().removeprefix("0x")
+
+
+def _event_specs(
+    abi: list[dict[str, Any]], structs: Mapping[str, type[_E]]
+) -> dict[str, _EventSpec[_E]]:
+    """``{topic0: spec}`` for the ABI's events that ``structs`` (by event name) decode into."""
+    return {
+        _topic0(e): _EventSpec(e, structs[e["name"]])
+        for e in abi
+        if e["type"] == "event" and e["name"] in structs
+    }
+
+
+def _decode_logs(
+    w3: Web3,
+    address: str,
+    specs: Mapping[str, _EventSpec[_E]],
+    logs: Iterable[Mapping[str, Any]],
+) -> list[_E]:
+    """Decode the logs that ``address`` emitted with an event of ``specs``, in the given
+    order, into each spec's struct built from the event's arguments (addresses checksummed,
+    ``bytes32`` as ``0x`` + 64 lower-case hex digits) plus ``block_number``, ``block_hash``,
+    ``tx_hash`` (``0x`` lower-case hex) and ``log_index``. Raises ``KeyError`` for a log
+    missing its ``blockHash``/``transactionHash`` (a pending log)."""
+    out: list[_E] = []
+    codec = w3.codec
+    for log in logs:
+        if to_checksum_address(log["address"]) != address or not log["topics"]:
+            continue
+        spec = specs.get(_hex(log["topics"][0]))
+        if spec is None:
+            continue
+        topics = log["topics"][1:]
+        args: dict[str, Any] = {}
+        for name, typ, topic in zip(spec.indexed_names, spec.indexed_types, topics):
+            (args[name],) = codec.decode([typ], bytes(topic))
+        data = log["data"]
+        raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
+        args.update(zip(spec.data_names, codec.decode(spec.data_types, raw)))
+        for key, value in args.items():
+            if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+                args[key] = to_checksum_address(value)
+            elif isinstance(value, bytes):
+                args[key] = _hex(value)
+        args.update(
+            block_number=int(log["blockNumber"]),
+            block_hash=_hex(log["blockHash"]),
+            tx_hash=_hex(log["transactionHash"]),
+            log_index=int(log["logIndex"]),
+        )
+        out.append(spec.decode(**args))
+    return out
+
+
+def _get_logs(w3: Web3, address: str, from_block: int, to_block: int | str) -> list[Any]:
+    """``eth_getLogs`` of ``address`` in blocks ``from_block..to_block`` (inclusive)."""
+    return list(
+        w3.eth.get_logs(
+            {
+                "address": to_checksum_address(address),
+                "fromBlock": from_block,
+                "toBlock": cast(Any, to_block),
+            }
+        )
+    )
 
 
 class Escrow:
@@ -317,11 +363,7 @@ class Escrow:
         self.w3 = w3
         self.address = to_checksum_address(address)
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact("Escrow").abi)
-        self._specs = {
-            _topic0(e): _EventSpec(e)
-            for e in load_artifact("Escrow").abi
-            if e["type"] == "event" and e["name"] in _DECODERS
-        }
+        self._specs = _event_specs(load_artifact("Escrow").abi, _ESCROW_EVENTS)
 
     @classmethod
     def deploy(
@@ -411,41 +453,12 @@ class Escrow:
         the given order. Logs of other contracts and escrow logs that are not trade steps
         (``ConfigChanged``) are skipped. Raises ``KeyError`` for a log missing its
         ``blockHash``/``transactionHash`` (a pending log)."""
-        out: list[ChainEvent] = []
-        codec = self.w3.codec
-        for log in logs:
-            if to_checksum_address(log["address"]) != self.address or not log["topics"]:
-                continue
-            spec = self._specs.get(_hex(log["topics"][0]))
-            if spec is None:
-                continue
-            topics = log["topics"][1:]
-            args: dict[str, Any] = {}
-            for name, typ, topic in zip(spec.indexed_names, spec.indexed_types, topics):
-                (args[name],) = codec.decode([typ], bytes(topic))
-            data = log["data"]
-            raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
-            args.update(zip(spec.data_names, codec.decode(spec.data_types, raw)))
-            for key, value in args.items():
-                if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
-                    args[key] = to_checksum_address(value)
-            meta = {
-                "trade_id": trade_id_hex(args.pop("trade_id")),
-                "block_number": int(log["blockNumber"]),
-                "block_hash": _hex(log["blockHash"]),
-                "tx_hash": _hex(log["transactionHash"]),
-                "log_index": int(log["logIndex"]),
-            }
-            out.append(spec.decode(args, meta))
-        return out
+        return _decode_logs(self.w3, self.address, self._specs, logs)
 
     def events(self, from_block: int, to_block: int | str = "latest") -> list[ChainEvent]:
         """The escrow's trade events in blocks ``from_block..to_block`` (inclusive), in
         chain order (``eth_getLogs``)."""
-        logs = self.w3.eth.get_logs(
-            {"address": self.address, "fromBlock": from_block, "toBlock": cast(Any, to_block)}
-        )
-        return self.decode_logs(cast(Iterable[Mapping[str, Any]], logs))
+        return self.decode_logs(_get_logs(self.w3, self.address, from_block, to_block))
 
     def receipt_events(self, receipt: TxReceipt) -> list[ChainEvent]:
         """The escrow events in one transaction receipt."""

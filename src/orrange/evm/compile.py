@@ -1,4 +1,4 @@
-"""Compile the settlement contracts into the committed JSON artifacts.
+"""Compile the contracts (escrow, vault, test token) into the committed JSON artifacts.
 
 ``python -m orrange.evm.compile`` rewrites ``contracts/build/<Name>.json`` for every
 ``contracts/<Name>.vy``; ``--check`` only compares and exits 1 when an artifact is stale.
@@ -21,7 +21,7 @@ __all__ = ["BUILD_DIR", "CONTRACTS", "CONTRACTS_DIR", "compile_all", "compile_co
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 BUILD_DIR = CONTRACTS_DIR / "build"
-CONTRACTS: tuple[str, ...] = ("Escrow", "TestToken")
+CONTRACTS: tuple[str, ...] = ("Escrow", "TestToken", "Vault")
 
 
 def compile_contract(name: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import msgspec
 __all__ = [
     "ZERO_ADDRESS",
     "ChainEvent",
+    "ChainLog",
     "EscrowDisputed",
     "EscrowFunded",
     "EscrowPaid",
@@ -39,8 +40,9 @@ def trade_id_hex(trade_id: bytes) -> str:
     return "0x" + trade_id.hex()
 
 
-class _ChainEventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
-    trade_id: str
+class ChainLog(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a contract's log was found (the base of the escrow's and the vault's events)."""
+
     block_number: int
     block_hash: str
     tx_hash: str
@@ -55,6 +57,10 @@ class _ChainEventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind
     def position(self) -> tuple[int, int]:
         """``(block_number, log_index)``: the order in which the chain applied the logs."""
         return (self.block_number, self.log_index)
+
+
+class _ChainEventBase(ChainLog, frozen=True, kw_only=True, tag_field="kind"):
+    trade_id: str
 
 
 class EscrowFunded(_ChainEventBase, frozen=True, kw_only=True, tag="funded"):
