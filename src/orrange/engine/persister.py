@@ -1,21 +1,27 @@
-"""The persister actor: book events and risk rejections into PostgreSQL.
+"""The persister actor: book events, risk rejections and the ledger into PostgreSQL.
 
 Inputs (durable pull consumers, batches of ``batch_size``):
 
 * ``EVENTS`` (``evt.>``), durable ``persister``: every book event (a message holds the events
   of one matcher batch, see :mod:`orrange.wire.engine`);
-* ``REJECTS`` (``rej.>``), durable ``persister-rejects``: risk's rejections.
+* ``REJECTS`` (``rej.>``), durable ``persister-rejects``: risk's rejections;
+* ``LEDGER`` (``ledger.>``), durable ``persister-ledger``: risk's ledger entries (a JSON array
+  of :class:`~orrange.ledger.Entry` per message on ``ledger.<source>``) and withdrawal
+  decisions (:class:`~orrange.wire.funds.WithdrawalDecision` on ``ledger.withdrawal``).
 
-Each batch is written by :class:`~orrange.store.EventWriter` in one transaction, idempotent on
-``(symbol, seq)`` (rejections on their ``Nats-Msg-Id``), then acked. At start the actor
-connects to PostgreSQL (waiting up to ``db_connect_timeout_ms`` for it) and applies the schema
-migrations.
+Each batch is written in one transaction, then acked: events and rejections by
+:class:`~orrange.store.EventWriter`, idempotent on ``(symbol, seq)`` (rejections on their
+``Nats-Msg-Id``); ledger messages by :class:`~orrange.store.ledger.LedgerWriter`, exactly
+once on the entry ids. The inputs share one connection and never write at the same time. At
+start the actor connects to PostgreSQL (waiting up to ``db_connect_timeout_ms`` for it) and
+applies the schema migrations.
 
-Errors: a message with an event whose symbol does not match the subject, or a book event with
-``seq < 1``, is dead-lettered whole (``dlq.<actor>``); a batch the database refuses as data is
-retried one message at a time and the offending message dead-lettered; a lost database
-connection is retried with backoff and nothing is acked meanwhile (``docs/actors.md``,
-Persister).
+Errors: a message with an event whose symbol does not match the subject, a book event with
+``seq < 1``, an entry whose source does not match its subject, a decision on another subject
+than ``ledger.withdrawal`` or entries on it, is dead-lettered whole (``dlq.<actor>``); a batch
+the database refuses as data is retried one message at a time and the offending message
+dead-lettered; a lost database connection is retried with backoff and nothing is acked
+meanwhile (``docs/actors.md``, Persister).
 
 The process is ``orrange actor persister`` (:mod:`actors.persister`).
 """
@@ -23,12 +29,13 @@ The process is ``orrange actor persister`` (:mod:`actors.persister`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 
+from orrange.ledger.entries import Entry
 from orrange.matching.events import BookDelta, Event, OrderRejected
 from orrange.runtime import (
     MSG_ID_HEADER,
@@ -40,6 +47,7 @@ from orrange.runtime import (
 )
 from orrange.store import EventWriter, RiskRejection, WriteResult, migrate
 from orrange.store.connect import TRANSIENT_ERRORS, connect_when_ready
+from orrange.store.ledger import LedgerWriter, LedgerWriteResult
 from orrange.wire.engine import (
     EVENTS,
     EVENTS_PREFIX,
@@ -51,6 +59,13 @@ from orrange.wire.engine import (
     rejects_subject,
     seq_id,
 )
+from orrange.wire.funds import (
+    LEDGER,
+    LEDGER_PREFIX,
+    LEDGER_WITHDRAWAL_SUBJECT,
+    PERSISTER_LEDGER_DURABLE,
+    WithdrawalDecision,
+)
 from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 __all__ = ["Persister"]
@@ -58,10 +73,14 @@ __all__ = ["Persister"]
 #: Default of :attr:`Persister.linger_ms` (ms).
 DEFAULT_LINGER_MS = 20
 _encoder = msgspec.json.Encoder()
+R = TypeVar("R")
+#: A ``LEDGER`` message: the entries of one input message, or a withdrawal decision.
+LedgerPayload = list[Entry] | WithdrawalDecision
 
 
 class Persister(Actor):
-    """Writes ``evt.>`` and ``rej.>`` into PostgreSQL (see the module docstring).
+    """Writes ``evt.>``, ``rej.>`` and ``ledger.>`` into PostgreSQL (see the module
+    docstring).
 
     Args:
         config: actor configuration (name normally ``persister``).
@@ -73,7 +92,8 @@ class Persister(Actor):
             persister is off the order-to-fill path, so this costs no trading latency.
 
     Attributes:
-        totals: running sums of what was stored (events, fills, rejections, orders upserts).
+        totals: running sums of what was stored (events, fills, rejections, orders upserts,
+            ledger entries, postings and withdrawal decisions).
     """
 
     def __init__(
@@ -91,7 +111,8 @@ class Persister(Actor):
         self.batch_size = batch_size
         self.db_connect_timeout_ms = db_connect_timeout_ms
         self._writer: EventWriter | None = None
-        self._db_lock = asyncio.Lock()  # one connection: writes of the two inputs never overlap
+        self._ledger: LedgerWriter | None = None
+        self._db_lock = asyncio.Lock()  # one connection: writes of the inputs never overlap
         self.totals: dict[str, int] = {
             "events": 0,
             "fills": 0,
@@ -99,10 +120,13 @@ class Persister(Actor):
             "orders": 0,
             "rebuilt": 0,
             "orphans": 0,
+            "entries": 0,
+            "postings": 0,
+            "decisions": 0,
         }
 
     def streams(self) -> Sequence[StreamSpec]:
-        return (EVENTS, REJECTS)
+        return (EVENTS, REJECTS, LEDGER)
 
     def inputs(self) -> Sequence[Input[Any]]:
         return (
@@ -115,6 +139,9 @@ class Persister(Actor):
                 REJECTS_PREFIX,
                 OrderRejected,
                 self._on_rejects,
+            ),
+            self._input(
+                LEDGER, PERSISTER_LEDGER_DURABLE, LEDGER_PREFIX, LedgerPayload, self._on_ledger
             ),
         )
 
@@ -135,46 +162,55 @@ class Persister(Actor):
         applied = await migrate(conn)
         self.log.info("database ready", migrations_applied=applied)
         self._writer = EventWriter(conn)
+        self._ledger = LedgerWriter(conn)
 
     async def on_stop(self) -> None:
         writer, self._writer = self._writer, None
+        self._ledger = None
         if writer is not None and not writer.conn.is_closed():
             await writer.conn.close()
 
     async def _connect_db(self, timeout_s: float) -> asyncpg.Connection:
         return await connect_when_ready(self.database_url, timeout_s, self.log)
 
+    async def _retrying(self, write: Callable[[EventWriter, LedgerWriter], Awaitable[R]]) -> R:
+        """``write`` with the writers of the current connection, under the database lock;
+        a transient error reconnects and tries again (with backoff) until it succeeds."""
+        async with self._db_lock:
+            delay = 0.2
+            while True:
+                writer, ledger = self._writer, self._ledger
+                try:
+                    if writer is None or ledger is None or writer.conn.is_closed():
+                        conn = await self._connect_db(0)
+                        writer = self._writer = EventWriter(conn)
+                        ledger = self._ledger = LedgerWriter(conn)
+                    return await write(writer, ledger)
+                except TRANSIENT_ERRORS as exc:
+                    self.log.error("database unavailable; batch will be retried", error=repr(exc))
+                    if writer is not None:
+                        writer.conn.terminate()
+                    self._writer = self._ledger = None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
     async def _write(
         self, events: Sequence[tuple[Event, bytes]], rejections: Sequence[RiskRejection]
     ) -> WriteResult:
-        async with self._db_lock:
-            return await self._write_locked(events, rejections)
+        result = await self._retrying(lambda w, _: w.write(events, rejections))
+        for k in ("events", "fills", "rejections", "orders", "rebuilt", "orphans"):
+            self.totals[k] += getattr(result, k)
+        if result.orphans or result.rebuilt:
+            self.log.warning("events out of order", rebuilt=result.rebuilt, orphans=result.orphans)
+        return result
 
-    async def _write_locked(
-        self, events: Sequence[tuple[Event, bytes]], rejections: Sequence[RiskRejection]
-    ) -> WriteResult:
-        delay = 0.2
-        while True:
-            writer = self._writer
-            try:
-                if writer is None or writer.conn.is_closed():
-                    writer = self._writer = EventWriter(await self._connect_db(0))
-                result = await writer.write(events, rejections)
-            except TRANSIENT_ERRORS as exc:
-                self.log.error("database unavailable; batch will be retried", error=repr(exc))
-                if writer is not None:
-                    writer.conn.terminate()
-                self._writer = None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            for k in self.totals:
-                self.totals[k] += getattr(result, k)
-            if result.orphans or result.rebuilt:
-                self.log.warning(
-                    "events out of order", rebuilt=result.rebuilt, orphans=result.orphans
-                )
-            return result
+    async def _write_ledger(
+        self, entries: Sequence[Entry], decisions: Sequence[WithdrawalDecision]
+    ) -> LedgerWriteResult:
+        result = await self._retrying(lambda _, ledger: ledger.write(entries, decisions))
+        for k in ("entries", "postings", "decisions"):
+            self.totals[k] += getattr(result, k)
+        return result
 
     async def _on_events(self, batch: Sequence[Inbound[Event | list[Event]]], out: Outbox) -> None:
         good: list[tuple[Event, bytes]] = []
@@ -209,3 +245,24 @@ class Persister(Actor):
             good.append(RiskRejection(rid, r))
         if good:
             await self._write((), good)
+
+    async def _on_ledger(self, batch: Sequence[Inbound[LedgerPayload]], out: Outbox) -> None:
+        entries: list[Entry] = []
+        decisions: list[WithdrawalDecision] = []
+        for m in batch:
+            data = m.data
+            if isinstance(data, WithdrawalDecision):
+                if m.subject != LEDGER_WITHDRAWAL_SUBJECT:
+                    out.dead_letter(m, f"withdrawal decision on subject {m.subject!r}")
+                else:
+                    decisions.append(data)
+                continue
+            source = m.subject[len(LEDGER_PREFIX) + 1 :]
+            bad = next((e for e in data if e.source != source), None)
+            if m.subject == LEDGER_WITHDRAWAL_SUBJECT or bad is not None:
+                what = f"entry of source {bad.source!r}" if bad is not None else "entries"
+                out.dead_letter(m, f"{what} on subject {m.subject!r}")
+                continue
+            entries.extend(data)
+        if entries or decisions:
+            await self._write_ledger(entries, decisions)
