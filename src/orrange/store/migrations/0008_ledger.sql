@@ -1,7 +1,6 @@
 -- Funds (docs/funds.md): risk's ledger entries as the persister receives them on LEDGER, the
 -- balances they add up to, and withdrawals with their authorization. Amounts are integers of
--- the asset's base units (numeric: 18-decimal tokens exceed bigint), times ms UTC. Deposits
--- are the entries of kind deposit (ref = the vault log's block_hash:log_index).
+-- the asset's base units (numeric: 18-decimal tokens exceed bigint), times ms UTC.
 
 CREATE TABLE ledger_entries (
     id      text    PRIMARY KEY,           -- <source>:<seq>:<n>
@@ -59,3 +58,18 @@ CREATE TABLE withdrawals (
 );
 CREATE INDEX withdrawals_account ON withdrawals (account, requested_ts DESC, withdrawal_id DESC);
 CREATE INDEX withdrawals_open ON withdrawals (expiry) WHERE status = 'authorized';
+
+-- Vault deposits the watcher confirmed (event_id = block_hash:log_index); a reorg marks one
+-- reversed.
+CREATE TABLE deposits (
+    event_id     text    PRIMARY KEY,
+    account      text    NOT NULL,
+    asset        text    NOT NULL,
+    amount       numeric(78, 0) NOT NULL,
+    sender       text    NOT NULL,
+    tx_hash      text    NOT NULL,
+    block_number bigint  NOT NULL,
+    status       text    NOT NULL CHECK (status IN ('confirmed', 'reversed')),
+    ts           bigint  NOT NULL
+);
+CREATE INDEX deposits_account ON deposits (account, ts DESC);
