@@ -288,6 +288,7 @@ class LedgerTotals(msgspec.Struct, frozen=True, kw_only=True):
         users_available, users_held: sums over the users' (non-``@``) accounts.
         fees: the ``@fees`` balance.
         p2p_escrow: the sum of the ``@p2p:*`` balances.
+        loss: the ``@loss`` balance (the exchange's loss on reorged deposits).
         vault: the ``@vault`` balance (minus what the chain holds for the ledger).
         faucet: the ``@faucet`` balance (minus the development credits).
         deposits: confirmed deposits net of reversed ones (``deposit`` and
@@ -301,6 +302,7 @@ class LedgerTotals(msgspec.Struct, frozen=True, kw_only=True):
     users_held: int
     fees: int
     p2p_escrow: int
+    loss: int
     vault: int
     faucet: int
     deposits: int
@@ -309,9 +311,10 @@ class LedgerTotals(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def balanced(self) -> bool:
-        """Conservation: the users' funds, fees and escrows equal what came in minus what
-        went out (``-(vault + faucet)``), and the vault's balance equals its postings."""
-        inside = self.users_available + self.users_held + self.fees + self.p2p_escrow
+        """Conservation: the users' funds, fees, escrows and the loss account equal what
+        came in minus what went out (``-(vault + faucet)``), and the vault's balance equals
+        its deposit and withdrawal postings."""
+        inside = self.users_available + self.users_held + self.fees + self.p2p_escrow + self.loss
         return inside == -(self.vault + self.faucet) and -self.vault == (
             self.deposits - self.withdrawals
         )
@@ -500,6 +503,7 @@ SELECT
     coalesce(sum(held) FILTER (WHERE account NOT LIKE '@%'), 0) AS users_held,
     coalesce(sum(available + held) FILTER (WHERE account = '@fees'), 0) AS fees,
     coalesce(sum(available + held) FILTER (WHERE account LIKE '@p2p:%'), 0) AS p2p_escrow,
+    coalesce(sum(available + held) FILTER (WHERE account = '@loss'), 0) AS loss,
     coalesce(sum(available + held) FILTER (WHERE account = '@vault'), 0) AS vault,
     coalesce(sum(available + held) FILTER (WHERE account = '@faucet'), 0) AS faucet
 FROM balances WHERE asset = $1
