@@ -40,6 +40,7 @@ def test_every_procfile_process_is_one_actor_module() -> None:
             "matcher",
             "persister",
             "risk",
+            "vault",
         ]
     )
 

@@ -15,4 +15,5 @@
   helpers, hypothesis command streams, the reference matcher.
 * :mod:`kit.md_data`: the Binance market-data set.
 * :mod:`kit.chain_env`: the eth-tester contract tests' chain clock and ETH/token assets.
+* :mod:`kit.vault_chain`: a vault and a test token on anvil, the ``funds.chain`` messages.
 """
