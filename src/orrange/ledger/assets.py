@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation
 from typing import Any
 
 import msgspec
@@ -20,6 +20,8 @@ __all__ = ["AssetSpec", "MarketUnits", "from_decimal", "load_assets", "to_decima
 
 _CODE = re.compile(r"[A-Z0-9]{1,16}")
 _ADDRESS = re.compile(r"0x[0-9a-f]{40}")
+#: Exact arithmetic for amounts up to 2**256 and beyond: any rounding raises ``Inexact``.
+_EXACT = Context(prec=200, traps=[Inexact, InvalidOperation])
 #: The most decimals an asset may have (ERC-20 tokens use at most 18 in practice).
 MAX_DECIMALS = 36
 
@@ -111,13 +113,13 @@ class MarketUnits(msgspec.Struct, frozen=True):
         """
         if base.code != spec.base or (quote is not None and quote.code != spec.quote):
             raise ValueError(f"{spec.symbol}: assets {base.code}/{quote and quote.code} mismatch")
-        lot = Decimal(spec.lot_size) * (Decimal(10) ** base.decimals)
+        lot = Decimal(spec.lot_size).scaleb(base.decimals, _EXACT)
         bpl = _integral(
             lot, f"{spec.symbol}: lot size {spec.lot_size} is not whole {base.code} base units"
         )
         qpu = 0
         if quote is not None:
-            unit = spec.quote_unit * (Decimal(10) ** quote.decimals)
+            unit = spec.quote_unit.scaleb(quote.decimals, _EXACT)
             qpu = _integral(
                 unit,
                 f"{spec.symbol}: quote unit {spec.quote_unit} is not whole {quote.code} base units",
@@ -150,7 +152,10 @@ def from_decimal(asset: AssetSpec, text: str) -> int:
         raise ValueError(f"{text!r} is not a decimal number") from exc
     if not d.is_finite():
         raise ValueError(f"{text!r} is not finite")
-    scaled = d.scaleb(asset.decimals)
+    try:
+        scaled = d.scaleb(asset.decimals, _EXACT)
+    except Inexact as exc:
+        raise ValueError(f"{text!r} has too many digits") from exc
     return _integral(
         scaled, f"{text} {asset.code} has more than {asset.decimals} decimals (finer than 1 unit)"
     )
