@@ -12,7 +12,7 @@ from kit.wait import wait_for
 from nats.js import JetStreamContext
 
 from orrange.engine.persister import Persister
-from orrange.ledger.entries import Entry, EntryKind, Posting
+from orrange.ledger import Entry, EntryKind, Posting
 from orrange.runtime import ActorConfig, Publisher, ensure_stream
 from orrange.store.ledger import withdrawal
 from orrange.wire.dlq import DLQ_STREAM

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from orrange.ledger.entries import Entry, EntryKind, Posting
+from orrange.ledger import Entry, EntryKind, Posting
 from orrange.store import migrate
 from orrange.store.ledger import (
     LedgerWriter,

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 
-from orrange.ledger.entries import Entry
+from orrange.ledger import Entry
 from orrange.matching.events import BookDelta, Event, OrderRejected
 from orrange.runtime import (
     MSG_ID_HEADER,

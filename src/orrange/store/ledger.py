@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from orrange.ledger.entries import Entry
+from orrange.ledger import Entry
 from orrange.store.queries import MAX_LIMIT, Db, InvalidCursorError, Page
 from orrange.wire.funds import WithdrawalDecision
 
