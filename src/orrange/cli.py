@@ -22,6 +22,7 @@ Handler = Callable[[argparse.Namespace], int]
 _MODULES: tuple[str, ...] = (
     "orrange.tools._cli",
     "orrange.tools.candles",
+    "orrange.tools.funds",
     "orrange.infra._cli",
     "actors._cli",
     "orrange.api._cli",
