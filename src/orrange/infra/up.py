@@ -48,7 +48,7 @@ from honcho.environ import parse_procfile
 from honcho.printer import Message, Printer
 
 from orrange.infra._proc import tcp_open
-from orrange.infra.run import DEV_ESCROW_ADDRESS, dev_chain_env
+from orrange.infra.run import DEV_TOKEN_ADDRESSES, dev_chain_env
 from orrange.settings import Settings, config_file
 
 __all__ = ["ProcLine", "Supervisor", "UpError", "plan", "read_procfile"]
@@ -88,13 +88,15 @@ def _die_with_parent() -> None:
 
 
 def _escrow_deployed(rpc_url: str) -> bool:
-    """True when the node at ``rpc_url`` holds contract code at the dev escrow address."""
+    """True when the node at ``rpc_url`` holds contract code at the address of the last
+    contract the dev chain deploys (the BTC test token, after the escrow, the vault and
+    USDT), so the whole development deployment is there."""
     body = json.dumps(
         {
             "jsonrpc": "2.0",
             "id": 1,
             "method": "eth_getCode",
-            "params": [DEV_ESCROW_ADDRESS, "latest"],
+            "params": [DEV_TOKEN_ADDRESSES["BTC"], "latest"],
         }
     ).encode()
     req = urllib.request.Request(rpc_url, data=body, headers={"Content-Type": "application/json"})
