@@ -102,7 +102,7 @@ class Ledger:
         self._bal: dict[tuple[str, str], list[int]] = {}
         self._accounts: dict[str, set[str]] = {}
         self._holds: dict[str, tuple[str, str, int]] = {}
-        self._cursor: dict[str, tuple[int, int]] = {}
+        self._cursor: dict[str, list[int]] = {}  # source -> [seq, n], updated in place
         # per asset: deposits, reversed, withdrawals, faucet
         self._flows: dict[str, list[int]] = {}
 
@@ -121,7 +121,9 @@ class Ledger:
         """
         cur = self._cursor.get(e.source)
         seq = e.seq
-        if cur is not None and (seq < cur[0] or (seq == cur[0] and e.n <= cur[1])):
+        if cur is None:
+            cur = self._cursor[e.source] = [0, -1]
+        elif seq < cur[0] or (seq == cur[0] and e.n <= cur[1]):
             return False
         ps = e.postings
         if e.kind in _FLOW_KINDS:
@@ -152,15 +154,17 @@ class Ledger:
         elif len(ps) == 2:
             p, q = ps
             asset = p.asset
-            kp = (p.account, asset)
-            kq = (q.account, q.asset)
-            if q.asset != asset or kp == kq:
+            pacc = p.account
+            qacc = q.account
+            if q.asset != asset or pacc == qacc:
                 self._apply_many(e)
             else:
                 pa, ph, qa, qh = p.available, p.held, q.available, q.held
                 if pa + ph + qa + qh:
                     raise _fail(e, f"{asset} postings sum to {pa + ph + qa + qh}, not 0")
                 bal = self._bal
+                kp = (pacc, asset)
+                kq = (qacc, asset)
                 bp = bal.get(kp)
                 bq = bal.get(kq)
                 if bp is not None:
@@ -169,20 +173,29 @@ class Ledger:
                 if bq is not None:
                     qa += bq[0]
                     qh += bq[1]
-                if (pa < 0 or ph < 0) and p.account not in UNBOUNDED:
-                    raise _fail(e, f"{p.account} {asset} would be {pa} available, {ph} held")
-                if (qa < 0 or qh < 0) and q.account not in UNBOUNDED:
-                    raise _fail(e, f"{q.account} {asset} would be {qa} available, {qh} held")
+                if (pa < 0 or ph < 0) and pacc not in UNBOUNDED:
+                    raise _fail(e, f"{pacc} {asset} would be {pa} available, {ph} held")
+                if (qa < 0 or qh < 0) and qacc not in UNBOUNDED:
+                    raise _fail(e, f"{qacc} {asset} would be {qa} available, {qh} held")
                 ref = e.ref
                 if ref and (p.held or q.held):
                     if p.held and q.held:
                         self._apply_many(e)
-                        self._cursor[e.source] = (seq, e.n)
+                        cur[0] = seq
+                        cur[1] = e.n
                         return True
-                    if p.held:
-                        self._hold_move(e, ref, p.account, asset, p.held)
+                    account, dh = (pacc, p.held) if p.held else (qacc, q.held)
+                    hold = self._holds.get(ref)
+                    if hold is None or hold[0] != account or hold[1] != asset:
+                        self._hold_move(e, ref, account, asset, dh)  # opens or refuses
                     else:
-                        self._hold_move(e, ref, q.account, asset, q.held)
+                        amount = hold[2] + dh
+                        if amount > 0:
+                            self._holds[ref] = (account, asset, amount)
+                        elif amount == 0:
+                            del self._holds[ref]
+                        else:
+                            self._hold_move(e, ref, account, asset, dh)  # refuses
                 if bp is None:
                     self._new(kp, pa, ph)
                 else:
@@ -195,7 +208,8 @@ class Ledger:
                     bq[1] = qh
         elif ps:
             self._apply_many(e)
-        self._cursor[e.source] = (seq, e.n)
+        cur[0] = seq
+        cur[1] = e.n
         return True
 
     def _new(self, key: tuple[str, str], a: int, h: int) -> None:
@@ -322,7 +336,8 @@ class Ledger:
 
     def cursor(self, source: str) -> tuple[int, int] | None:
         """The last ``(seq, n)`` applied from ``source``, or None."""
-        return self._cursor.get(source)
+        c = self._cursor.get(source)
+        return None if c is None or c[1] < 0 else (c[0], c[1])
 
     def assets(self) -> list[str]:
         """Every asset with a balance, sorted."""
@@ -385,7 +400,7 @@ class Ledger:
         return LedgerState(
             sorted((k[0], k[1], b[0], b[1]) for k, b in self._bal.items()),
             sorted((r, *h) for r, h in self._holds.items()),
-            sorted((s, c[0], c[1]) for s, c in self._cursor.items()),
+            sorted((s, c[0], c[1]) for s, c in self._cursor.items() if c[1] >= 0),
             sorted((a, f[0], f[1], f[2], f[3]) for a, f in self._flows.items()),
         )
 
@@ -400,7 +415,7 @@ class Ledger:
         for account, asset, a, h in st.balances:
             led._new((account, asset), a, h)
         led._holds = {r: (acc, asset, amt) for r, acc, asset, amt in st.holds}
-        led._cursor = {s: (seq, n) for s, seq, n in st.cursors}
+        led._cursor = {s: [seq, n] for s, seq, n in st.cursors}
         led._flows = {a: [d, r, w, f] for a, d, r, w, f in st.flows}
         return led
 
