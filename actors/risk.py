@@ -16,12 +16,17 @@ from typing import Any
 import msgspec
 
 from actors._args import actor_parser, actor_setup, markets_arg, symbols_arg
-from orrange.engine.risk import RiskActor
+from orrange.engine.risk import FundsOptions, RiskActor
+from orrange.infra.run import DEV_VAULT_ADDRESS, DEV_VAULT_SIGNER_KEY
+from orrange.ledger import load_assets
 from orrange.risk import RiskLimits
 from orrange.runtime import run_actor
 from orrange.settings import SettingsError, config_file
 
-__all__ = ["load_risk_limits", "main"]
+__all__ = ["funds_options", "load_risk_limits", "main"]
+
+#: The development chain's id (anvil's default).
+DEV_CHAIN_ID = 31337
 
 
 def load_risk_limits(
@@ -64,6 +69,38 @@ def load_risk_limits(
         raise SettingsError(f"invalid risk limits: {exc}") from exc
 
 
+def funds_options(assets_path: str | None, env: Mapping[str, str] | None = None) -> FundsOptions:
+    """The funds risk keeps: the assets of ``assets_path`` (default
+    ``config_file("assets.toml")``); the vault ``ORRANGE_VAULT_ADDRESS``, its chain
+    ``ORRANGE_CHAIN_ID`` and signer key ``ORRANGE_VAULT_SIGNER_KEY`` (with ``ORRANGE_ENV=dev``
+    the development chain's: :data:`~orrange.infra.run.DEV_VAULT_ADDRESS`, chain 31337,
+    :data:`~orrange.infra.run.DEV_VAULT_SIGNER_KEY`). Without a vault or a key withdrawals
+    are refused; deposits, holds and fills work regardless.
+
+    Raises:
+        SettingsError: the assets file is missing or invalid, or ORRANGE_CHAIN_ID is not an
+            integer.
+    """
+    env = os.environ if env is None else env
+    path = assets_path or config_file("assets.toml")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            assets = load_assets(fh.read())
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"assets {path}: {exc}") from exc
+    dev = env.get("ORRANGE_ENV", "").lower() == "dev"
+    try:
+        chain_id = int(env.get("ORRANGE_CHAIN_ID") or (DEV_CHAIN_ID if dev else 0))
+    except ValueError as exc:
+        raise SettingsError(f"ORRANGE_CHAIN_ID: {exc}") from exc
+    return FundsOptions(
+        assets=assets,
+        vault_address=env.get("ORRANGE_VAULT_ADDRESS") or (DEV_VAULT_ADDRESS if dev else ""),
+        chain_id=chain_id,
+        signer_key=env.get("ORRANGE_VAULT_SIGNER_KEY") or (DEV_VAULT_SIGNER_KEY if dev else ""),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the risk actor until SIGTERM/SIGINT.
 
@@ -71,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--nats-url``, ``--markets``, ``--name``, ``--metrics-port``), ``--symbols``
     (comma-separated; default every market) and overrides of the limits:
     ``--max-open-orders`` (default 100), ``--rate`` (submits and amends per second per user,
-    default 50), ``--burst`` (default 100), ``--exempt-users`` (comma-separated).
+    default 50), ``--burst`` (default 100), ``--exempt-users`` (comma-separated), and
+    ``--assets`` (the vault assets, :func:`funds_options`).
 
     Returns the exit code: 0 after a clean stop, 2 for bad arguments or configuration.
     """
@@ -81,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=None, help="submits and amends per s per user")
     p.add_argument("--burst", type=int, default=None, help="rate bucket size per user")
     p.add_argument("--exempt-users", default=None, help="comma-separated users without limits")
+    p.add_argument("--assets", default=None, help="vault assets (default: assets.toml)")
     args = p.parse_args(argv)
     _, config = actor_setup(p, args)
     markets = markets_arg(p, args)
@@ -101,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 u.strip() for u in args.exempt_users.split(",") if u.strip()
             )
         limits = msgspec.structs.replace(limits, **overrides)
-        actor = RiskActor(config, markets, limits=limits, symbols=symbols)
+        funds = funds_options(args.assets)
+        actor = RiskActor(config, markets, limits=limits, symbols=symbols, funds=funds)
     except ValueError as exc:  # SettingsError too
         p.error(str(exc))
     actor.log.info(

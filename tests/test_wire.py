@@ -24,7 +24,9 @@ from orrange.engine.escrow import EscrowWatcher, WatcherOptions
 from orrange.engine.feed import Feed
 from orrange.engine.matcher import Matcher
 from orrange.engine.persister import Persister
-from orrange.engine.risk import RiskActor
+from orrange.engine.risk import FundsOptions, RiskActor
+from orrange.engine.vault_watcher import VaultOptions, VaultWatcher
+from orrange.ledger import load_assets
 from orrange.markets import MarketSpec, load_markets
 from orrange.runtime import Actor, ActorConfig
 from orrange.settings import config_file
@@ -37,16 +39,18 @@ SRC = ROOT / "src" / "orrange"
 DB = "postgresql://unused/none"
 
 MARKETS: dict[str, MarketSpec] = dict(load_markets(config_file("markets.toml")))
+ASSETS = load_assets(Path(config_file("assets.toml")).read_text())
 CONFIG = ActorConfig(name="wire-test", nats_url="nats://unused:4222", metrics_port=None)
 
 #: One way to build each actor class of ``orrange.engine`` (a new actor class must be added).
 FACTORIES: dict[type[Actor], Callable[[], Actor]] = {
     Matcher: lambda: Matcher(CONFIG, MARKETS, sorted(MARKETS)[:1]),
-    RiskActor: lambda: RiskActor(CONFIG, MARKETS),
+    RiskActor: lambda: RiskActor(CONFIG, MARKETS, funds=FundsOptions(assets=ASSETS)),
     Persister: lambda: Persister(CONFIG, DB),
     Feed: lambda: Feed(CONFIG, DB, MARKETS),
     Alerter: lambda: Alerter(CONFIG, DB),
     EscrowWatcher: lambda: EscrowWatcher(CONFIG, DB, MARKETS, SettlementConfig(), WatcherOptions()),
+    VaultWatcher: lambda: VaultWatcher(CONFIG, DB, ASSETS, VaultOptions()),
 }
 
 

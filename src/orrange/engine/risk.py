@@ -30,6 +30,7 @@ Idempotency and restart across ``kill -9``: ``docs/actors.md`` (Risk). The proce
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,8 +39,11 @@ from nats.js import api as js_api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
+from orrange.engine._ledger_log import LedgerLog
+from orrange.evm.vault import Withdrawal, sign_withdrawal
+from orrange.ledger import AssetSpec, Entry, Funds, FundsError, FundsMarket
 from orrange.markets import MarketSpec
-from orrange.matching.commands import Command, SubmitOrder
+from orrange.matching.commands import AmendOrder, CancelOrder, Command, SubmitOrder
 from orrange.matching.enums import RejectReason
 from orrange.matching.events import Event, OrderRejected
 from orrange.risk import (
@@ -74,15 +78,30 @@ from orrange.wire.engine import (
     book_in_msg_id,
     book_in_subject,
     cmd_subject,
+    command_msg_id,
     events_subject,
     rejection_msg_id,
     rejects_subject,
     seq_id,
 )
+from orrange.wire.funds import (
+    FUNDS,
+    FUNDS_PREFIX,
+    FUNDS_STREAMS,
+    RISK_FUNDS_DURABLE,
+    DepositConfirmed,
+    DepositReversed,
+    FundsMessage,
+    WithdrawalConfirmed,
+    WithdrawalDecision,
+    WithdrawalExpired,
+    WithdrawalRequest,
+)
 from orrange.wire.spec import ConsumerSpec, StreamSpec
 
 __all__ = [
     "ClaimError",
+    "FundsOptions",
     "RiskActor",
 ]
 
@@ -92,6 +111,28 @@ _WRONG_LAST_SEQUENCE = "10071"
 _CLAIM_ATTEMPTS = 3
 
 _event_decoder = msgspec.json.Decoder(EventPayload)
+_command_encoder = msgspec.json.Encoder()
+_ZERO_ADDRESS = "0x" + "00" * 20
+
+
+class FundsOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """The funds risk keeps (docs/funds.md): the vault assets and the withdrawal signer.
+
+    Attributes:
+        assets: the vault assets by code (``config/assets.toml``).
+        vault_address: the vault contract (0x hex); empty: withdrawals are refused.
+        chain_id: the chain of the vault (EIP-712 domain).
+        signer_key: the private key (0x hex) of the vault's signer; empty: withdrawals are
+            refused.
+        snapshot_every: ledger entries between two snapshots; snapshot_interval_ms: or ms.
+    """
+
+    assets: dict[str, AssetSpec]
+    vault_address: str = ""
+    chain_id: int = 0
+    signer_key: str = ""
+    snapshot_every: int = 10_000
+    snapshot_interval_ms: int = 10_000
 
 
 class ClaimError(RuntimeError):
@@ -111,9 +152,12 @@ class RiskActor(Actor):
             ``cmd.order.>`` and ``evt.>`` subject (a single risk process for the engine).
         durable: durable consumer name on ``CMD``.
         events_durable: durable consumer name on ``EVENTS``.
+        funds: the funds to keep (None: no market is funded, as for replays); the markets'
+            ``settlement`` then says which orders are held (docs/funds.md).
 
     Raises:
-        ValueError: a symbol of ``symbols`` has no market spec.
+        ValueError: a symbol of ``symbols`` has no market spec, or a funded market whose
+            assets are not in ``funds.assets`` or whose grid is not whole base units.
     """
 
     def __init__(
@@ -125,6 +169,7 @@ class RiskActor(Actor):
         symbols: Sequence[str] | None = None,
         durable: str = RISK_DURABLE,
         events_durable: str = RISK_EVENTS_DURABLE,
+        funds: FundsOptions | None = None,
     ) -> None:
         super().__init__(config)
         if symbols is not None:
@@ -140,11 +185,22 @@ class RiskActor(Actor):
         self._kv: KeyValue | None = None
         self._claimer_pub: Publisher | None = None
         self._event_seqs: dict[str, int] = {}  # last event seq applied per symbol
+        self.funds_options = funds
+        self._funds_markets: list[FundsMarket] = []
+        if funds is not None:
+            hosted = markets if symbols is None else {s: markets[s] for s in symbols}
+            self._funds_markets = [
+                FundsMarket.build(spec, funds.assets, spec.settlement) for spec in hosted.values()
+            ]
+        self.funds: Funds | None = None
+        self._ledger: LedgerLog | None = None
+        self._funds_start_seq = 1
 
     # ------------------------------------------------------------------ wiring
     def streams(self) -> Sequence[StreamSpec]:
-        """``CMD``, ``BOOK_IN``, ``EVENTS`` and ``REJECTS``."""
-        return ENGINE_STREAMS
+        """``CMD``, ``BOOK_IN``, ``EVENTS`` and ``REJECTS``; ``FUNDS`` and ``LEDGER`` when it
+        keeps funds."""
+        return ENGINE_STREAMS if self.funds_options is None else (*ENGINE_STREAMS, *FUNDS_STREAMS)
 
     def _cmd_filters(self) -> tuple[str, ...]:
         if self.symbols is None:
@@ -180,7 +236,23 @@ class RiskActor(Actor):
             recreate=True,
             description="risk: book events (open orders, last prices)",
         )
-        return [Input(cmd, Command, self.on_commands), Input(evt, EventPayload, self.on_events)]
+        inputs: list[Input[Any]] = [
+            Input(cmd, Command, self.on_commands),
+            Input(evt, EventPayload, self.on_events),
+        ]
+        if self.funds_options is not None:
+            funds = ConsumerSpec(
+                stream=FUNDS.name,
+                durable=RISK_FUNDS_DURABLE,
+                filter_subjects=(f"{FUNDS_PREFIX}.>",),
+                ack_wait_ms=self.config.ack_wait_ms,
+                ack_policy="all",
+                start_seq=self._funds_start_seq,
+                recreate=True,
+                description="risk: deposits, withdrawals (into the ledger)",
+            )
+            inputs.append(Input(funds, FundsMessage, self.on_funds))
+        return inputs
 
     async def on_start(self) -> None:
         """Open (or create) the ``client_orders`` bucket and rebuild state from ``EVENTS``."""
@@ -196,7 +268,28 @@ class RiskActor(Actor):
                 )
             )
         self._claimer_pub = self._new_claimer()
+        opts = self.funds_options
+        if opts is not None:
+            cfg = self.config
+            self._ledger = LedgerLog(
+                self.nc,
+                self.js,
+                self.log,
+                publish_timeout_ms=cfg.publish_timeout_ms,
+                snapshot_every=opts.snapshot_every,
+                snapshot_interval_ms=opts.snapshot_interval_ms,
+            )
+            markets, assets = self._funds_markets, opts.assets
+            self.funds = await self._ledger.load(
+                lambda b: Funds(markets, assets) if b is None else Funds.restore(markets, assets, b)
+            )
+            self._funds_start_seq = self.funds.funds_seq + 1
+        self._pending_entries: list[Entry] = []
         self._events_start_seq = await self._replay_events()
+        if self._ledger is not None:
+            # the settlements of events that the log did not hold yet (risk stopped before)
+            await self._store(self._pending_entries)
+            self._pending_entries = []
         self._cmd_start_seq = await self._resume_commands()
 
     async def _resume_commands(self) -> int | None:
@@ -274,12 +367,38 @@ class RiskActor(Actor):
                 last = e.seq
                 n += 1
         self._event_seqs[symbol] = last
+        if self.funds is not None:
+            self._pending_entries.extend(self.funds.on_events(symbol, events))
         return n
 
     async def on_events(self, batch: Sequence[Inbound[Event | list[Event]]], out: Outbox) -> None:
-        """Apply a batch of ``evt.<SYM>`` messages to the risk state (publishes nothing)."""
-        for msg in batch:
-            self._apply(msg.data)
+        """Apply a batch of ``evt.<SYM>`` messages to the risk state; with funds, settle them
+        (fills, fees, releases) and store the entries on ``LEDGER`` before acking."""
+        if self._ledger is None:
+            for msg in batch:
+                self._apply(msg.data)
+            return
+        async with self._ledger.lock:
+            for msg in batch:
+                self._apply(msg.data)
+            entries, self._pending_entries = self._pending_entries, []
+            await self._store(entries)
+
+    async def _store(self, entries: Sequence[Entry], decisions: Sequence[Any] = ()) -> None:
+        """Store entries (one ``LEDGER`` message per source) and decisions; snapshot when due.
+        Call under the ledger lock."""
+        log = self._ledger
+        if log is None or self.funds is None:
+            return
+        by_source: dict[str, list[Entry]] = {}
+        for e in entries:
+            by_source.setdefault(e.source, []).append(e)
+        for source, group in by_source.items():
+            await log.store(source, group)
+        if decisions:
+            await log.store("funds", (), decisions)
+        if log.snapshot_due():
+            await log.snapshot(self.funds)
 
     async def on_commands(self, batch: Sequence[Inbound[Command]], out: Outbox) -> None:
         """Decide a batch of commands; forward, claim client order ids, or reject.
@@ -341,16 +460,151 @@ class RiskActor(Actor):
                         f"{result.user!r}",
                     ),
                 )
+        payloads = [msg.payload for msg, _, _, _ in decided]
+        if self.funds is not None and self._ledger is not None:
+            async with self._ledger.lock:
+                self._hold(decided, payloads)
+                await self._store(self._pending_entries)
+                self._pending_entries = []
+                self.funds.prune(batch[0].stream_seq)
         forward: dict[str, list[tuple[int, bytes]]] = {}
-        for msg, symbol, input_id, result in decided:
+        for (msg, symbol, input_id, result), payload in zip(decided, payloads, strict=True):
             if isinstance(result, OrderRejected):
                 out.publish(rejects_subject(symbol), result, msg_id=rejection_msg_id(input_id))
             else:
-                forward.setdefault(symbol, []).append((msg.stream_seq, msg.payload))
+                forward.setdefault(symbol, []).append((msg.stream_seq, payload))
         for symbol, items in forward.items():
             subject = book_in_subject(symbol)
             for payload, first, last in book_in_messages(items):
                 out.publish(subject, payload, msg_id=book_in_msg_id(symbol, first, last))
+
+    def _hold(
+        self,
+        decided: list[tuple[Inbound[Command], str, str, Command | OrderRejected]],
+        payloads: list[bytes],
+    ) -> None:
+        """Stage two of the checks (docs/funds.md): hold what each passing submit or amend of
+        a funded market needs, in input order, or turn it into an ``insufficient_funds`` /
+        ``no_reference_price`` rejection; a held submit is forwarded with its engine order id
+        (and protection price). The entries wait in ``_pending_entries`` for the store."""
+        funds = self.funds
+        assert funds is not None
+        engine = self.engine
+        for i, (msg, symbol, input_id, result) in enumerate(decided):
+            decision: Command | OrderRejected
+            if isinstance(result, SubmitOrder):
+                decision, entries = funds.submit(
+                    symbol, msg.stream_seq, result, engine.last_price.get(symbol)
+                )
+            elif isinstance(result, AmendOrder):
+                decision, entries = funds.amend(symbol, msg.stream_seq, result)
+            else:
+                continue
+            self._pending_entries.extend(entries)
+            if decision is result:
+                continue
+            if isinstance(decision, OrderRejected):
+                engine.release(result)
+            else:
+                payloads[i] = _command_encoder.encode(decision)
+            decided[i] = (msg, symbol, input_id, decision)
+
+    async def on_funds(self, batch: Sequence[Inbound[FundsMessage]], out: Outbox) -> None:
+        """Apply ``FUNDS`` messages in stream order: confirmed deposits and their reversals
+        (orders a reversal no longer covers are canceled through ``CMD``), withdrawal
+        requests (held and signed, or refused: a :class:`WithdrawalDecision` on
+        ``ledger.withdrawal``), confirmed and expired withdrawals. A message the ledger
+        cannot take (unknown asset or deposit, a system account) is dead-lettered."""
+        funds, log = self.funds, self._ledger
+        assert funds is not None and log is not None
+        cancels: list[tuple[str, int, str]] = []
+        async with log.lock:
+            entries: list[Entry] = []
+            decisions: list[WithdrawalDecision] = []
+            for msg in batch:
+                seq, m = msg.stream_seq, msg.data
+                try:
+                    if isinstance(m, DepositConfirmed):
+                        entries += funds.deposit(
+                            seq, m.account, m.asset, m.amount, m.event_id, m.ts
+                        )
+                    elif isinstance(m, DepositReversed):
+                        es, refs = funds.deposit_reversed(seq, m.event_id, m.ts)
+                        entries += es
+                        for ref in refs:
+                            symbol, _, oid = ref.rpartition(":")
+                            o = funds.order(symbol, int(oid))
+                            if o is not None:
+                                cancels.append((symbol, o.order_id, o.user))
+                    elif isinstance(m, WithdrawalConfirmed):
+                        entries += funds.withdrawal_confirmed(seq, m.withdrawal_id, m.ts)
+                    elif isinstance(m, WithdrawalExpired):
+                        entries += funds.withdrawal_returned(seq, m.withdrawal_id, m.ts)
+                    else:
+                        decision = self._withdrawal(seq, m, entries)
+                        if decision is not None:
+                            decisions.append(decision)
+                except FundsError as exc:
+                    out.dead_letter(msg, exc)
+            await self._store(entries, decisions)
+        for symbol, order_id, user in cancels:
+            cancel = CancelOrder(ts=int(time.time() * 1000), user=user, order_id=order_id)
+            out.publish(
+                cmd_subject(symbol),
+                cancel,
+                msg_id=command_msg_id(user, f"~defunded-{symbol}-{order_id}"),
+            )
+
+    def _withdrawal(
+        self, seq: int, m: WithdrawalRequest, entries: list[Entry]
+    ) -> WithdrawalDecision | None:
+        """Hold and sign a withdrawal request, or refuse it; None for a replay of a refusal."""
+        funds, opts = self.funds, self.funds_options
+        assert funds is not None and opts is not None
+        base = WithdrawalDecision(
+            withdrawal_id=m.withdrawal_id,
+            user=m.user,
+            asset=m.asset,
+            amount=m.amount,
+            to=m.to,
+            expiry=m.expiry,
+            status="rejected",
+            ts=m.ts,
+        )
+        refuse = msgspec.structs.replace
+        asset = opts.assets.get(m.asset)
+        if not (opts.signer_key and opts.vault_address) or asset is None:
+            why = "no vault signer configured" if asset else f"{m.asset!r} is not a vault asset"
+            return refuse(base, reason="withdrawals_unavailable", message=why)
+        try:
+            wid = bytes.fromhex(m.withdrawal_id.removeprefix("0x"))
+            terms = Withdrawal(
+                account=m.user,
+                token=_ZERO_ADDRESS if asset.token == "native" else asset.token,
+                amount=m.amount,
+                to=m.to,
+                withdrawal_id=wid,
+                expiry=m.expiry,
+            )
+        except ValueError as exc:
+            return refuse(base, reason="invalid_withdrawal", message=str(exc))
+        result = funds.withdrawal_requested(seq, m.user, m.asset, m.amount, m.withdrawal_id, m.ts)
+        if isinstance(result, str):
+            reason, _, message = result.partition(": ")
+            return refuse(base, reason=reason, message=message)
+        if result is None and funds.ledger.hold(m.withdrawal_id) is None:
+            return None  # a replayed refusal: its decision is stored already
+        if result is not None:
+            entries.append(result)
+        signature = sign_withdrawal(opts.signer_key, opts.chain_id, opts.vault_address, terms)
+        return msgspec.structs.replace(
+            base,
+            status="authorized",
+            token=asset.token,
+            vault=opts.vault_address.lower(),
+            chain_id=opts.chain_id,
+            signature="0x" + signature.hex(),
+        )
 
     async def _claim(self, claims: Sequence[tuple[int, str, bytes]]) -> list[int]:
         """Create each key (create-only, distinct keys); returns the indexes whose key another

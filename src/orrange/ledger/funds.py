@@ -161,9 +161,9 @@ class _Sink:
             postings=postings,
             detail=detail,
         )
-        self.ledger.apply(e)
+        if self.ledger.apply(e):  # a replayed cause: the log holds it already
+            self.out.append(e)
         self.n = n + 1
-        self.out.append(e)
         return e
 
 
@@ -192,8 +192,45 @@ class Funds:
         self._cmd_seq = 0
         self._funds_seq = 0
         self._evt_seq: dict[str, int] = {}
+        self._prices: dict[int, int] = {}  # cmd_seq -> the price a replayed hold was made at
 
     # ----------------------------------------------------------------- queries
+    @property
+    def funds_seq(self) -> int:
+        """The ``FUNDS`` stream sequence of the last message applied (0: none)."""
+        return self._funds_seq
+
+    def replay(self, e: Entry) -> int:
+        """Apply an entry of the ``LEDGER`` log at a restart (after :meth:`restore`); returns
+        1 when applied, 0 when the ledger held it already.
+
+        Besides the ledger it restores what later inputs are decided by: the commands and
+        ``FUNDS`` messages seen (so their redeliveries repeat the logged decision), the
+        logged refusals, the price of each held submit, the open deposits. The open orders
+        come back from the book's events (:meth:`on_events` adopts an accepted order of a
+        funded market that holds funds).
+
+        Raises:
+            LedgerError: the entry does not apply (a log that is not this ledger's).
+        """
+        if not self.ledger.apply(e):
+            return 0
+        if e.source == _CMD:
+            self._cmd_seq = max(self._cmd_seq, e.seq)
+            if e.kind is _K.REJECT:
+                reason, _, message = e.detail.partition(": ")
+                self._rejections[e.seq] = (e.ref.rpartition(":")[0], reason, message)
+            elif e.kind is _K.HOLD and e.detail.startswith("price="):
+                self._prices[e.seq] = int(e.detail[6:])
+        elif e.source == _FUNDS:
+            self._funds_seq = max(self._funds_seq, e.seq)
+            if e.kind is _K.DEPOSIT:
+                p = e.postings[1]
+                self._deposits[e.ref] = (p.account, p.asset, p.available)
+            elif e.kind is _K.DEPOSIT_REVERSED:
+                self._deposits.pop(e.ref, None)
+        return 1
+
     def order(self, symbol: str, order_id: int) -> OrderFunds | None:
         """The funds state of an open order of a funded market, or None."""
         return self._orders.get((symbol, order_id))
@@ -256,7 +293,10 @@ class Funds:
             return reject(r[0], cmd, RejectReason(r[1]), r[2])
         if isinstance(cmd, SubmitOrder):
             o = self._orders.get((symbol, cmd_seq))
-            price = cmd.price if o is None or o.priced or not o.price else o.price
+            if o is None:
+                price = self._prices.get(cmd_seq, cmd.price)
+            else:
+                price = cmd.price if o.priced or not o.price else o.price
             return msgspec.structs.replace(cmd, order_id=cmd_seq, price=price)
         return cmd
 
@@ -330,7 +370,10 @@ class Funds:
                 )
             code = self._asset(m, buy)
             _Sink(self.ledger, _CMD, cmd_seq, cmd.ts, out)(
-                _K.HOLD, ref, (Posting(cmd.user, code, -amount, amount),)
+                _K.HOLD,
+                ref,
+                (Posting(cmd.user, code, -amount, amount),),
+                f"price={price}" if price is not None else "",
             )
         self._orders[(symbol, cmd_seq)] = o
         return msgspec.structs.replace(cmd, order_id=cmd_seq, price=price), out
@@ -395,6 +438,8 @@ class Funds:
         replayed: the caller has acknowledged them)."""
         for s in [s for s in self._rejections if s < below_cmd_seq]:
             del self._rejections[s]
+        for s in [s for s in self._prices if s < below_cmd_seq]:
+            del self._prices[s]
 
     # ------------------------------------------------------------------ events
     def on_events(self, symbol: str, events: Sequence[Event]) -> list[Entry]:
@@ -433,6 +478,21 @@ class Funds:
                 o = orders.get((symbol, ev.order_id))
                 if o is not None:
                     o.accepted = True
+                elif self.ledger.hold(order_ref(symbol, ev.order_id)) is not None:
+                    # held before a restart, accepted since: adopt it from the book's terms
+                    orders[(symbol, ev.order_id)] = OrderFunds(
+                        symbol,
+                        ev.order_id,
+                        ev.user,
+                        ev.side is Side.BUY,
+                        ev.price or 0,
+                        ev.quantity,
+                        0,
+                        ev.order_type in _PRICED,
+                        True,
+                        False,
+                        [],
+                    )
                 continue
             if isinstance(ev, OrderCanceled | OrderExpired):
                 o = orders.get((symbol, ev.order_id))
