@@ -19,6 +19,12 @@ Routes (JSON bodies are msgspec structs of :mod:`orrange.api.schemas`):
 ``GET    /api/v1/markets/{symbol}/ticker``     24 h ticker
 ``GET    /api/v1/markets/{symbol}/candles``    candles; also ``/indicators``, ``/snapshot``
 ``GET    /api/v1/markets/snapshots``           every market's snapshot (see ``_marketdata``)
+``GET    /api/v1/balances``                    my balances per asset
+``GET    /api/v1/ledger``                      my ledger entries (``asset``, ``kind``,
+                                               ``before``, ``limit``)
+``POST   /api/v1/withdrawals``                 withdraw: answers the signed authorization
+``GET    /api/v1/withdrawals``, ``/{id}``      my withdrawals
+``POST   /api/v1/deposits/address``            how to deposit (vault, account, transactions)
 ``GET    /api/v1/trades``, ``/trades/{id}``    my P2P trades; ``POST`` ``fund``, ``paid``,
                                                ``release``, ``dispute``, ``reclaim``,
                                                ``resolve`` and ``messages`` (chat): see
@@ -29,11 +35,11 @@ Routes (JSON bodies are msgspec structs of :mod:`orrange.api.schemas`):
 ``WS     /ws``                                 see :mod:`orrange.api.ws`
 ============================================= ===============================================
 
-Order routes need ``Authorization: Bearer <JWT>`` (see :mod:`orrange.api.auth`); market data
-and probes are public. Route modules by resource: :mod:`~orrange.api._orders`,
+Order and funds routes need ``Authorization: Bearer <JWT>`` (see :mod:`orrange.api.auth`);
+market data and probes are public. Route modules by resource: :mod:`~orrange.api._orders`,
 :mod:`~orrange.api._markets`, :mod:`~orrange.api._marketdata`, :mod:`~orrange.api._trades`,
-:mod:`~orrange.api._alerts`, :mod:`~orrange.api._probes`; the ``principal`` dependency is
-declared once, on the ``/api/v1`` router (:mod:`orrange.api.deps`).
+:mod:`~orrange.api._funds`, :mod:`~orrange.api._alerts`, :mod:`~orrange.api._probes`; the
+``principal`` dependency is declared once, on the ``/api/v1`` router (:mod:`orrange.api.deps`).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import Message, Scope
 
 from orrange.api._alerts import ALERT_HANDLERS, AlertFanout
+from orrange.api._funds import FUNDS_HANDLERS
 from orrange.api._marketdata import MARKETDATA_HANDLERS, CandleFanout
 from orrange.api._markets import MARKET_HANDLERS
 from orrange.api._orders import ORDER_HANDLERS
@@ -57,6 +64,7 @@ from orrange.api.context import ApiContext, ApiOptions
 from orrange.api.deps import API_DEPENDENCIES
 from orrange.api.errors import exception_handlers
 from orrange.api.ws import ws_handler
+from orrange.ledger import AssetSpec, load_assets
 from orrange.markets import MarketSpec, load_markets
 from orrange.settings import Settings, config_file
 
@@ -69,6 +77,7 @@ def create_app(
     markets: Mapping[str, MarketSpec] | None = None,
     options: ApiOptions | None = None,
     jwt_secret: str | None = None,
+    assets: Mapping[str, AssetSpec] | None = None,
 ) -> Litestar:
     """The API application.
 
@@ -77,14 +86,18 @@ def create_app(
         markets: the markets served; None loads ``config_file("markets.toml")``.
         options: tunables (:class:`ApiOptions`).
         jwt_secret: overrides :func:`~orrange.api.auth.resolve_jwt_secret`.
+        assets: the ledger's assets; None loads ``config_file("assets.toml")``.
 
     Raises:
         orrange.api.auth.AuthError: no JWT secret is configured (outside ``ORRANGE_ENV=dev``).
+        ValueError: a malformed ``assets.toml``.
     """
     if markets is None:
         markets = load_markets(config_file("markets.toml"))
+    if assets is None:
+        assets = load_assets(config_file("assets.toml").read_text())
     secret = jwt_secret or resolve_jwt_secret(settings)
-    ctx = ApiContext(settings, markets, options or ApiOptions(), secret)
+    ctx = ApiContext(settings, markets, options or ApiOptions(), secret, assets)
     ctx.channels.register("candles", CandleFanout(ctx.markets))
     ctx.channels.register("signals", AlertFanout(ctx.markets, ctx.orders.subscribers))
 
@@ -111,6 +124,7 @@ def create_app(
             *TRADE_HANDLERS,
             *MARKETDATA_HANDLERS,
             *ALERT_HANDLERS,
+            *FUNDS_HANDLERS,
         ],
         dependencies=API_DEPENDENCIES,
     )

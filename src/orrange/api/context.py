@@ -17,10 +17,11 @@ from nats.aio.client import Client as NATS
 from orrange.api._metrics import ApiMetrics
 from orrange.api.channels import ChannelRegistry
 from orrange.api.commands import CommandWaiters
-from orrange.api.fanout import OrderChannel, TickerChannel, TradeChannel
+from orrange.api.fanout import LedgerChannel, OrderChannel, TickerChannel, TradeChannel
 from orrange.api.hub import EventHub
 from orrange.api.mirrors import BookMirrors
 from orrange.api.schemas import TickerOut, ticker_out
+from orrange.ledger import AssetSpec
 from orrange.logging import get_logger
 from orrange.markets import MarketSpec
 from orrange.runtime import Publisher, ensure_stream
@@ -52,6 +53,8 @@ class ApiOptions(msgspec.Struct, frozen=True, kw_only=True):
         db_pool_size: maximum PostgreSQL connections.
         migrate: apply the store's schema migrations at start.
         connect_timeout_s: how long startup retries reaching NATS and PostgreSQL.
+        withdrawal_expiry_s: how long a withdrawal authorization stays valid unless the
+            request names its own ``expiry_s`` (s of chain time).
     """
 
     order_timeout_s: float = 5.0
@@ -63,16 +66,18 @@ class ApiOptions(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_size: int = 10
     migrate: bool = True
     connect_timeout_s: float = 60.0
+    withdrawal_expiry_s: int = 3_600
 
 
 class ApiContext:
-    """What request handlers use: markets, NATS, publisher, hub, channels, database pool,
-    metrics.
+    """What request handlers use: markets, assets, NATS, publisher, hub, channels, database
+    pool, metrics.
 
     Available as ``request.app.state.api``; the connections exist between startup and
     shutdown of the application. ``commands``, ``books`` and ``channels`` exist from the
-    start: ``book``, ``trades``, ``ticker`` and ``orders`` are registered; register other
-    channel kinds before :meth:`start`.
+    start: ``book``, ``trades``, ``ticker``, ``orders`` and ``balances`` (``ledger``, which
+    also answers withdrawal requests) are registered; register other channel kinds before
+    :meth:`start`. ``assets`` are the ledger's assets by code.
     """
 
     def __init__(
@@ -81,9 +86,11 @@ class ApiContext:
         markets: Mapping[str, MarketSpec],
         options: ApiOptions,
         jwt_secret: str,
+        assets: Mapping[str, AssetSpec] | None = None,
     ) -> None:
         self.settings = settings
         self.markets = dict(markets)
+        self.assets = dict(assets or {})
         self.options = options
         self.jwt_secret = jwt_secret
         self.metrics = ApiMetrics()
@@ -92,12 +99,14 @@ class ApiContext:
         self.trades = TradeChannel(self.markets)
         self.tickers = TickerChannel(self.markets, self._hub_ticker, options.ticker_interval_s)
         self.orders = OrderChannel(self.markets)
+        self.ledger = LedgerChannel(self.assets)
         self.channels = ChannelRegistry()
         for kind, channel in (
             ("book", self.books),
             ("trades", self.trades),
             ("ticker", self.tickers),
             ("orders", self.orders),
+            ("balances", self.ledger),
         ):
             self.channels.register(kind, channel)
         self._nc: NATS | None = None
