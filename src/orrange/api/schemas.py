@@ -351,6 +351,8 @@ _REJECT_FIELDS = {
     "rate_limited": "user",
     "book_halted": "symbol",
     "unknown_market": "symbol",
+    "insufficient_funds": "quantity",
+    "no_reference_price": "price",
 }
 
 _REJECT_STATUS = {
