@@ -116,6 +116,7 @@ def test_procfile_lines() -> None:
         "persister",
         "feed",
         "escrow",
+        "vault",
         "alerter",
         "api",
     ]
